@@ -1,0 +1,15 @@
+package model
+
+import "net/netip"
+
+// ZoneLabel is the well-known label that carries a node's zone.
+const ZoneLabel = "topology.kubernetes.io/zone"
+
+// Node is one machine running an agent.
+type Node struct {
+	Name      string
+	Zone      string
+	Addresses []netip.Addr
+	Labels    map[string]string
+	Ready     bool
+}
