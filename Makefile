@@ -1,0 +1,50 @@
+# Ganglion. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+TOOLS_DIR := $(CURDIR)/.bin
+export PATH := $(TOOLS_DIR):$(PATH)
+PROTO_GEN := $(wildcard proto/ganglion/v1/*.pb.go)
+
+.PHONY: help build tools proto proto-check lint test unit e2e-nft e2e-ipvs bench demo clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/ganglion-controlplane and bin/ganglion-agent
+	CGO_ENABLED=0 $(GO) build -o bin/ganglion-controlplane ./controlplane/cmd/ganglion-controlplane
+	CGO_ENABLED=0 $(GO) build -o bin/ganglion-agent ./nodeagent/cmd/ganglion-agent
+
+# The code generators are pinned in tools/go.mod and built here, so nothing is installed by hand.
+tools: $(TOOLS_DIR)/buf $(TOOLS_DIR)/protoc-gen-go $(TOOLS_DIR)/protoc-gen-go-grpc ## build the pinned proto tools
+$(TOOLS_DIR)/%: tools/go.mod tools/go.sum
+	cd tools && GOBIN=$(TOOLS_DIR) $(GO) install $$(awk '/^tool \(/{f=1;next} f&&/\)/{f=0} f{print $$1}' go.mod | grep '/$*$$')
+
+proto: tools ## regenerate the committed Go code from proto/
+	buf generate
+
+proto-check: tools ## fail when the committed generated code is stale
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	buf generate -o $$tmp && \
+	for f in $(PROTO_GEN); do cmp -s $$f $$tmp/$$f || { echo "stale generated code: $$f (run make proto)"; exit 1; }; done; \
+	echo "generated code is current"
+
+lint: tools ## buf lint, go vet, gofmt
+	buf lint
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+unit: ## every Go test, real-kernel ones included (they need root)
+	$(GO) test -count=1 ./...
+
+test: proto-check lint unit ## everything CI runs
+
+bench: ## print the BENCH lines
+	@$(GO) test -run '^$$' -bench 'BenchmarkComputeFull$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
+	@$(GO) test -run '^$$' -bench 'BenchmarkComputeChange' -benchtime 1x ./controlplane/compute | grep '^BENCH'
+
+demo: build ## run the brain on the built-in example cluster and print each node's state
+	./bin/ganglion-controlplane demo
+
+clean: ## remove build output
+	rm -rf bin $(TOOLS_DIR)
