@@ -37,9 +37,13 @@ func mergeLayer(into, from map[string][]string) map[string][]string {
 
 func (d *Delta) addShared(name string) { d.Shared = append(d.Shared, name) }
 
-func (d *Delta) addZone(zone, name string) { d.Zones = mergeLayer(d.Zones, map[string][]string{zone: {name}}) }
+func (d *Delta) addZone(zone, name string) {
+	d.Zones = mergeLayer(d.Zones, map[string][]string{zone: {name}})
+}
 
-func (d *Delta) addNode(node, name string) { d.Nodes = mergeLayer(d.Nodes, map[string][]string{node: {name}}) }
+func (d *Delta) addNode(node, name string) {
+	d.Nodes = mergeLayer(d.Nodes, map[string][]string{node: {name}})
+}
 
 // diffLayers records which layer entries of one resource name differ between old and new (either
 // may be nil: the resource appears or goes away).

@@ -127,7 +127,7 @@ func (e *Engine) resolveIn(node, zone, name string) *Resource {
 	if r := e.byNode[node][name]; r != nil {
 		return r
 	}
-	if r := e.byZone[zone][name]; r != nil && zone != "" {
+	if r := e.byZone[zone][name]; r != nil {
 		return r
 	}
 	return e.defaults[name]
