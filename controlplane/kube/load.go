@@ -1,0 +1,16 @@
+package kube
+
+import "github.com/ganglion-proxy/ganglion/controlplane/compute"
+
+// Load feeds every object into e: nodes first, so the first states are already zone-aware.
+func (o *Objects) Load(e *compute.Engine) {
+	for _, n := range o.Nodes {
+		e.SetNode(n)
+	}
+	for _, s := range o.Services {
+		e.SetService(s)
+	}
+	for _, s := range o.Slices {
+		e.SetSlice(s)
+	}
+}
