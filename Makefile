@@ -10,9 +10,12 @@ PROTO_GEN := $(wildcard proto/ganglion/v1/*.pb.go)
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/ganglion-controlplane and bin/ganglion-agent
-	CGO_ENABLED=0 $(GO) build -o bin/ganglion-controlplane ./controlplane/cmd/ganglion-controlplane
-	CGO_ENABLED=0 $(GO) build -o bin/ganglion-agent ./nodeagent/cmd/ganglion-agent
+build: bin/ganglion-controlplane bin/ganglion-agent ## build bin/ganglion-controlplane and bin/ganglion-agent
+
+# The binaries are static so that they run in any container image and on any bare-metal host.
+bin/%: FORCE
+	CGO_ENABLED=0 $(GO) build -o $@ ./$(if $(filter ganglion-agent,$*),nodeagent,controlplane)/cmd/$*
+FORCE:
 
 # The code generators are pinned in tools/go.mod and built here, so nothing is installed by hand.
 tools: $(TOOLS_DIR)/buf $(TOOLS_DIR)/protoc-gen-go $(TOOLS_DIR)/protoc-gen-go-grpc ## build the pinned proto tools
@@ -43,7 +46,7 @@ bench: ## print the BENCH lines
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeFull$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeChange' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 
-demo: build ## run the brain on the built-in example cluster and print each node's state
+demo: bin/ganglion-controlplane ## run the brain on the built-in example cluster and print each node's state
 	./bin/ganglion-controlplane demo
 
 clean: ## remove build output

@@ -1,0 +1,36 @@
+// Command ganglion-controlplane is Ganglion's brain: it watches the source of truth, computes every
+// node's desired state and streams it to the agents.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: ganglion-controlplane <command> [flags]
+
+commands:
+  demo    compute the built-in example cluster (or -f manifests) and print each node's state
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "demo":
+		err = runDemo(os.Args[2:], os.Stdout)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ganglion-controlplane:", err)
+		os.Exit(1)
+	}
+}
