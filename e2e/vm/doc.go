@@ -1,0 +1,13 @@
+// Package vm boots a throwaway qemu VM with Debian's kernel and runs a static Go test binary in
+// it, for tests that need kernel features the host lacks (IPVS above all).
+//
+// Everything the VM needs is fetched on first use and cached under CacheDir: the Debian packages
+// qemu-system-x86, busybox-static, ipvsadm, nftables and iproute2 are installed with apt-get when
+// missing, and the kernel package linux-image-amd64 depends on is fetched with `apt-get download`
+// and unpacked with `dpkg-deb -x`. Each run builds a small initramfs (busybox, the kernel modules
+// with their dependencies, the tools with their shared libraries, the test binary and an /init
+// that runs it) and boots it under TCG, because KVM hangs on these machines.
+//
+// The guest prints "GANGLION-VM-RESULT rc=<n>" on the serial console when the binary exits; Run
+// reads the console, enforces a timeout and returns the exit code with the whole log.
+package vm
