@@ -19,7 +19,9 @@ type cpioWriter struct {
 	err  error
 }
 
-func newCPIO(w io.Writer) *cpioWriter { return &cpioWriter{w: w, dirs: map[string]bool{"": true, ".": true}} }
+func newCPIO(w io.Writer) *cpioWriter {
+	return &cpioWriter{w: w, dirs: map[string]bool{"": true, ".": true}}
+}
 
 func (c *cpioWriter) write(b []byte) {
 	if c.err != nil {
