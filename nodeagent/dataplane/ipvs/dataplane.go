@@ -1,0 +1,202 @@
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	mobyipvs "github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+	"sigs.k8s.io/knftables"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+)
+
+// Options configure a Dataplane; the zero value of each field picks the default.
+type Options struct {
+	// Node is the node the agent runs on.
+	Node dataplane.Node
+	// Device is the dummy link holding service addresses (default ganglion-ipvs0).
+	Device string
+	// Scheduler is used when a port names none (default rr).
+	Scheduler string
+	// MasqueradeMark is the packet-mark bit that asks for masquerade (default 0x4000, the bit
+	// kube-proxy uses, which Ganglion replaces).
+	MasqueradeMark uint32
+	// DrainTimeout bounds how long a TCP real server that left keeps draining (default 5 min).
+	DrainTimeout time.Duration
+	// DrainInterval is how often draining real servers are checked (default 2 s).
+	DrainInterval time.Duration
+	// StrictARP sets arp_ignore=1 and arp_announce=2.
+	StrictARP bool
+	// SysctlRoot is where sysctls are written (default /proc/sys); tests point it elsewhere.
+	SysctlRoot string
+}
+
+func (o *Options) defaults() {
+	if o.Device == "" {
+		o.Device = "ganglion-ipvs0"
+	}
+	if o.Scheduler == "" {
+		o.Scheduler = "rr"
+	}
+	if o.MasqueradeMark == 0 {
+		o.MasqueradeMark = 0x4000
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 5 * time.Minute
+	}
+	if o.DrainInterval == 0 {
+		o.DrainInterval = 2 * time.Second
+	}
+	if o.SysctlRoot == "" {
+		o.SysctlRoot = "/proc/sys"
+	}
+}
+
+// Dataplane programs ports into IPVS and nftables. One mutex serializes everything, the
+// background drain loop included, because the netlink handles are not safe for concurrent use.
+type Dataplane struct {
+	mu   sync.Mutex
+	opts Options
+	ipvs ipvsHandle
+	nft  knftables.Interface
+	dev  addrDevice
+	ct   flowCleaner
+	now  func() time.Time
+
+	// ports is what each base last applied successfully.
+	ports map[string]*portPlan
+	// owner names the base each virtual server belongs to.
+	owner map[vsKey]string
+	// kernel is what we believe IPVS holds for the virtual servers we own; known is false until a
+	// dump succeeded, and while it is false nothing is deleted on the strength of the belief.
+	kernel map[vsKey]*kernelVS
+	known  bool
+	// frontends are the frontend-map elements in the kernel, by key, with their verdicts.
+	frontends map[vsKey]feState
+	// addrs counts the frontends using each dummy-device address; hairpin counts local endpoints.
+	addrs   map[netip.Addr]int
+	hairpin map[netip.Addr]int
+	// draining holds TCP real servers that left, with the time they must be gone by.
+	draining map[vsKey]map[netip.AddrPort]time.Time
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// kernelVS is one virtual server as we believe the kernel holds it.
+type kernelVS struct {
+	Spec  vsSpec
+	Reals map[netip.AddrPort]int
+}
+
+var _ dataplane.Dataplane = (*Dataplane)(nil)
+
+// ErrUnknownKernelState means a dump failed, so the backend does not know what the kernel holds
+// and refuses to delete anything on a guess.
+var ErrUnknownKernelState = errors.New("ipvs: kernel state unknown")
+
+// New opens the kernel handles, sets the sysctls, creates the dummy device and the nftables
+// table, and adopts whatever an earlier run left: nothing is flushed, so traffic keeps flowing
+// through a restart. It starts the drain loop; Close stops it.
+func New(ctx context.Context, opts Options) (*Dataplane, error) {
+	opts.defaults()
+	h, err := mobyipvs.New("")
+	if err != nil {
+		return nil, fmt.Errorf("ipvs handle: %w", err)
+	}
+	nh, err := netlink.NewHandle()
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("netlink handle: %w", err)
+	}
+	nft, err := knftables.New(knftables.InetFamily, tableName)
+	if err != nil {
+		h.Close()
+		nh.Close()
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	d := newDataplane(opts, h, nft, &dummyDevice{name: opts.Device, h: nh}, netlinkConntrack{h: nh})
+	kv := sysctls
+	if opts.StrictARP {
+		kv = mergeMaps(sysctls, strictARPSysctls)
+	}
+	if err := writeSysctls(opts.SysctlRoot, kv); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.start(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	go d.drainLoop()
+	return d, nil
+}
+
+func newDataplane(opts Options, h ipvsHandle, nft knftables.Interface, dev addrDevice, ct flowCleaner) *Dataplane {
+	opts.defaults()
+	return &Dataplane{
+		opts: opts, ipvs: h, nft: nft, dev: dev, ct: ct, now: time.Now,
+		ports: map[string]*portPlan{}, owner: map[vsKey]string{}, kernel: map[vsKey]*kernelVS{},
+		frontends: map[vsKey]feState{}, addrs: map[netip.Addr]int{}, hairpin: map[netip.Addr]int{},
+		draining: map[vsKey]map[netip.AddrPort]time.Time{},
+		stop:     make(chan struct{}), done: make(chan struct{}),
+	}
+}
+
+// start creates our objects and adopts the kernel state of an earlier run.
+func (d *Dataplane) start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.dev.Ensure(); err != nil {
+		return err
+	}
+	tx := d.nft.NewTransaction()
+	baseObjects(tx, d.opts.MasqueradeMark)
+	d.podCIDRs(tx)
+	if err := d.nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("nftables base objects: %w", err)
+	}
+	return d.adopt(ctx)
+}
+
+// podCIDRs rewrites the pod-cidrs sets from the node.
+func (d *Dataplane) podCIDRs(tx *knftables.Transaction) {
+	tx.Flush(&knftables.Set{Name: "pod-cidrs4"})
+	tx.Flush(&knftables.Set{Name: "pod-cidrs6"})
+	for _, p := range d.opts.Node.PodCIDRs {
+		tx.Add(podCIDRElement(p))
+	}
+}
+
+// Close stops the drain loop and releases the handles; it leaves the rules in place.
+func (d *Dataplane) Close() error {
+	select {
+	case <-d.stop:
+		return nil
+	default:
+	}
+	close(d.stop)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ipvs.Close()
+	if dd, ok := d.dev.(*dummyDevice); ok {
+		dd.h.Close()
+	}
+	return nil
+}
+
+func mergeMaps(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
