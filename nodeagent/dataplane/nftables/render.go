@@ -1,0 +1,321 @@
+package nftables
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+)
+
+// Errors a port can be rejected with.
+var (
+	// ErrInvalidPort means the port cannot be programmed as given.
+	ErrInvalidPort = errors.New("invalid port")
+	// ErrNameTooLong means a kernel object name derived from the port's base is too long.
+	ErrNameTooLong = errors.New("object name too long")
+)
+
+// defaultAffinityTimeout is Kubernetes' default for sessionAffinityConfig.clientIP.timeoutSeconds.
+const defaultAffinityTimeout = 10800 * time.Second
+
+// vipKey is an element of the frontend verdict map.
+type vipKey struct {
+	addr  netip.Addr
+	proto byte
+	port  uint16
+}
+
+// npKey is an element of the NodePort verdict map.
+type npKey struct {
+	proto byte
+	port  uint16
+}
+
+// portObjects is everything one port puts into the table. It is computed without I/O.
+type portObjects struct {
+	base string
+	fam  *family
+	// chains maps chain names to their rules; every chain here is owned by the port.
+	chains map[string][]rule
+	// sets are the port's affinity maps.
+	sets       map[string]*nftables.Set
+	vips       map[vipKey]string
+	nodeports  map[npKey]string
+	clusterIPs []netip.Addr
+	hairpin    []netip.Addr
+	// udp lists backends and frontends of a UDP port, for conntrack cleanup.
+	udp       bool
+	backends  []backend
+	frontends []vipKey
+	nodePorts []uint16
+	// forwards is true when some set of the port has backends.
+	forwards bool
+	// restored marks objects read back from the kernel after a restart: names only, no rules.
+	restored bool
+}
+
+// renderConfig is what rendering needs from the node.
+type renderConfig struct {
+	podCIDRs   []netip.Prefix
+	masqBit    uint32
+	rejectBit  uint32
+	nonPodMasq string // the skeleton chain that masquerades sources outside the pod CIDRs
+}
+
+// render computes the objects of one port. It fails on ports that contradict the contract.
+func render(cfg *renderConfig, p dataplane.Port) (*portObjects, error) {
+	sp := p.Service
+	if sp == nil {
+		return nil, fmt.Errorf("%w: no service", ErrInvalidPort)
+	}
+	f := familyOf(sp.Family)
+	proto, _, ok := protoNumber(sp.Protocol)
+	if !ok {
+		return nil, fmt.Errorf("%w: protocol %v", ErrInvalidPort, sp.Protocol)
+	}
+	r := &renderer{cfg: cfg, f: f, proto: proto, p: p, o: &portObjects{
+		base: p.Base, fam: f, chains: map[string][]rule{}, sets: map[string]*nftables.Set{},
+		vips: map[vipKey]string{}, nodeports: map[npKey]string{}, udp: proto == 17,
+	}}
+	if err := r.frontends(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(r.o.hairpin, netip.Addr.Compare)
+	r.o.hairpin = slices.Compact(r.o.hairpin)
+	return r.o, nil
+}
+
+type renderer struct {
+	cfg   *renderConfig
+	f     *family
+	proto byte
+	p     dataplane.Port
+	o     *portObjects
+}
+
+func (r *renderer) name(kind string) (string, error) { return objectName(kind, r.p.Base) }
+
+func (r *renderer) frontends() error {
+	sp := r.p.Service
+	var intChain, extChain string
+	var err error
+	for i, fe := range sp.Frontends {
+		if fe.Port == 0 || fe.Port > 65535 {
+			return fmt.Errorf("%w: frontend %d port %d", ErrInvalidPort, i, fe.Port)
+		}
+		port := uint16(fe.Port)
+		var addr netip.Addr
+		if fe.Kind != v1.FrontendKind_FRONTEND_KIND_NODE_PORT {
+			if addr, err = netip.ParseAddr(fe.Address); err != nil || !r.f.has(addr) {
+				return fmt.Errorf("%w: frontend %d address %q", ErrInvalidPort, i, fe.Address)
+			}
+			addr = addr.Unmap()
+			r.o.frontends = append(r.o.frontends, vipKey{addr, r.proto, port})
+		}
+		if fe.Kind == v1.FrontendKind_FRONTEND_KIND_CLUSTER_IP {
+			if intChain == "" {
+				if intChain, err = r.internalChain(); err != nil {
+					return err
+				}
+			}
+			r.o.vips[vipKey{addr, r.proto, port}] = intChain
+			r.o.clusterIPs = append(r.o.clusterIPs, addr)
+			continue
+		}
+		if extChain == "" {
+			if extChain, err = r.externalChain(); err != nil {
+				return err
+			}
+		}
+		switch fe.Kind {
+		case v1.FrontendKind_FRONTEND_KIND_NODE_PORT:
+			r.o.nodeports[npKey{r.proto, port}] = extChain
+			r.o.nodePorts = append(r.o.nodePorts, port)
+		case v1.FrontendKind_FRONTEND_KIND_LOAD_BALANCER:
+			target := extChain
+			if len(fe.SourceRanges) > 0 {
+				if target, err = r.firewallChain(i, fe.SourceRanges, extChain); err != nil {
+					return err
+				}
+			}
+			r.o.vips[vipKey{addr, r.proto, port}] = target
+		case v1.FrontendKind_FRONTEND_KIND_EXTERNAL_IP:
+			r.o.vips[vipKey{addr, r.proto, port}] = extChain
+		default:
+			return fmt.Errorf("%w: frontend %d kind %v", ErrInvalidPort, i, fe.Kind)
+		}
+	}
+	return nil
+}
+
+// internalChain handles ClusterIP traffic: masquerade what does not come from a local pod, then
+// the set the internal policy names.
+func (r *renderer) internalChain() (string, error) {
+	pol := r.p.Service.Internal
+	if pol == nil {
+		return "", fmt.Errorf("%w: ClusterIP frontend without an internal policy", ErrInvalidPort)
+	}
+	name, err := r.name(kindInternal)
+	if err != nil {
+		return "", err
+	}
+	target, err := r.setChain(pol.Scope)
+	if err != nil {
+		return "", err
+	}
+	var rules []rule
+	if len(r.cfg.podCIDRs) > 0 {
+		rules = append(rules, newRule(r.f).jump(r.cfg.nonPodMasq).build())
+	}
+	if pol.Masquerade {
+		rules = append(rules, newRule(r.f).setMark(r.cfg.masqBit).build())
+	}
+	rules = append(rules, newRule(r.f).gotoChain(target).build())
+	r.o.chains[name] = rules
+	return name, nil
+}
+
+// externalChain handles NodePort, LB and external IP traffic. Traffic from this host or its pods
+// short-circuits to the cluster set (the host's own is masqueraded so replies come back here).
+func (r *renderer) externalChain() (string, error) {
+	pol := r.p.Service.External
+	if pol == nil {
+		return "", fmt.Errorf("%w: external frontend without an external policy", ErrInvalidPort)
+	}
+	name, err := r.name(kindExternal)
+	if err != nil {
+		return "", err
+	}
+	target, err := r.setChain(pol.Scope)
+	if err != nil {
+		return "", err
+	}
+	var rules []rule
+	if r.p.Cluster != nil {
+		cl, err := r.setChain(v1.EndpointScope_ENDPOINT_SCOPE_CLUSTER)
+		if err != nil {
+			return "", err
+		}
+		rules = append(rules, newRule(r.f).fibSaddrLocal().setMark(r.cfg.masqBit).gotoChain(cl).build())
+		for _, p := range r.cfg.podCIDRs {
+			rules = append(rules, newRule(r.f).saddrIn(p).gotoChain(cl).build())
+		}
+	}
+	if pol.Masquerade {
+		rules = append(rules, newRule(r.f).setMark(r.cfg.masqBit).build())
+	}
+	rules = append(rules, newRule(r.f).gotoChain(target).build())
+	r.o.chains[name] = rules
+	return name, nil
+}
+
+// firewallChain admits only the LB source ranges of frontend i.
+func (r *renderer) firewallChain(i int, ranges []string, ext string) (string, error) {
+	name, err := r.name(fmt.Sprintf("%s%d", kindFirewall, i))
+	if err != nil {
+		return "", err
+	}
+	var rules []rule
+	for _, s := range ranges {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return "", fmt.Errorf("%w: source range %q: %w", ErrInvalidPort, s, err)
+		}
+		if !r.f.has(p.Addr()) {
+			continue // a range of the other family never matches this table's traffic
+		}
+		rules = append(rules, newRule(r.f).saddrIn(p).gotoChain(ext).build())
+	}
+	rules = append(rules, newRule(r.f).drop().build())
+	r.o.chains[name] = rules
+	return name, nil
+}
+
+// setChain returns the chain that picks a backend of the named set, building it once.
+func (r *renderer) setChain(scope v1.EndpointScope) (string, error) {
+	kind, set := kindCluster, r.p.Cluster
+	if scope == v1.EndpointScope_ENDPOINT_SCOPE_LOCAL {
+		kind, set = kindLocal, r.p.Local
+	}
+	if set == nil {
+		return "", fmt.Errorf("%w: a policy names the %s set, which the port lacks", ErrInvalidPort, kind)
+	}
+	name, err := r.name(kind)
+	if err != nil {
+		return "", err
+	}
+	if _, done := r.o.chains[name]; done {
+		return name, nil
+	}
+	bs, err := r.backends(set)
+	if err != nil {
+		return "", err
+	}
+	var rules []rule
+	switch {
+	case set.Action == v1.TrafficAction_TRAFFIC_ACTION_DROP:
+		rules = append(rules, newRule(r.f).drop().build())
+	case set.Action == v1.TrafficAction_TRAFFIC_ACTION_FORWARD && len(slots(bs)) > 0:
+		r.o.forwards = true
+		if r.p.Service.SessionAffinity == nil {
+			b, err := newRule(r.f).dnat(r.proto, bs)
+			if err != nil {
+				return "", err
+			}
+			rules = append(rules, b.build())
+			break
+		}
+		aff, err := r.name(kindAffinity + kind)
+		if err != nil {
+			return "", err
+		}
+		s, err := affinitySet(r.f, aff, 0)
+		if err != nil {
+			return "", err
+		}
+		r.o.sets[aff] = s
+		timeout := affinityTimeout(r.p.Service)
+		chains := make([]string, len(bs))
+		for i, be := range bs {
+			if chains[i], err = r.name(fmt.Sprintf("%s%s%d", kindBackend, kind, i)); err != nil {
+				return "", err
+			}
+			r.o.chains[chains[i]] = []rule{newRule(r.f).dnatRecorded(r.proto, be, aff, timeout).build()}
+		}
+		rules = append(rules, newRule(r.f).dnatSticky(r.proto, aff).build(), newRule(r.f).numgenVmap(bs, chains).build())
+	default:
+		// REJECT, and FORWARD with nothing to forward to: mark the packet; the filter chains
+		// reject it, because reject is not allowed where DNAT happens on every kernel.
+		rules = append(rules, newRule(r.f).setMark(r.cfg.rejectBit).build())
+	}
+	r.o.chains[name] = rules
+	return name, nil
+}
+
+func affinityTimeout(sp *v1.ServicePort) time.Duration {
+	if sp.SessionAffinity == nil || sp.SessionAffinity.TimeoutSeconds == 0 {
+		return defaultAffinityTimeout
+	}
+	return time.Duration(sp.SessionAffinity.TimeoutSeconds) * time.Second
+}
+
+func (r *renderer) backends(set *v1.EndpointSet) ([]backend, error) {
+	bs := make([]backend, 0, len(set.Backends))
+	for _, b := range set.Backends {
+		a, err := netip.ParseAddr(b.Address)
+		if err != nil || !r.f.has(a) || b.Port == 0 || b.Port > 65535 {
+			return nil, fmt.Errorf("%w: backend %s port %d", ErrInvalidPort, b.Address, b.Port)
+		}
+		a = a.Unmap()
+		bs = append(bs, backend{addr: a, port: b.Port, weight: b.Weight})
+		r.o.hairpin = append(r.o.hairpin, a)
+	}
+	r.o.backends = append(r.o.backends, bs...)
+	return bs, nil
+}

@@ -1,0 +1,104 @@
+package nftables
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/google/nftables"
+)
+
+// kernelState is what one family's table holds, as far as this instance knows: the table-wide
+// sets' elements, and per chain the hashes of its rules. Apply diffs against it instead of listing
+// the table; Reconcile refreshes it from a dump.
+type kernelState struct {
+	chains map[string][]string // chain → rule hashes, in order
+	sets   map[string]bool     // per-port sets (affinity maps)
+	// byBase indexes the per-port chains and sets by the base their names carry.
+	byBase     map[string]map[string]bool
+	vips       map[vipKey]string
+	nodeports  map[npKey]string
+	clusterIPs map[netip.Addr]bool
+	hairpin    map[netip.Addr]bool
+	npAddrs    map[netip.Addr]bool
+}
+
+func newKernelState() *kernelState {
+	return &kernelState{
+		chains: map[string][]string{}, sets: map[string]bool{}, byBase: map[string]map[string]bool{},
+		vips: map[vipKey]string{}, nodeports: map[npKey]string{},
+		clusterIPs: map[netip.Addr]bool{}, hairpin: map[netip.Addr]bool{}, npAddrs: map[netip.Addr]bool{},
+	}
+}
+
+// familyTable is one family's table: the kernel state, the ports applied to it, and the reference
+// counts of elements several ports share.
+type familyTable struct {
+	f        *family
+	table    *nftables.Table
+	skel     *skeleton
+	cfg      *renderConfig
+	k        *kernelState
+	ports    map[string]*portObjects
+	ipRefs   map[netip.Addr]int // ClusterIP → ports using it
+	pairRefs map[netip.Addr]int // endpoint → ports using it
+}
+
+func (t *familyTable) index(name string, add bool) {
+	_, base, ok := parseObjectName(name)
+	if !ok {
+		return
+	}
+	m := t.k.byBase[base]
+	if add {
+		if m == nil {
+			m = map[string]bool{}
+			t.k.byBase[base] = m
+		}
+		m[name] = true
+		return
+	}
+	delete(m, name)
+	if len(m) == 0 {
+		delete(t.k.byBase, base)
+	}
+}
+
+// restorePorts turns per-port objects found in the kernel into placeholder ports, so that Prune
+// and Apply can remove or replace what an earlier run left, without knowing its rules.
+func (t *familyTable) restorePorts() {
+	for base, names := range t.k.byBase {
+		if _, known := t.ports[base]; known {
+			continue
+		}
+		o := &portObjects{base: base, fam: t.f, restored: true, chains: map[string][]rule{},
+			sets: map[string]*nftables.Set{}, vips: map[vipKey]string{}, nodeports: map[npKey]string{}}
+		for n := range names {
+			if t.k.sets[n] {
+				o.sets[n] = &nftables.Set{Name: n}
+			} else {
+				o.chains[n] = nil
+			}
+		}
+		t.ports[base] = o
+	}
+	for k, c := range t.k.vips {
+		if _, base, ok := parseObjectName(c); ok && t.ports[base] != nil && t.ports[base].restored {
+			t.ports[base].vips[k] = c
+		}
+	}
+	for k, c := range t.k.nodeports {
+		if _, base, ok := parseObjectName(c); ok && t.ports[base] != nil && t.ports[base].restored {
+			t.ports[base].nodeports[k] = c
+		}
+	}
+}
+
+func ruleHashes(rs []rule) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.hash()
+	}
+	return out
+}
+
+func sameHashes(a, b []string) bool { return slices.Equal(a, b) }
