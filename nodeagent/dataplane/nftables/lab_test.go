@@ -141,7 +141,9 @@ func clusterIP(addr string, port uint32) portOpt {
 	return frontend(v1.FrontendKind_FRONTEND_KIND_CLUSTER_IP, addr, port)
 }
 
-func nodePort(port uint32) portOpt { return frontend(v1.FrontendKind_FRONTEND_KIND_NODE_PORT, "", port) }
+func nodePort(port uint32) portOpt {
+	return frontend(v1.FrontendKind_FRONTEND_KIND_NODE_PORT, "", port)
+}
 
 func internal(scope v1.EndpointScope) portOpt {
 	return func(p *dataplane.Port) { p.Service.Internal = &v1.TrafficPolicy{Scope: scope} }
@@ -168,8 +170,10 @@ func fwd(backends ...string) *v1.EndpointSet {
 	return s
 }
 
-func dropSet() *v1.EndpointSet   { return &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_DROP} }
-func rejectSet() *v1.EndpointSet { return &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_REJECT} }
+func dropSet() *v1.EndpointSet { return &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_DROP} }
+func rejectSet() *v1.EndpointSet {
+	return &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_REJECT}
+}
 
 func ep(addr string) string { return netip.AddrPortFrom(netip.MustParseAddr(addr), podPort).String() }
 

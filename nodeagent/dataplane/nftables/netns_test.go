@@ -203,7 +203,9 @@ func udpRoundTrip(c net.Conn) (string, error) {
 	return "", os.ErrDeadlineExceeded
 }
 
-func isRefused(err error) bool { return err != nil && strings.Contains(err.Error(), "connection refused") }
+func isRefused(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection refused")
+}
 
 func isTimeout(err error) bool {
 	var ne net.Error
