@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/model"
+	"github.com/ganglion-proxy/ganglion/internal/resname"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -88,7 +89,7 @@ func buildPort(svc *model.Service, port model.ServicePort, clusterIP netip.Addr,
 		sp.HealthCheckNodePort = uint32(svc.HealthCheckNodePort)
 	}
 
-	out := &portOutput{base: base, service: newResource(ResourceName(base, KindService), sp, nil)}
+	out := &portOutput{base: base, service: newResource(resname.Join(base, resname.KindService), sp, nil)}
 	ts := targetsFor(slicesOfSvc, port, fam)
 	// An empty set refuses connections when the service has nothing usable anywhere, and silently
 	// drops them when the endpoints exist but this traffic may not use them.
@@ -97,10 +98,10 @@ func buildPort(svc *model.Service, port model.ServicePort, clusterIP netip.Addr,
 		empty = v1.TrafficAction_TRAFFIC_ACTION_REJECT
 	}
 	if pol.usesCluster() {
-		out.cluster = sealLayers(ResourceName(base, KindCluster), clusterLayers(ts), empty, false)
+		out.cluster = sealLayers(resname.Join(base, resname.KindCluster), clusterLayers(ts), empty, false)
 	}
 	if pol.usesLocal() {
-		out.local = sealLayers(ResourceName(base, KindLocal), localLayers(ts), empty, true)
+		out.local = sealLayers(resname.Join(base, resname.KindLocal), localLayers(ts), empty, true)
 	}
 	return out
 }

@@ -133,12 +133,35 @@ func (e *Engine) resolveIn(node, zone, name string) *Resource {
 	return e.defaults[name]
 }
 
+// Zone returns the zone of a node, "" when the node or its zone is unknown.
+func (e *Engine) Zone(node string) string { return e.zoneOf(node) }
+
+// Overridden reports whether node sees name through its own or its zone's layer rather than the
+// defaults: such a node is unaffected when only the default changes.
+func (e *Engine) Overridden(node, zone, name string) bool {
+	return e.byNode[node][name] != nil || e.byZone[zone][name] != nil
+}
+
+// NodeOverridden reports whether node has a resource of its own, not its zone's, for name.
+func (e *Engine) NodeOverridden(node, name string) bool { return e.byNode[node][name] != nil }
+
+// ForEach calls fn with every resource node holds, in no particular order.
+func (e *Engine) ForEach(node string, fn func(*Resource)) {
+	zone := e.zoneOf(node)
+	for name, r := range e.defaults {
+		if o := e.byNode[node][name]; o != nil {
+			r = o
+		} else if o := e.byZone[zone][name]; o != nil {
+			r = o
+		}
+		fn(r)
+	}
+}
+
 // NodeState returns every resource node holds, sorted by name.
 func (e *Engine) NodeState(node string) []*Resource {
 	out := make([]*Resource, 0, len(e.defaults))
-	for name := range e.defaults {
-		out = append(out, e.Resolve(node, name))
-	}
+	e.ForEach(node, func(r *Resource) { out = append(out, r) })
 	slices.SortFunc(out, func(a, b *Resource) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
@@ -153,6 +176,9 @@ func (e *Engine) Overrides(node string) int {
 	}
 	return n
 }
+
+// StateSize returns the number of resources every node holds.
+func (e *Engine) StateSize() int { return len(e.defaults) }
 
 // ResourceCount returns the number of distinct resources held across all layers.
 func (e *Engine) ResourceCount() int {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/ganglion-proxy/ganglion/internal/resname"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -20,15 +21,15 @@ type PortView struct {
 func (e *Engine) Ports(node string) []PortView {
 	var out []PortView
 	for _, r := range e.NodeState(node) {
-		base, kind := SplitResourceName(r.Name)
-		if kind != KindService {
+		base, kind := resname.Split(r.Name)
+		if kind != resname.KindService {
 			continue
 		}
 		pv := PortView{Base: base, Service: r.Msg.GetService()}
-		if c := e.Resolve(node, ResourceName(base, KindCluster)); c != nil {
+		if c := e.Resolve(node, resname.Join(base, resname.KindCluster)); c != nil {
 			pv.Cluster = c.Msg.GetEndpoints()
 		}
-		if l := e.Resolve(node, ResourceName(base, KindLocal)); l != nil {
+		if l := e.Resolve(node, resname.Join(base, resname.KindLocal)); l != nil {
 			pv.Local = l.Msg.GetEndpoints()
 		}
 		out = append(out, pv)

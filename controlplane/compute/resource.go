@@ -1,18 +1,9 @@
 package compute
 
 import (
-	"strings"
-
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
-)
-
-// Resource kinds: the last element of a resource name.
-const (
-	KindService = "service"
-	KindCluster = "cluster"
-	KindLocal   = "local"
 )
 
 // Resource is one named piece of desired state, encoded once and shared by every node that holds it.
@@ -43,16 +34,4 @@ func newResource(name string, svc *v1.ServicePort, eps *v1.EndpointSet) *Resourc
 		panic("compute: marshal resource " + name + ": " + err.Error())
 	}
 	return &Resource{Name: name, Version: msg.Version, Msg: msg, Wire: wire}
-}
-
-// ResourceName joins a service port's base name and a kind.
-func ResourceName(base, kind string) string { return base + "/" + kind }
-
-// SplitResourceName splits a resource name into its base and kind.
-func SplitResourceName(name string) (base, kind string) {
-	i := strings.LastIndexByte(name, '/')
-	if i < 0 {
-		return name, ""
-	}
-	return name[:i], name[i+1:]
 }

@@ -1,6 +1,8 @@
 package compute
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -169,5 +171,37 @@ func TestSemantics(t *testing.T) {
 				t.Errorf("node %s:\n got %s\nwant %s", tc.node, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestExplainGivesAReasonForEveryUnusedEndpoint(t *testing.T) {
+	e := engineWith(t, svc(nodePort, etpLocal), []*model.EndpointSlice{slice("web-1",
+		ep("10.1.0.1", "n1", zones("a")),
+		ep("10.1.0.2", "n3", zones("b")),
+		ep("10.1.0.3", "n1", notReady),
+		ep("10.1.0.4", "n1", terminating),
+		ep("10.1.0.5", "n1", terminatingNotServing),
+	)}, testNodes...)
+	got, err := e.Explain("n1", model.ServiceKey{Namespace: "default", Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("want one port, got %d", len(got))
+	}
+	want := map[string]string{
+		"10.1.0.1": "in:true ex:true ",
+		"10.1.0.2": `in:false ex:false topology: hinted for zones [b], not a; external: on node "n3", not this one (traffic policy Local)`,
+		"10.1.0.3": "in:false ex:false not ready; external: not ready",
+		"10.1.0.4": "in:false ex:false terminating, and ready endpoints are used instead; external: terminating, and a ready endpoint on this node is used instead",
+		"10.1.0.5": "in:false ex:false terminating and no longer serving; external: terminating and no longer serving",
+	}
+	for _, ex := range got[0].Endpoints {
+		if s := fmt.Sprintf("in:%v ex:%v %s", ex.Internal, ex.External, ex.Reason); s != want[ex.Address] {
+			t.Errorf("%s:\n got %s\nwant %s", ex.Address, s, want[ex.Address])
+		}
+	}
+	if _, err := e.Explain("n1", model.ServiceKey{Namespace: "default", Name: "nope"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown service: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 const usage = `usage: ganglion-controlplane <command> [flags]
 
 commands:
+  serve   run the brain: compute from --manifests and serve agents, inspect and health over gRPC
   demo    compute the built-in example cluster (or -f manifests) and print each node's state
 `
 
@@ -20,6 +21,8 @@ func main() {
 	}
 	var err error
 	switch os.Args[1] {
+	case "serve":
+		err = runServe(os.Args[2:])
 	case "demo":
 		err = runDemo(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":

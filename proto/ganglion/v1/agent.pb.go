@@ -28,6 +28,7 @@ type StreamRequest struct {
 	//
 	//	*StreamRequest_Hello
 	//	*StreamRequest_Ack
+	//	*StreamRequest_HeldList
 	Message       isStreamRequest_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -88,6 +89,15 @@ func (x *StreamRequest) GetAck() *Ack {
 	return nil
 }
 
+func (x *StreamRequest) GetHeldList() *HeldList {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRequest_HeldList); ok {
+			return x.HeldList
+		}
+	}
+	return nil
+}
+
 type isStreamRequest_Message interface {
 	isStreamRequest_Message()
 }
@@ -100,18 +110,31 @@ type StreamRequest_Ack struct {
 	Ack *Ack `protobuf:"bytes,2,opt,name=ack,proto3,oneof"`
 }
 
+type StreamRequest_HeldList struct {
+	HeldList *HeldList `protobuf:"bytes,3,opt,name=held_list,json=heldList,proto3,oneof"`
+}
+
 func (*StreamRequest_Hello) isStreamRequest_Message() {}
 
 func (*StreamRequest_Ack) isStreamRequest_Message() {}
 
-// Hello is an agent's first message: who it is and what it already holds.
+func (*StreamRequest_HeldList) isStreamRequest_Message() {}
+
+// Hello is an agent's first message: who it is and a summary of what it already holds.
 type Hello struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	NodeName     string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	AgentVersion string                 `protobuf:"bytes,2,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	Capabilities []string               `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
-	// Held maps resource name to the version the agent has applied.
-	Held          map[string]string `protobuf:"bytes,4,rep,name=held,proto3" json:"held,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// HeldDigests summarizes the held resources in buckets: a resource falls in the bucket its name
+	// hashes to, and a bucket's digest is the sum of the hashes of its names and versions (see
+	// internal/digest). Empty means the agent holds nothing. The brain compares them with its own and
+	// asks for the contents of the buckets that differ, so a reconnect costs a few kilobytes, not a
+	// list of every resource.
+	HeldDigests []uint64 `protobuf:"fixed64,4,rep,packed,name=held_digests,json=heldDigests,proto3" json:"held_digests,omitempty"`
+	// MinRevision is the highest source revision the agent has applied: a brain replica that has not
+	// seen it yet is behind, and the agent must not move back to it.
+	MinRevision   uint64 `protobuf:"varint,5,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -167,25 +190,131 @@ func (x *Hello) GetCapabilities() []string {
 	return nil
 }
 
-func (x *Hello) GetHeld() map[string]string {
+func (x *Hello) GetHeldDigests() []uint64 {
 	if x != nil {
-		return x.Held
+		return x.HeldDigests
 	}
 	return nil
 }
 
-// Ack reports, per resource, the outcome of applying one update.
+func (x *Hello) GetMinRevision() uint64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
+}
+
+// HeldList answers a HeldRequest: every held resource in the requested buckets.
+type HeldList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     []*HeldResource        `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldList) Reset() {
+	*x = HeldList{}
+	mi := &file_ganglion_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldList) ProtoMessage() {}
+
+func (x *HeldList) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldList.ProtoReflect.Descriptor instead.
+func (*HeldList) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HeldList) GetResources() []*HeldResource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// HeldResource is a resource name and the version the agent applied.
+type HeldResource struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldResource) Reset() {
+	*x = HeldResource{}
+	mi := &file_ganglion_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldResource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldResource) ProtoMessage() {}
+
+func (x *HeldResource) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldResource.ProtoReflect.Descriptor instead.
+func (*HeldResource) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HeldResource) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HeldResource) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+// Ack reports that one update was applied. Every resource in it counts as applied except those
+// listed as rejected, for which the agent kept its last good state.
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Generation    uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
-	Statuses      []*ResourceStatus      `protobuf:"bytes,2,rep,name=statuses,proto3" json:"statuses,omitempty"`
+	Rejections    []*Rejection           `protobuf:"bytes,2,rep,name=rejections,proto3" json:"rejections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[2]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -197,7 +326,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[2]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -210,7 +339,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Ack) GetGeneration() uint64 {
@@ -220,39 +349,38 @@ func (x *Ack) GetGeneration() uint64 {
 	return 0
 }
 
-func (x *Ack) GetStatuses() []*ResourceStatus {
+func (x *Ack) GetRejections() []*Rejection {
 	if x != nil {
-		return x.Statuses
+		return x.Rejections
 	}
 	return nil
 }
 
-// ResourceStatus is the outcome of applying one resource version.
-type ResourceStatus struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	// Error is empty when the resource was applied; otherwise the agent kept its last good state.
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+// Rejection is a resource version the agent failed to apply, and why.
+type Rejection struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ResourceStatus) Reset() {
-	*x = ResourceStatus{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[3]
+func (x *Rejection) Reset() {
+	*x = Rejection{}
+	mi := &file_ganglion_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ResourceStatus) String() string {
+func (x *Rejection) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ResourceStatus) ProtoMessage() {}
+func (*Rejection) ProtoMessage() {}
 
-func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[3]
+func (x *Rejection) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,26 +391,26 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
-func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{3}
+// Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
+func (*Rejection) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *ResourceStatus) GetName() string {
+func (x *Rejection) GetName() string {
 	if x != nil {
 		return x.Name
 	}
 	return ""
 }
 
-func (x *ResourceStatus) GetVersion() string {
+func (x *Rejection) GetVersion() string {
 	if x != nil {
 		return x.Version
 	}
 	return ""
 }
 
-func (x *ResourceStatus) GetError() string {
+func (x *Rejection) GetError() string {
 	if x != nil {
 		return x.Error
 	}
@@ -291,15 +419,19 @@ func (x *ResourceStatus) GetError() string {
 
 // StreamResponse is what the brain sends.
 type StreamResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Update        *Update                `protobuf:"bytes,1,opt,name=update,proto3" json:"update,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Message:
+	//
+	//	*StreamResponse_Update
+	//	*StreamResponse_HeldRequest
+	Message       isStreamResponse_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[4]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +443,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[4]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,32 +456,115 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *StreamResponse) GetUpdate() *Update {
+func (x *StreamResponse) GetMessage() isStreamResponse_Message {
 	if x != nil {
-		return x.Update
+		return x.Message
 	}
 	return nil
 }
 
-// Update carries upserts and removals of named resources.
+func (x *StreamResponse) GetUpdate() *Update {
+	if x != nil {
+		if x, ok := x.Message.(*StreamResponse_Update); ok {
+			return x.Update
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetHeldRequest() *HeldRequest {
+	if x != nil {
+		if x, ok := x.Message.(*StreamResponse_HeldRequest); ok {
+			return x.HeldRequest
+		}
+	}
+	return nil
+}
+
+type isStreamResponse_Message interface {
+	isStreamResponse_Message()
+}
+
+type StreamResponse_Update struct {
+	Update *Update `protobuf:"bytes,1,opt,name=update,proto3,oneof"`
+}
+
+type StreamResponse_HeldRequest struct {
+	HeldRequest *HeldRequest `protobuf:"bytes,2,opt,name=held_request,json=heldRequest,proto3,oneof"`
+}
+
+func (*StreamResponse_Update) isStreamResponse_Message() {}
+
+func (*StreamResponse_HeldRequest) isStreamResponse_Message() {}
+
+// HeldRequest asks the agent to list what it holds in these buckets of its Hello's digests.
+type HeldRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Buckets       []uint32               `protobuf:"varint,1,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldRequest) Reset() {
+	*x = HeldRequest{}
+	mi := &file_ganglion_v1_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldRequest) ProtoMessage() {}
+
+func (x *HeldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldRequest.ProtoReflect.Descriptor instead.
+func (*HeldRequest) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *HeldRequest) GetBuckets() []uint32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+// Update carries upserts and removals of named resources. Within one update, removals apply after
+// upserts (make before break).
 type Update struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Generation orders updates within one stream.
+	// Generation orders updates within one stream; the agent acknowledges it.
 	Generation uint64      `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
 	Upserts    []*Resource `protobuf:"bytes,2,rep,name=upserts,proto3" json:"upserts,omitempty"`
 	Removals   []string    `protobuf:"bytes,3,rep,name=removals,proto3" json:"removals,omitempty"`
-	// SnapshotComplete marks the end of the first difference: the agent's state is now complete.
+	// SnapshotComplete marks the end of the first difference: the agent's state is now complete and
+	// it may remove anything it was not told about.
 	SnapshotComplete bool `protobuf:"varint,4,opt,name=snapshot_complete,json=snapshotComplete,proto3" json:"snapshot_complete,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// SourceRevision is how far this brain has read its source of truth.
+	SourceRevision uint64 `protobuf:"varint,5,opt,name=source_revision,json=sourceRevision,proto3" json:"source_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Update) Reset() {
 	*x = Update{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[5]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +576,7 @@ func (x *Update) String() string {
 func (*Update) ProtoMessage() {}
 
 func (x *Update) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[5]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +589,7 @@ func (x *Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Update.ProtoReflect.Descriptor instead.
 func (*Update) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Update) GetGeneration() uint64 {
@@ -405,41 +620,59 @@ func (x *Update) GetSnapshotComplete() bool {
 	return false
 }
 
+func (x *Update) GetSourceRevision() uint64 {
+	if x != nil {
+		return x.SourceRevision
+	}
+	return 0
+}
+
 var File_ganglion_v1_agent_proto protoreflect.FileDescriptor
 
 const file_ganglion_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x17ganglion/v1/agent.proto\x12\vganglion.v1\x1a\x17ganglion/v1/state.proto\"l\n" +
+	"\x17ganglion/v1/agent.proto\x12\vganglion.v1\x1a\x17ganglion/v1/state.proto\"\xa2\x01\n" +
 	"\rStreamRequest\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.ganglion.v1.HelloH\x00R\x05hello\x12$\n" +
-	"\x03ack\x18\x02 \x01(\v2\x10.ganglion.v1.AckH\x00R\x03ackB\t\n" +
-	"\amessage\"\xd8\x01\n" +
+	"\x03ack\x18\x02 \x01(\v2\x10.ganglion.v1.AckH\x00R\x03ack\x124\n" +
+	"\theld_list\x18\x03 \x01(\v2\x15.ganglion.v1.HeldListH\x00R\bheldListB\t\n" +
+	"\amessage\"\xb3\x01\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x12\"\n" +
-	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\x120\n" +
-	"\x04held\x18\x04 \x03(\v2\x1c.ganglion.v1.Hello.HeldEntryR\x04held\x1a7\n" +
-	"\tHeldEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
+	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\x12!\n" +
+	"\fheld_digests\x18\x04 \x03(\x06R\vheldDigests\x12!\n" +
+	"\fmin_revision\x18\x05 \x01(\x04R\vminRevision\"C\n" +
+	"\bHeldList\x127\n" +
+	"\tresources\x18\x01 \x03(\v2\x19.ganglion.v1.HeldResourceR\tresources\"<\n" +
+	"\fHeldResource\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"]\n" +
 	"\x03Ack\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
-	"generation\x127\n" +
-	"\bstatuses\x18\x02 \x03(\v2\x1b.ganglion.v1.ResourceStatusR\bstatuses\"T\n" +
-	"\x0eResourceStatus\x12\x12\n" +
+	"generation\x126\n" +
+	"\n" +
+	"rejections\x18\x02 \x03(\v2\x16.ganglion.v1.RejectionR\n" +
+	"rejections\"O\n" +
+	"\tRejection\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"=\n" +
-	"\x0eStreamResponse\x12+\n" +
-	"\x06update\x18\x01 \x01(\v2\x13.ganglion.v1.UpdateR\x06update\"\xa2\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x89\x01\n" +
+	"\x0eStreamResponse\x12-\n" +
+	"\x06update\x18\x01 \x01(\v2\x13.ganglion.v1.UpdateH\x00R\x06update\x12=\n" +
+	"\fheld_request\x18\x02 \x01(\v2\x18.ganglion.v1.HeldRequestH\x00R\vheldRequestB\t\n" +
+	"\amessage\"'\n" +
+	"\vHeldRequest\x12\x18\n" +
+	"\abuckets\x18\x01 \x03(\rR\abuckets\"\xcb\x01\n" +
 	"\x06Update\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
 	"generation\x12/\n" +
 	"\aupserts\x18\x02 \x03(\v2\x15.ganglion.v1.ResourceR\aupserts\x12\x1a\n" +
 	"\bremovals\x18\x03 \x03(\tR\bremovals\x12+\n" +
-	"\x11snapshot_complete\x18\x04 \x01(\bR\x10snapshotComplete2U\n" +
+	"\x11snapshot_complete\x18\x04 \x01(\bR\x10snapshotComplete\x12'\n" +
+	"\x0fsource_revision\x18\x05 \x01(\x04R\x0esourceRevision2U\n" +
 	"\fAgentService\x12E\n" +
 	"\x06Stream\x12\x1a.ganglion.v1.StreamRequest\x1a\x1b.ganglion.v1.StreamResponse(\x010\x01BAZ?github.com/ganglion-proxy/ganglion/proto/ganglion/v1;ganglionv1b\x06proto3"
 
@@ -455,31 +688,35 @@ func file_ganglion_v1_agent_proto_rawDescGZIP() []byte {
 	return file_ganglion_v1_agent_proto_rawDescData
 }
 
-var file_ganglion_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_ganglion_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_ganglion_v1_agent_proto_goTypes = []any{
 	(*StreamRequest)(nil),  // 0: ganglion.v1.StreamRequest
 	(*Hello)(nil),          // 1: ganglion.v1.Hello
-	(*Ack)(nil),            // 2: ganglion.v1.Ack
-	(*ResourceStatus)(nil), // 3: ganglion.v1.ResourceStatus
-	(*StreamResponse)(nil), // 4: ganglion.v1.StreamResponse
-	(*Update)(nil),         // 5: ganglion.v1.Update
-	nil,                    // 6: ganglion.v1.Hello.HeldEntry
-	(*Resource)(nil),       // 7: ganglion.v1.Resource
+	(*HeldList)(nil),       // 2: ganglion.v1.HeldList
+	(*HeldResource)(nil),   // 3: ganglion.v1.HeldResource
+	(*Ack)(nil),            // 4: ganglion.v1.Ack
+	(*Rejection)(nil),      // 5: ganglion.v1.Rejection
+	(*StreamResponse)(nil), // 6: ganglion.v1.StreamResponse
+	(*HeldRequest)(nil),    // 7: ganglion.v1.HeldRequest
+	(*Update)(nil),         // 8: ganglion.v1.Update
+	(*Resource)(nil),       // 9: ganglion.v1.Resource
 }
 var file_ganglion_v1_agent_proto_depIdxs = []int32{
 	1, // 0: ganglion.v1.StreamRequest.hello:type_name -> ganglion.v1.Hello
-	2, // 1: ganglion.v1.StreamRequest.ack:type_name -> ganglion.v1.Ack
-	6, // 2: ganglion.v1.Hello.held:type_name -> ganglion.v1.Hello.HeldEntry
-	3, // 3: ganglion.v1.Ack.statuses:type_name -> ganglion.v1.ResourceStatus
-	5, // 4: ganglion.v1.StreamResponse.update:type_name -> ganglion.v1.Update
-	7, // 5: ganglion.v1.Update.upserts:type_name -> ganglion.v1.Resource
-	0, // 6: ganglion.v1.AgentService.Stream:input_type -> ganglion.v1.StreamRequest
-	4, // 7: ganglion.v1.AgentService.Stream:output_type -> ganglion.v1.StreamResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4, // 1: ganglion.v1.StreamRequest.ack:type_name -> ganglion.v1.Ack
+	2, // 2: ganglion.v1.StreamRequest.held_list:type_name -> ganglion.v1.HeldList
+	3, // 3: ganglion.v1.HeldList.resources:type_name -> ganglion.v1.HeldResource
+	5, // 4: ganglion.v1.Ack.rejections:type_name -> ganglion.v1.Rejection
+	8, // 5: ganglion.v1.StreamResponse.update:type_name -> ganglion.v1.Update
+	7, // 6: ganglion.v1.StreamResponse.held_request:type_name -> ganglion.v1.HeldRequest
+	9, // 7: ganglion.v1.Update.upserts:type_name -> ganglion.v1.Resource
+	0, // 8: ganglion.v1.AgentService.Stream:input_type -> ganglion.v1.StreamRequest
+	6, // 9: ganglion.v1.AgentService.Stream:output_type -> ganglion.v1.StreamResponse
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_agent_proto_init() }
@@ -491,6 +728,11 @@ func file_ganglion_v1_agent_proto_init() {
 	file_ganglion_v1_agent_proto_msgTypes[0].OneofWrappers = []any{
 		(*StreamRequest_Hello)(nil),
 		(*StreamRequest_Ack)(nil),
+		(*StreamRequest_HeldList)(nil),
+	}
+	file_ganglion_v1_agent_proto_msgTypes[6].OneofWrappers = []any{
+		(*StreamResponse_Update)(nil),
+		(*StreamResponse_HeldRequest)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -498,7 +740,7 @@ func file_ganglion_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ganglion_v1_agent_proto_rawDesc), len(file_ganglion_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

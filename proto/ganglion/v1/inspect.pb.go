@@ -105,16 +105,25 @@ func (x *ListNodesResponse) GetNodes() []*NodeStatus {
 
 // NodeStatus is one node's sync status.
 type NodeStatus struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Connected bool                   `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
-	// Pending counts resources whose desired version the agent has not acknowledged.
-	Pending uint32 `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Connected says an agent of that name holds a stream to this replica.
+	Connected bool   `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
+	Zone      string `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
+	// Resources is the number of resources in the node's desired state.
+	Resources uint32 `protobuf:"varint,4,opt,name=resources,proto3" json:"resources,omitempty"`
+	// Pending counts resources whose desired version the agent has not acknowledged yet.
+	Pending uint32 `protobuf:"varint,5,opt,name=pending,proto3" json:"pending,omitempty"`
 	// Rejected counts resources the agent failed to apply.
-	Rejected      uint32 `protobuf:"varint,4,opt,name=rejected,proto3" json:"rejected,omitempty"`
-	LastError     string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Rejected  uint32 `protobuf:"varint,6,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	LastError string `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// LagSeconds is the age of the oldest change the agent has not acknowledged; 0 when in sync.
+	LagSeconds float64 `protobuf:"fixed64,8,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
+	// AckedGeneration is the last update generation the agent acknowledged on its stream.
+	AckedGeneration uint64 `protobuf:"varint,9,opt,name=acked_generation,json=ackedGeneration,proto3" json:"acked_generation,omitempty"`
+	AgentVersion    string `protobuf:"bytes,10,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -161,6 +170,20 @@ func (x *NodeStatus) GetConnected() bool {
 	return false
 }
 
+func (x *NodeStatus) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetResources() uint32 {
+	if x != nil {
+		return x.Resources
+	}
+	return 0
+}
+
 func (x *NodeStatus) GetPending() uint32 {
 	if x != nil {
 		return x.Pending
@@ -178,6 +201,27 @@ func (x *NodeStatus) GetRejected() uint32 {
 func (x *NodeStatus) GetLastError() string {
 	if x != nil {
 		return x.LastError
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetLagSeconds() float64 {
+	if x != nil {
+		return x.LagSeconds
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetAckedGeneration() uint64 {
+	if x != nil {
+		return x.AckedGeneration
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetAgentVersion() string {
+	if x != nil {
+		return x.AgentVersion
 	}
 	return ""
 }
@@ -380,11 +424,14 @@ func (x *ExplainServiceResponse) GetPorts() []*PortExplanation {
 
 // PortExplanation explains one service port in one family.
 type PortExplanation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
-	Internal      *EndpointSet           `protobuf:"bytes,2,opt,name=internal,proto3" json:"internal,omitempty"`
-	External      *EndpointSet           `protobuf:"bytes,3,opt,name=external,proto3" json:"external,omitempty"`
-	Unused        []*UnusedEndpoint      `protobuf:"bytes,4,rep,name=unused,proto3" json:"unused,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Resource string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	// Internal and External are the sets the node uses; External is unset without external frontends.
+	Internal  *EndpointSet           `protobuf:"bytes,2,opt,name=internal,proto3" json:"internal,omitempty"`
+	External  *EndpointSet           `protobuf:"bytes,3,opt,name=external,proto3" json:"external,omitempty"`
+	Endpoints []*EndpointExplanation `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// IgnoredReason is set, alone, when the service is not proxied at all.
+	IgnoredReason string `protobuf:"bytes,5,opt,name=ignored_reason,json=ignoredReason,proto3" json:"ignored_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,36 +487,48 @@ func (x *PortExplanation) GetExternal() *EndpointSet {
 	return nil
 }
 
-func (x *PortExplanation) GetUnused() []*UnusedEndpoint {
+func (x *PortExplanation) GetEndpoints() []*EndpointExplanation {
 	if x != nil {
-		return x.Unused
+		return x.Endpoints
 	}
 	return nil
 }
 
-// UnusedEndpoint is an endpoint a node does not use, and why.
-type UnusedEndpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+func (x *PortExplanation) GetIgnoredReason() string {
+	if x != nil {
+		return x.IgnoredReason
+	}
+	return ""
+}
+
+// EndpointExplanation says whether an endpoint is used, and why not when it is not.
+type EndpointExplanation struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Address  string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Port     uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Internal bool                   `protobuf:"varint,3,opt,name=internal,proto3" json:"internal,omitempty"`
+	External bool                   `protobuf:"varint,4,opt,name=external,proto3" json:"external,omitempty"`
+	// Reason explains why the endpoint is not used for internal (or, prefixed "external:", external)
+	// traffic: not ready, terminating, another node, another zone, a node hint.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *UnusedEndpoint) Reset() {
-	*x = UnusedEndpoint{}
+func (x *EndpointExplanation) Reset() {
+	*x = EndpointExplanation{}
 	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *UnusedEndpoint) String() string {
+func (x *EndpointExplanation) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*UnusedEndpoint) ProtoMessage() {}
+func (*EndpointExplanation) ProtoMessage() {}
 
-func (x *UnusedEndpoint) ProtoReflect() protoreflect.Message {
+func (x *EndpointExplanation) ProtoReflect() protoreflect.Message {
 	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -481,19 +540,40 @@ func (x *UnusedEndpoint) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use UnusedEndpoint.ProtoReflect.Descriptor instead.
-func (*UnusedEndpoint) Descriptor() ([]byte, []int) {
+// Deprecated: Use EndpointExplanation.ProtoReflect.Descriptor instead.
+func (*EndpointExplanation) Descriptor() ([]byte, []int) {
 	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *UnusedEndpoint) GetAddress() string {
+func (x *EndpointExplanation) GetAddress() string {
 	if x != nil {
 		return x.Address
 	}
 	return ""
 }
 
-func (x *UnusedEndpoint) GetReason() string {
+func (x *EndpointExplanation) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *EndpointExplanation) GetInternal() bool {
+	if x != nil {
+		return x.Internal
+	}
+	return false
+}
+
+func (x *EndpointExplanation) GetExternal() bool {
+	if x != nil {
+		return x.External
+	}
+	return false
+}
+
+func (x *EndpointExplanation) GetReason() string {
 	if x != nil {
 		return x.Reason
 	}
@@ -507,15 +587,22 @@ const file_ganglion_v1_inspect_proto_rawDesc = "" +
 	"\x19ganglion/v1/inspect.proto\x12\vganglion.v1\x1a\x17ganglion/v1/state.proto\"\x12\n" +
 	"\x10ListNodesRequest\"B\n" +
 	"\x11ListNodesResponse\x12-\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x17.ganglion.v1.NodeStatusR\x05nodes\"\x93\x01\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x17.ganglion.v1.NodeStatusR\x05nodes\"\xb6\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
-	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x18\n" +
-	"\apending\x18\x03 \x01(\rR\apending\x12\x1a\n" +
-	"\brejected\x18\x04 \x01(\rR\brejected\x12\x1d\n" +
+	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x12\n" +
+	"\x04zone\x18\x03 \x01(\tR\x04zone\x12\x1c\n" +
+	"\tresources\x18\x04 \x01(\rR\tresources\x12\x18\n" +
+	"\apending\x18\x05 \x01(\rR\apending\x12\x1a\n" +
+	"\brejected\x18\x06 \x01(\rR\brejected\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x05 \x01(\tR\tlastError\")\n" +
+	"last_error\x18\a \x01(\tR\tlastError\x12\x1f\n" +
+	"\vlag_seconds\x18\b \x01(\x01R\n" +
+	"lagSeconds\x12)\n" +
+	"\x10acked_generation\x18\t \x01(\x04R\x0fackedGeneration\x12#\n" +
+	"\ragent_version\x18\n" +
+	" \x01(\tR\fagentVersion\")\n" +
 	"\x13GetNodeStateRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\"K\n" +
 	"\x14GetNodeStateResponse\x123\n" +
@@ -525,15 +612,19 @@ const file_ganglion_v1_inspect_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"L\n" +
 	"\x16ExplainServiceResponse\x122\n" +
-	"\x05ports\x18\x01 \x03(\v2\x1c.ganglion.v1.PortExplanationR\x05ports\"\xce\x01\n" +
+	"\x05ports\x18\x01 \x03(\v2\x1c.ganglion.v1.PortExplanationR\x05ports\"\x80\x02\n" +
 	"\x0fPortExplanation\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x124\n" +
 	"\binternal\x18\x02 \x01(\v2\x18.ganglion.v1.EndpointSetR\binternal\x124\n" +
-	"\bexternal\x18\x03 \x01(\v2\x18.ganglion.v1.EndpointSetR\bexternal\x123\n" +
-	"\x06unused\x18\x04 \x03(\v2\x1b.ganglion.v1.UnusedEndpointR\x06unused\"B\n" +
-	"\x0eUnusedEndpoint\x12\x18\n" +
-	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason2\x8c\x02\n" +
+	"\bexternal\x18\x03 \x01(\v2\x18.ganglion.v1.EndpointSetR\bexternal\x12>\n" +
+	"\tendpoints\x18\x04 \x03(\v2 .ganglion.v1.EndpointExplanationR\tendpoints\x12%\n" +
+	"\x0eignored_reason\x18\x05 \x01(\tR\rignoredReason\"\x93\x01\n" +
+	"\x13EndpointExplanation\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
+	"\binternal\x18\x03 \x01(\bR\binternal\x12\x1a\n" +
+	"\bexternal\x18\x04 \x01(\bR\bexternal\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason2\x8c\x02\n" +
 	"\x0eInspectService\x12J\n" +
 	"\tListNodes\x12\x1d.ganglion.v1.ListNodesRequest\x1a\x1e.ganglion.v1.ListNodesResponse\x12S\n" +
 	"\fGetNodeState\x12 .ganglion.v1.GetNodeStateRequest\x1a!.ganglion.v1.GetNodeStateResponse\x12Y\n" +
@@ -561,7 +652,7 @@ var file_ganglion_v1_inspect_proto_goTypes = []any{
 	(*ExplainServiceRequest)(nil),  // 5: ganglion.v1.ExplainServiceRequest
 	(*ExplainServiceResponse)(nil), // 6: ganglion.v1.ExplainServiceResponse
 	(*PortExplanation)(nil),        // 7: ganglion.v1.PortExplanation
-	(*UnusedEndpoint)(nil),         // 8: ganglion.v1.UnusedEndpoint
+	(*EndpointExplanation)(nil),    // 8: ganglion.v1.EndpointExplanation
 	(*Resource)(nil),               // 9: ganglion.v1.Resource
 	(*EndpointSet)(nil),            // 10: ganglion.v1.EndpointSet
 }
@@ -571,7 +662,7 @@ var file_ganglion_v1_inspect_proto_depIdxs = []int32{
 	7,  // 2: ganglion.v1.ExplainServiceResponse.ports:type_name -> ganglion.v1.PortExplanation
 	10, // 3: ganglion.v1.PortExplanation.internal:type_name -> ganglion.v1.EndpointSet
 	10, // 4: ganglion.v1.PortExplanation.external:type_name -> ganglion.v1.EndpointSet
-	8,  // 5: ganglion.v1.PortExplanation.unused:type_name -> ganglion.v1.UnusedEndpoint
+	8,  // 5: ganglion.v1.PortExplanation.endpoints:type_name -> ganglion.v1.EndpointExplanation
 	0,  // 6: ganglion.v1.InspectService.ListNodes:input_type -> ganglion.v1.ListNodesRequest
 	3,  // 7: ganglion.v1.InspectService.GetNodeState:input_type -> ganglion.v1.GetNodeStateRequest
 	5,  // 8: ganglion.v1.InspectService.ExplainService:input_type -> ganglion.v1.ExplainServiceRequest

@@ -1,0 +1,228 @@
+// Package stream serves each node's desired state to its agent over one long-lived gRPC stream:
+// an initial difference against what the agent holds, then small versioned updates, each
+// acknowledged before the next, with the changes made meanwhile merged behind it.
+package stream
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ganglion-proxy/ganglion/controlplane/compute"
+)
+
+// Options tune the stream. Zero values take the defaults.
+type Options struct {
+	// Quiet is how long the brain waits for a burst of changes to end before sending (default
+	// 10ms); MaxDelay caps that wait from the burst's first change (default 100ms).
+	Quiet, MaxDelay time.Duration
+	// SendTimeout cancels a stream whose send has been blocked that long (default 30s).
+	SendTimeout time.Duration
+	// SnapshotSlots bounds how many initial differences are computed and sent at once (default 64),
+	// so a reconnect storm cannot take all the brain's memory.
+	SnapshotSlots int
+	// ChunkBytes splits updates larger than this (default 1 MiB).
+	ChunkBytes int
+	// BehindWait is how long a replica waits to catch up with an agent that has seen a newer source
+	// revision before it turns the agent away (default 5s).
+	BehindWait time.Duration
+}
+
+func (o *Options) defaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	set(&o.Quiet, 10*time.Millisecond)
+	set(&o.MaxDelay, 100*time.Millisecond)
+	set(&o.SendTimeout, 30*time.Second)
+	set(&o.BehindWait, 5*time.Second)
+	if o.SnapshotSlots == 0 {
+		o.SnapshotSlots = 64
+	}
+	if o.ChunkBytes == 0 {
+		o.ChunkBytes = 1 << 20
+	}
+}
+
+// Hub owns the engine and the agents' sessions. Sources change the model through Apply; the hub
+// coalesces what they change and marks it dirty in the sessions it concerns.
+type Hub struct {
+	opts    Options
+	metrics *Metrics
+	slots   chan struct{}
+
+	mu       sync.RWMutex // guards engine, revision, synced
+	engine   *compute.Engine
+	revision uint64
+	synced   bool
+	syncedCh chan struct{}
+
+	smu      sync.Mutex // guards sessions, batch
+	sessions map[*session]struct{}
+	batch    *batch
+}
+
+// batch is the coalesced change not yet handed to sessions.
+type batch struct {
+	delta   compute.Delta
+	trigger time.Time
+	first   time.Time
+	timer   *time.Timer
+}
+
+// NewHub returns a hub over engine. metrics may be nil.
+func NewHub(engine *compute.Engine, opts Options, metrics *Metrics) *Hub {
+	opts.defaults()
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	h := &Hub{
+		opts:     opts,
+		metrics:  metrics,
+		slots:    make(chan struct{}, opts.SnapshotSlots),
+		engine:   engine,
+		syncedCh: make(chan struct{}),
+		sessions: map[*session]struct{}{},
+	}
+	return h
+}
+
+// Apply changes the model: fn runs with the engine locked and returns what changed. trigger is
+// when the change happened at its origin (zero: now); revision, when not zero, is how far the
+// source has been read, for replicas to compare.
+func (h *Hub) Apply(trigger time.Time, revision uint64, fn func(*compute.Engine) compute.Delta) {
+	now := time.Now()
+	if trigger.IsZero() || trigger.After(now) {
+		trigger = now
+	}
+	h.mu.Lock()
+	d := fn(h.engine)
+	if revision > h.revision {
+		h.revision = revision
+	}
+	h.mu.Unlock()
+	if d.Empty() {
+		return
+	}
+
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	b := h.batch
+	if b == nil {
+		b = &batch{trigger: trigger, first: now}
+		b.timer = time.AfterFunc(h.opts.Quiet, h.flush)
+		h.batch = b
+	} else {
+		if trigger.Before(b.trigger) {
+			b.trigger = trigger
+		}
+		// Extend the quiet window, but never past MaxDelay from the burst's first change.
+		b.timer.Reset(min(h.opts.Quiet, max(0, b.first.Add(h.opts.MaxDelay).Sub(now))))
+	}
+	b.delta.Merge(d)
+}
+
+// MarkSynced records that the source has been read in full and the first compute is done.
+func (h *Hub) MarkSynced() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.synced {
+		h.synced = true
+		close(h.syncedCh)
+	}
+}
+
+// Synced is closed once the hub has been marked synced.
+func (h *Hub) Synced() <-chan struct{} { return h.syncedCh }
+
+// Revision returns how far the source has been read.
+func (h *Hub) Revision() uint64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.revision
+}
+
+// View runs fn with the engine read-locked.
+func (h *Hub) View(fn func(*compute.Engine)) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	fn(h.engine)
+}
+
+// waitRevision waits until the hub has read its source up to rev, or the timeout passes. Agents
+// ahead of a replica are rare (a replica restarting), so polling is enough.
+func (h *Hub) waitRevision(ctx context.Context, rev uint64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for h.Revision() < rev {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// flush hands the coalesced change to every session it concerns.
+func (h *Hub) flush() {
+	h.smu.Lock()
+	b := h.batch
+	h.batch = nil
+	sessions := make([]*session, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	h.smu.Unlock()
+	if b == nil {
+		return
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, s := range sessions {
+		s.markDirty(h.dirtyFor(s.node, &b.delta), b.trigger)
+	}
+}
+
+// dirtyFor picks the names of d that may resolve differently for node: a default change matters
+// only to nodes that see the default, a zone's change only to nodes without their own.
+func (h *Hub) dirtyFor(node string, d *compute.Delta) []string {
+	zone := h.engine.Zone(node)
+	var out []string
+	for _, name := range d.Shared {
+		if !h.engine.Overridden(node, zone, name) {
+			out = append(out, name)
+		}
+	}
+	for _, name := range d.Zones[zone] {
+		if !h.engine.NodeOverridden(node, name) {
+			out = append(out, name)
+		}
+	}
+	return append(out, d.Nodes[node]...)
+}
+
+func (h *Hub) register(s *session) {
+	h.smu.Lock()
+	h.sessions[s] = struct{}{}
+	h.smu.Unlock()
+	h.metrics.Connected.Inc()
+}
+
+func (h *Hub) unregister(s *session) {
+	h.smu.Lock()
+	delete(h.sessions, s)
+	h.smu.Unlock()
+	h.metrics.Connected.Dec()
+}
+
+// Sessions returns the connected sessions' statuses by node name.
+func (h *Hub) Sessions() map[string]SessionStatus {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	out := make(map[string]SessionStatus, len(h.sessions))
+	for s := range h.sessions {
+		out[s.node] = s.status()
+	}
+	return out
+}

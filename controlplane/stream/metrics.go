@@ -1,0 +1,49 @@
+package stream
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the stream's Prometheus metrics.
+type Metrics struct {
+	Connected   prometheus.Gauge
+	Updates     prometheus.Counter
+	Bytes       prometheus.Counter
+	Resources   *prometheus.CounterVec
+	Acks        prometheus.Counter
+	Rejections  prometheus.Counter
+	Programming prometheus.Histogram
+	Snapshots   prometheus.Counter
+	Stalled     prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg when it is not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ganglion_agents_connected", Help: "Agents holding a stream to this brain."}),
+		Updates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_updates_sent_total", Help: "Updates sent to agents."}),
+		Bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_update_bytes_sent_total", Help: "Bytes of updates sent to agents."}),
+		Resources: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ganglion_update_resources_total", Help: "Resources sent to agents, by operation."}, []string{"op"}),
+		Acks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_acks_total", Help: "Updates acknowledged by agents."}),
+		Rejections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_rejections_total", Help: "Resources agents failed to apply."}),
+		// The same meaning as kube-proxy's network_programming_duration: from the change's trigger
+		// (the EndpointSlice's last-change-trigger-time, or when the brain saw it) to applied.
+		Programming: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ganglion_network_programming_duration_seconds",
+			Help:    "From a change's trigger to an agent's acknowledgement of it.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
+		}),
+		Snapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_snapshots_total", Help: "Initial differences sent to (re)connecting agents."}),
+		Stalled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_streams_stalled_total", Help: "Streams cancelled because a send blocked too long."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Connected, m.Updates, m.Bytes, m.Resources, m.Acks, m.Rejections, m.Programming, m.Snapshots, m.Stalled)
+	}
+	return m
+}

@@ -1,0 +1,309 @@
+package stream
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ganglion-proxy/ganglion/controlplane/compute"
+	"github.com/ganglion-proxy/ganglion/internal/digest"
+	"github.com/ganglion-proxy/ganglion/internal/resname"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+)
+
+// maxBuckets bounds the digests an agent may send.
+const maxBuckets = 1 << 16
+
+// Server implements the AgentService over a Hub.
+type Server struct {
+	v1.UnimplementedAgentServiceServer
+	hub *Hub
+	log *slog.Logger
+}
+
+var _ v1.AgentServiceServer = (*Server)(nil)
+
+// NewServer returns the AgentService of hub.
+func NewServer(hub *Hub, log *slog.Logger) *Server { return &Server{hub: hub, log: log} }
+
+// ServerOptions are the options a grpc.Server needs to carry this service: the codec that sends
+// pre-encoded frames.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(newCodec())}
+}
+
+// Stream serves one agent: hello, initial difference, then updates until the agent goes away.
+func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil || hello.NodeName == "" {
+		return status.Error(codes.InvalidArgument, "first message must be a hello with node_name")
+	}
+	if n := len(hello.HeldDigests); n > maxBuckets {
+		return status.Errorf(codes.InvalidArgument, "held_digests: %d buckets, at most %d", n, maxBuckets)
+	}
+	select {
+	case <-srv.hub.Synced():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if hello.MinRevision > 0 && !srv.hub.waitRevision(ctx, hello.MinRevision, srv.hub.opts.BehindWait) {
+		return status.Errorf(codes.Unavailable, "replica behind: it has read source revision %d, the agent has applied %d",
+			srv.hub.Revision(), hello.MinRevision)
+	}
+	log := srv.log.With("node", hello.NodeName)
+	s := newSession(hello.NodeName, hello.AgentVersion)
+	// Registered before the difference is computed, so no change made meanwhile is missed.
+	srv.hub.register(s)
+	defer srv.hub.unregister(s)
+
+	c := &conn{srv: srv, stream: stream, s: s, stalled: make(chan struct{})}
+	select {
+	case srv.hub.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { <-srv.hub.slots }) }
+	defer release()
+	upserts, removals, err := c.initialDiff(hello)
+	if err != nil {
+		return err
+	}
+	log.Debug("agent connected", "upserts", len(upserts), "removals", len(removals))
+
+	errs := make(chan error, 2)
+	go func() { errs <- c.receive() }()
+	go func() { errs <- c.send(ctx, upserts, removals, release) }()
+	select {
+	case err := <-errs:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Info("agent stream ended", "err", err)
+		}
+		return err
+	case <-c.stalled:
+		srv.hub.metrics.Stalled.Inc()
+		log.Warn("agent stream cancelled: a send blocked too long", "timeout", srv.hub.opts.SendTimeout)
+		return status.Errorf(codes.DeadlineExceeded, "send blocked for %s", srv.hub.opts.SendTimeout)
+	}
+}
+
+// conn is the state of one stream's handler.
+type conn struct {
+	srv         *Server
+	stream      v1.AgentService_StreamServer
+	s           *session
+	gen         uint64
+	stalled     chan struct{}
+	stalledOnce sync.Once
+}
+
+// initialDiff computes what the agent lacks. An agent that holds nothing gets everything; one
+// that holds something is asked for the contents of only the digest buckets that differ.
+func (c *conn) initialDiff(hello *v1.Hello) ([]*compute.Resource, []string, error) {
+	var state []*compute.Resource
+	c.srv.hub.View(func(e *compute.Engine) { e.ForEach(c.s.node, func(r *compute.Resource) { state = append(state, r) }) })
+	n := len(hello.HeldDigests)
+	if n == 0 {
+		return state, nil, nil
+	}
+	mine := digest.New(n)
+	for _, r := range state {
+		mine.Add(r.Name, r.Version)
+	}
+	differ := mine.Differ(hello.HeldDigests)
+	if len(differ) == 0 {
+		return nil, nil, nil
+	}
+	if err := c.sendFrame(heldRequestFrame(differ)); err != nil {
+		return nil, nil, err
+	}
+	req, err := c.stream.Recv()
+	if err != nil {
+		return nil, nil, err
+	}
+	list := req.GetHeldList()
+	if list == nil {
+		return nil, nil, status.Error(codes.InvalidArgument, "expected a held_list after a held_request")
+	}
+	asked := make(map[int]bool, len(differ))
+	for _, b := range differ {
+		asked[int(b)] = true
+	}
+	held := make(map[string]string, len(list.Resources))
+	for _, r := range list.Resources {
+		held[r.Name] = r.Version
+	}
+	var upserts []*compute.Resource
+	wanted := map[string]bool{}
+	for _, r := range state {
+		if !asked[digest.Bucket(r.Name, n)] {
+			continue
+		}
+		wanted[r.Name] = true
+		if held[r.Name] != r.Version {
+			upserts = append(upserts, r)
+		}
+	}
+	var removals []string
+	for name := range held {
+		if !wanted[name] {
+			removals = append(removals, name)
+		}
+	}
+	return upserts, removals, nil
+}
+
+// send delivers the initial difference, then every change, one acknowledged update at a time.
+func (c *conn) send(ctx context.Context, upserts []*compute.Resource, removals []string, snapshotDone func()) error {
+	c.srv.hub.metrics.Snapshots.Inc()
+	if err := c.sendUpdate(ctx, upserts, removals, true, time.Time{}); err != nil {
+		return err
+	}
+	snapshotDone()
+	for {
+		select {
+		case <-c.s.kick:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		dirty := c.s.takeDirty()
+		var ups []*compute.Resource
+		var rems []string
+		var trigger time.Time
+		c.srv.hub.View(func(e *compute.Engine) {
+			for name, t := range dirty {
+				if trigger.IsZero() || t.Before(trigger) {
+					trigger = t
+				}
+				switch r := e.Resolve(c.s.node, name); {
+				case r == nil:
+					rems = append(rems, name)
+				case !c.s.isRejected(name, r.Version):
+					ups = append(ups, r)
+				}
+			}
+		})
+		if len(ups)+len(rems) == 0 {
+			continue
+		}
+		if err := c.sendUpdate(ctx, ups, rems, false, trigger); err != nil {
+			return err
+		}
+	}
+}
+
+func base(r *compute.Resource) string {
+	b, _ := resname.Split(r.Name)
+	return b
+}
+
+// sendUpdate sends upserts and removals in chunks of at most ChunkBytes, waiting for each chunk's
+// acknowledgement. Removals travel in the last chunk: make before break.
+func (c *conn) sendUpdate(ctx context.Context, upserts []*compute.Resource, removals []string, complete bool, trigger time.Time) error {
+	slices.SortFunc(upserts, func(a, b *compute.Resource) int { return cmp.Compare(a.Name, b.Name) })
+	slices.Sort(removals)
+	for {
+		n, size := 0, 0
+		for ; n < len(upserts); n++ {
+			// A port's resources stay in one chunk, so the agent never programs half a port.
+			full := size+len(upserts[n].Wire) > c.srv.hub.opts.ChunkBytes
+			if n > 0 && full && base(upserts[n]) != base(upserts[n-1]) {
+				break
+			}
+			size += len(upserts[n].Wire)
+		}
+		chunk, last := upserts[:n], n == len(upserts)
+		upserts = upserts[n:]
+		var rems []string
+		if last {
+			rems = removals
+		}
+		if err := c.sendChunk(ctx, chunk, rems, complete && last, trigger); err != nil {
+			return err
+		}
+		if last {
+			return nil
+		}
+	}
+}
+
+func (c *conn) sendChunk(ctx context.Context, upserts []*compute.Resource, removals []string, complete bool, trigger time.Time) error {
+	c.gen++
+	f := &inflight{gen: c.gen, versions: make(map[string]string, len(upserts)+len(removals)), trigger: trigger, acked: make(chan struct{})}
+	for _, r := range upserts {
+		f.versions[r.Name] = r.Version
+	}
+	for _, n := range removals {
+		f.versions[n] = ""
+	}
+	c.s.setInflight(f)
+	fr := updateFrame(c.gen, upserts, removals, complete, c.srv.hub.Revision())
+	if err := c.sendFrame(fr); err != nil {
+		return err
+	}
+	m := c.srv.hub.metrics
+	m.Updates.Inc()
+	m.Bytes.Add(float64(len(fr.b)))
+	m.Resources.WithLabelValues("upsert").Add(float64(fr.upserts))
+	m.Resources.WithLabelValues("remove").Add(float64(fr.removals))
+	select {
+	case <-f.acked:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sendFrame sends under a watchdog: gRPC's Send has no timeout, and a stream whose peer stopped
+// reading would otherwise hold its goroutine and memory forever.
+func (c *conn) sendFrame(f *frame) error {
+	t := time.AfterFunc(c.srv.hub.opts.SendTimeout, func() { c.stalledOnce.Do(func() { close(c.stalled) }) })
+	defer t.Stop()
+	return c.stream.SendMsg(f)
+}
+
+// receive handles acknowledgements until the agent closes its side.
+func (c *conn) receive() error {
+	for {
+		req, err := c.stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ack := req.GetAck()
+		if ack == nil {
+			return status.Error(codes.InvalidArgument, "expected an ack")
+		}
+		rejected := make(map[string]rejection, len(ack.Rejections))
+		for _, r := range ack.Rejections {
+			rejected[r.Name] = rejection{version: r.Version, err: r.Error}
+		}
+		f, err := c.s.onAck(ack.Generation, rejected)
+		if err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		m := c.srv.hub.metrics
+		m.Acks.Inc()
+		m.Rejections.Add(float64(len(ack.Rejections)))
+		if !f.trigger.IsZero() {
+			m.Programming.Observe(time.Since(f.trigger).Seconds())
+		}
+	}
+}
