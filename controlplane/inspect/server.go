@@ -89,7 +89,9 @@ func (s *Server) ExplainService(_ context.Context, req *v1.ExplainServiceRequest
 	}
 	var ports []*v1.PortExplanation
 	var err error
-	s.hub.View(func(e *compute.Engine) { ports, err = e.Explain(req.Node, model.ServiceKey{Namespace: ns, Name: req.Name}) })
+	s.hub.View(func(e *compute.Engine) {
+		ports, err = e.Explain(req.Node, model.ServiceKey{Namespace: ns, Name: req.Name})
+	})
 	if errors.Is(err, compute.ErrNotFound) {
 		return nil, status.Error(codes.NotFound, err.Error())
 	}

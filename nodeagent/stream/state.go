@@ -134,4 +134,3 @@ func applyUpdate(h held, apply func(dataplane.Change) map[string]error, u *v1.Up
 	slices.SortFunc(rejections, func(a, b *v1.Rejection) int { return strings.Compare(a.Name, b.Name) })
 	return rejections
 }
-
