@@ -1,6 +1,8 @@
 package nftables
 
 import (
+	"errors"
+	"syscall"
 	"strings"
 	"testing"
 
@@ -41,5 +43,162 @@ func TestClusterIPFromPod(t *testing.T) {
 	}
 	if !seen["pod1"] || !seen["pod2"] || len(seen) != 2 {
 		t.Fatalf("backends reached: %v, want pod1 and pod2", seen)
+	}
+}
+
+func TestNodePortETPClusterMasqueradesClient(t *testing.T) {
+	l := newLab(t, 1)
+	d := l.dataplane(t)
+	apply(t, d, mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30080),
+		external(scopeCluster, true), cluster(fwd(ep(remotePod)))))
+	g := mustAsk(t, l.client, hostPort(nodeIP, 30080))
+	if backendOf(g) != "remote" || sourceOf(g) != remoteGW {
+		t.Fatalf("greeting %q: want the remote backend seeing the node's address %s", g, remoteGW)
+	}
+}
+
+func TestNodePortETPLocalPreservesClientIP(t *testing.T) {
+	l := newLab(t, 1)
+	d := l.dataplane(t)
+	apply(t, d, mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30081),
+		external(scopeLocal, false), cluster(fwd(ep(podIP(1)), ep(remotePod))), local(fwd(ep(podIP(1))))))
+	for range 10 {
+		g := mustAsk(t, l.client, hostPort(nodeIP, 30081))
+		if backendOf(g) != "pod1" || sourceOf(g) != clientIP {
+			t.Fatalf("greeting %q: want the local pod1 seeing the client's own %s", g, clientIP)
+		}
+	}
+}
+
+func TestNodePortETPLocalWithoutLocalEndpointsDrops(t *testing.T) {
+	l := newLab(t, 1)
+	d := l.dataplane(t)
+	apply(t, d, mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30082),
+		external(scopeLocal, false), cluster(fwd(ep(remotePod))), local(dropSet())))
+	if _, err := tcpAsk(l.client, hostPort(nodeIP, 30082)); !isTimeout(err) {
+		t.Fatalf("from outside: got %v, want the SYN dropped (timeout)", err)
+	}
+	// The short-circuit: a pod on this node still reaches the cluster set through the NodePort.
+	if g := mustAsk(t, l.pods[0], hostPort(nodeIP, 30082)); backendOf(g) != "remote" {
+		t.Fatalf("from a local pod: greeting %q, want the cluster backend", g)
+	}
+}
+
+func TestNodePortAddressesFilter(t *testing.T) {
+	l := newLab(t, 1)
+	d := l.dataplane(t)
+	apply(t, d, mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30083),
+		external(scopeCluster, true), cluster(fwd(ep(podIP(1))))))
+	// remoteGW is a node address outside NodePortAddresses: nothing listens there.
+	if _, err := tcpAsk(l.remote, hostPort(remoteGW, 30083)); !isRefused(err) {
+		t.Fatalf("NodePort on a filtered address: got %v, want connection refused by the host", err)
+	}
+}
+
+func TestLoadBalancerAndExternalIP(t *testing.T) {
+	l := newLab(t, 2)
+	d := l.dataplane(t)
+	apply(t, d, mkPort("default/lb:http/v4", clusterIP("10.96.0.12", 80),
+		frontend(kindLB, "192.168.60.10", 80, "192.168.50.0/24"),
+		frontend(kindLB, "192.168.60.11", 80, "10.0.0.0/8"),
+		frontend(kindEIP, "192.168.60.20", 80),
+		external(scopeCluster, true), cluster(fwd(ep(podIP(2))))))
+	for _, vip := range []string{"192.168.60.10:80", "192.168.60.20:80"} {
+		if g := mustAsk(t, l.client, vip); backendOf(g) != "pod2" || sourceOf(g) != podGW {
+			t.Fatalf("%s: greeting %q, want pod2 seeing the masqueraded %s", vip, g, podGW)
+		}
+	}
+	if _, err := tcpAsk(l.client, "192.168.60.11:80"); !isTimeout(err) {
+		t.Fatalf("client outside the LB source ranges: got %v, want dropped", err)
+	}
+}
+
+func TestInternalTrafficPolicyLocal(t *testing.T) {
+	l := newLab(t, 3)
+	d := l.dataplane(t)
+	apply(t, d,
+		mkPort("default/itp:http/v4", clusterIP("10.96.0.13", 80), internal(scopeLocal), local(fwd(ep(podIP(2))))),
+		mkPort("default/itp-empty:http/v4", clusterIP("10.96.0.14", 80), internal(scopeLocal), local(dropSet())))
+	for range 5 {
+		if g := mustAsk(t, l.pods[2], "10.96.0.13:80"); backendOf(g) != "pod2" {
+			t.Fatalf("greeting %q, want the local endpoint pod2", g)
+		}
+	}
+	if _, err := tcpAsk(l.pods[2], "10.96.0.14:80"); !isTimeout(err) {
+		t.Fatalf("ITP Local without local endpoints: got %v, want dropped", err)
+	}
+}
+
+func TestNoEndpointsRefused(t *testing.T) {
+	l := newLab(t, 1)
+	d := l.dataplane(t)
+	apply(t, d,
+		mkPort("default/none:http/v4", clusterIP("10.96.0.15", 80), nodePort(30084), external(scopeCluster, true), cluster(rejectSet())),
+		mkPort("default/web:http/v4", clusterIP("10.96.0.10", 80), cluster(fwd(ep(podIP(1))))))
+	cases := []struct {
+		from *netNS
+		addr string
+	}{
+		{l.pods[0], "10.96.0.15:80"},
+		{l.client, hostPort(nodeIP, 30084)},
+		{l.pods[0], "10.96.0.10:81"}, // an unknown port of a ClusterIP
+		{l.node, "10.96.0.15:80"},    // from the host itself
+	}
+	for _, c := range cases {
+		if _, err := tcpAsk(c.from, c.addr); !isRefused(err) {
+			t.Errorf("%s from %s: got %v, want connection refused", c.addr, c.from.name, err)
+		}
+		// A datagram the host itself sends is rejected on output: the send fails with EPERM.
+		if _, err := udpAsk(c.from, c.addr); !isRefused(err) && !(c.from == l.node && errors.Is(err, syscall.EPERM)) {
+			t.Errorf("UDP %s from %s: got %v, want refused (ICMP port unreachable)", c.addr, c.from.name, err)
+		}
+	}
+}
+
+func TestSessionAffinitySticks(t *testing.T) {
+	l := newLab(t, 3)
+	d := l.dataplane(t)
+	apply(t, d, mkPort("default/sticky:http/v4", clusterIP("10.96.0.16", 80), affinity(60),
+		cluster(fwd(ep(podIP(1)), ep(podIP(2))))))
+	first := backendOf(mustAsk(t, l.pods[2], "10.96.0.16:80"))
+	for range 20 {
+		if b := backendOf(mustAsk(t, l.pods[2], "10.96.0.16:80")); b != first {
+			t.Fatalf("client moved from %s to %s despite ClientIP affinity", first, b)
+		}
+	}
+	// Another client is chosen for independently, and sticks too.
+	other := backendOf(mustAsk(t, l.client, "10.96.0.16:80"))
+	for range 5 {
+		if b := backendOf(mustAsk(t, l.client, "10.96.0.16:80")); b != other {
+			t.Fatalf("second client moved from %s to %s", other, b)
+		}
+	}
+}
+
+func TestHairpin(t *testing.T) {
+	l := newLab(t, 1)
+	d := l.dataplane(t)
+	apply(t, d, mkPort("default/self:http/v4", clusterIP("10.96.0.17", 80), cluster(fwd(ep(podIP(1))))))
+	g := mustAsk(t, l.pods[0], "10.96.0.17:80")
+	if backendOf(g) != "pod1" || sourceOf(g) == podIP(1) {
+		t.Fatalf("greeting %q: want pod1 reaching itself with a masqueraded source", g)
+	}
+}
+
+func TestUDPClusterIPAndIPv6(t *testing.T) {
+	l := newLab(t, 2)
+	d := l.dataplane(t)
+	apply(t, d,
+		mkPort("default/dns:udp/v4", udp(), clusterIP("10.96.0.18", 53), cluster(fwd(ep(podIP(1))))),
+		mkPort("default/web:http/v6", clusterIP("fd00:96::10", 80), cluster(fwd(hostPort(podIP6(1), podPort)))),
+		mkPort("default/dns:udp/v6", udp(), clusterIP("fd00:96::10", 53), cluster(fwd(hostPort(podIP6(1), podPort)))))
+	if g, err := udpAsk(l.pods[1], "10.96.0.18:53"); err != nil || backendOf(g) != "pod1" {
+		t.Fatalf("UDP over IPv4: %q %v", g, err)
+	}
+	if g := mustAsk(t, l.pods[1], "[fd00:96::10]:80"); backendOf(g) != "pod1" || sourceOf(g) != podIP6(2) {
+		t.Fatalf("TCP over IPv6: greeting %q", g)
+	}
+	if g, err := udpAsk(l.pods[1], "[fd00:96::10]:53"); err != nil || backendOf(g) != "pod1" {
+		t.Fatalf("UDP over IPv6: %q %v", g, err)
 	}
 }

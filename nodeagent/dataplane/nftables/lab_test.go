@@ -56,7 +56,14 @@ func newLab(t *testing.T, pods int) *lab {
 	sh(t, "ip", "-n", n, "addr", "add", "fd00:244:1::1/64", "dev", "br0", "nodad")
 	sh(t, "ip", "-n", n, "link", "set", "br0", "up")
 	l.link(t, "ext0", l.client, nodeIP+"/24", nodeIP6+"/64", clientIP+"/24", "fd00:50::2/64")
+	// The client is the node's upstream router, as in a real network: the node has a default
+	// route (so traffic to unknown service IPs reaches the filter chains instead of failing
+	// routing), and the client routes service ranges to the node.
 	l.client.sh(t, "ip", "route", "add", "192.168.60.0/24", "via", nodeIP)
+	l.client.sh(t, "ip", "route", "add", "10.96.0.0/12", "via", nodeIP)
+	l.client.sh(t, "ip", "-6", "route", "add", "fd00:96::/64", "via", nodeIP6)
+	l.node.sh(t, "ip", "route", "add", "default", "via", clientIP)
+	l.node.sh(t, "ip", "-6", "route", "add", "default", "via", "fd00:50::2")
 	l.link(t, "rmt0", l.remote, remoteGW+"/24", "", remotePod+"/24", "")
 	l.remote.sh(t, "ip", "route", "add", "default", "via", remoteGW)
 	serve(t, l.remote, "remote", podPort)
@@ -65,6 +72,9 @@ func newLab(t *testing.T, pods int) *lab {
 		dev := fmt.Sprintf("vp%d", i)
 		sh(t, "ip", "-n", n, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", p.name)
 		sh(t, "ip", "-n", n, "link", "set", dev, "master", "br0", "up")
+		// As bridge CNI's hairpinMode: with br_netfilter, a pod's packet DNATed back to itself
+		// is bridged out of the port it came in on.
+		sh(t, "ip", "-n", n, "link", "set", dev, "type", "bridge_slave", "hairpin", "on")
 		sh(t, "ip", "-n", p.name, "addr", "add", podIP(i)+"/24", "dev", "eth0")
 		sh(t, "ip", "-n", p.name, "addr", "add", podIP6(i)+"/64", "dev", "eth0", "nodad")
 		sh(t, "ip", "-n", p.name, "link", "set", "eth0", "up")
@@ -72,6 +82,16 @@ func newLab(t *testing.T, pods int) *lab {
 		sh(t, "ip", "-n", p.name, "-6", "route", "add", "default", "via", "fd00:244:1::1")
 		serve(t, p, fmt.Sprintf("pod%d", i), podPort)
 		l.pods = append(l.pods, p)
+	}
+	// Resolve the node's neighbours first. With br_netfilter, a packet DNATed to a pod on the
+	// same bridge is bridged at once, and over IPv6 it is lost if the pod's address is not
+	// resolved yet; CNI plugins warm this up the same way (gratuitous ARP, unsolicited NA).
+	for i := range l.pods {
+		for _, a := range []string{podIP(i + 1), podIP6(i + 1)} {
+			if _, err := udpAsk(l.node, hostPort(a, podPort)); err != nil {
+				t.Fatalf("warm up the neighbour %s: %v", a, err)
+			}
+		}
 	}
 	return l
 }
