@@ -2,8 +2,8 @@ package nftables
 
 import (
 	"errors"
-	"syscall"
 	"strings"
+	"syscall"
 	"testing"
 
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
