@@ -16,8 +16,10 @@ type Options struct {
 	// Quiet is how long the brain waits for a burst of changes to end before sending (default
 	// 10ms); MaxDelay caps that wait from the burst's first change (default 100ms).
 	Quiet, MaxDelay time.Duration
-	// SendTimeout cancels a stream whose send has been blocked that long (default 30s).
-	SendTimeout time.Duration
+	// StallTimeout cancels a stream whose update has been neither sent nor acknowledged in that
+	// time (default 60s): gRPC's Send has no timeout, and an agent that stopped reading or applying
+	// would otherwise hold its goroutines and buffers forever. It reconnects and resumes.
+	StallTimeout time.Duration
 	// SnapshotSlots bounds how many initial differences are computed and sent at once (default 64),
 	// so a reconnect storm cannot take all the brain's memory.
 	SnapshotSlots int
@@ -36,7 +38,7 @@ func (o *Options) defaults() {
 	}
 	set(&o.Quiet, 10*time.Millisecond)
 	set(&o.MaxDelay, 100*time.Millisecond)
-	set(&o.SendTimeout, 30*time.Second)
+	set(&o.StallTimeout, 60*time.Second)
 	set(&o.BehindWait, 5*time.Second)
 	if o.SnapshotSlots == 0 {
 		o.SnapshotSlots = 64
@@ -124,6 +126,9 @@ func (h *Hub) Apply(trigger time.Time, revision uint64, fn func(*compute.Engine)
 	b.delta.Merge(d)
 }
 
+// Metrics returns the hub's metrics.
+func (h *Hub) Metrics() *Metrics { return h.metrics }
+
 // MarkSynced records that the source has been read in full and the first compute is done.
 func (h *Hub) MarkSynced() {
 	h.mu.Lock()
@@ -169,14 +174,22 @@ func (h *Hub) flush() {
 	h.smu.Lock()
 	b := h.batch
 	h.batch = nil
-	sessions := make([]*session, 0, len(h.sessions))
-	for s := range h.sessions {
-		sessions = append(sessions, s)
-	}
+	sessions := h.sessionList()
 	h.smu.Unlock()
-	if b == nil {
-		return
+	if b != nil {
+		h.distribute(b, sessions)
 	}
+}
+
+func (h *Hub) sessionList() []*session {
+	out := make([]*session, 0, len(h.sessions))
+	for s := range h.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (h *Hub) distribute(b *batch, sessions []*session) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, s := range sessions {
@@ -202,10 +215,18 @@ func (h *Hub) dirtyFor(node string, d *compute.Delta) []string {
 	return append(out, d.Nodes[node]...)
 }
 
+// register adds a session whose snapshot is about to be read from the engine. The pending batch
+// goes out to the other sessions first: its changes are already in the engine, so the new session
+// gets them in its snapshot and must not receive them again.
 func (h *Hub) register(s *session) {
 	h.smu.Lock()
+	defer h.smu.Unlock()
+	if b := h.batch; b != nil {
+		b.timer.Stop()
+		h.batch = nil
+		h.distribute(b, h.sessionList())
+	}
 	h.sessions[s] = struct{}{}
-	h.smu.Unlock()
 	h.metrics.Connected.Inc()
 }
 

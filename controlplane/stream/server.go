@@ -97,8 +97,8 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 		return err
 	case <-c.stalled:
 		srv.hub.metrics.Stalled.Inc()
-		log.Warn("agent stream cancelled: a send blocked too long", "timeout", srv.hub.opts.SendTimeout)
-		return status.Errorf(codes.DeadlineExceeded, "send blocked for %s", srv.hub.opts.SendTimeout)
+		log.Warn("agent stream cancelled: an update was not acknowledged in time", "timeout", srv.hub.opts.StallTimeout)
+		return status.Errorf(codes.DeadlineExceeded, "update neither sent nor acknowledged within %s", srv.hub.opts.StallTimeout)
 	}
 }
 
@@ -129,7 +129,9 @@ func (c *conn) initialDiff(hello *v1.Hello) ([]*compute.Resource, []string, erro
 	if len(differ) == 0 {
 		return nil, nil, nil
 	}
-	if err := c.sendFrame(heldRequestFrame(differ)); err != nil {
+	stop := c.watchdog()
+	defer stop()
+	if err := c.stream.SendMsg(heldRequestFrame(differ)); err != nil {
 		return nil, nil, err
 	}
 	req, err := c.stream.Recv()
@@ -253,7 +255,9 @@ func (c *conn) sendChunk(ctx context.Context, upserts []*compute.Resource, remov
 	}
 	c.s.setInflight(f)
 	fr := updateFrame(c.gen, upserts, removals, complete, c.srv.hub.Revision())
-	if err := c.sendFrame(fr); err != nil {
+	stop := c.watchdog()
+	defer stop()
+	if err := c.stream.SendMsg(fr); err != nil {
 		return err
 	}
 	m := c.srv.hub.metrics
@@ -269,12 +273,11 @@ func (c *conn) sendChunk(ctx context.Context, upserts []*compute.Resource, remov
 	}
 }
 
-// sendFrame sends under a watchdog: gRPC's Send has no timeout, and a stream whose peer stopped
-// reading would otherwise hold its goroutine and memory forever.
-func (c *conn) sendFrame(f *frame) error {
-	t := time.AfterFunc(c.srv.hub.opts.SendTimeout, func() { c.stalledOnce.Do(func() { close(c.stalled) }) })
-	defer t.Stop()
-	return c.stream.SendMsg(f)
+// watchdog starts the clock on one exchange (an update and its ack, a held request and its
+// list); the returned func stops it.
+func (c *conn) watchdog() func() bool {
+	t := time.AfterFunc(c.srv.hub.opts.StallTimeout, func() { c.stalledOnce.Do(func() { close(c.stalled) }) })
+	return t.Stop
 }
 
 // receive handles acknowledgements until the agent closes its side.

@@ -1,0 +1,155 @@
+package brain_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/ganglion-proxy/ganglion/controlplane/brain"
+	"github.com/ganglion-proxy/ganglion/controlplane/compute"
+	"github.com/ganglion-proxy/ganglion/controlplane/model"
+	"github.com/ganglion-proxy/ganglion/controlplane/stream"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// testService is service i: ClusterIP 10.96.x.y, port http 80 -> 8080.
+func testService(i int) *model.Service {
+	return &model.Service{
+		Namespace: "default", Name: fmt.Sprintf("svc-%d", i), Type: model.TypeClusterIP,
+		ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)})},
+		Ports:      []model.ServicePort{{Name: "http", Protocol: model.TCP, Port: 80}},
+	}
+}
+
+// testSlice is service i's endpoints: n ready endpoints on node-0..node-2; version v shifts the
+// ports so that every version has different content.
+func testSlice(i, n, v int) *model.EndpointSlice {
+	sl := &model.EndpointSlice{
+		Namespace: "default", Name: fmt.Sprintf("svc-%d-1", i), Service: fmt.Sprintf("svc-%d", i), Family: model.IPv4,
+		Ports: []model.EndpointPort{{Name: "http", Protocol: model.TCP, Port: uint16(8080 + v)}},
+	}
+	for j := range n {
+		sl.Endpoints = append(sl.Endpoints, model.Endpoint{
+			Address: netip.AddrFrom4([4]byte{10, byte(64 + i>>8), byte(i), byte(j)}),
+			Ready:   true, Serving: true, NodeName: fmt.Sprintf("node-%d", j%3),
+		})
+	}
+	return sl
+}
+
+// startBrain serves a brain with services 0..services-1 on loopback.
+func startBrain(t *testing.T, services, endpoints int, opts stream.Options) (*brain.Brain, string) {
+	t.Helper()
+	if opts.Quiet == 0 {
+		opts.Quiet = 2 * time.Millisecond
+	}
+	b := brain.New(brain.Options{Stream: opts, Log: quiet})
+	b.Hub.Apply(time.Time{}, 1, func(e *compute.Engine) compute.Delta {
+		var d compute.Delta
+		for i := range services {
+			d.Merge(e.SetSlice(testSlice(i, endpoints, 0)))
+			d.Merge(e.SetService(testService(i)))
+		}
+		return d
+	})
+	b.MarkSynced()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.Serve(lis)
+	t.Cleanup(b.Stop)
+	return b, lis.Addr().String()
+}
+
+// setSlice changes service i's endpoints in b.
+func setSlice(b *brain.Brain, i, n, v int) {
+	b.Hub.Apply(time.Time{}, 0, func(e *compute.Engine) compute.Delta { return e.SetSlice(testSlice(i, n, v)) })
+}
+
+
+// runningAgent is an agent whose Run can be stopped and started again with its state kept.
+type runningAgent struct {
+	*agentstream.Agent
+	dp   *dataplane.Recording
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func newAgent(node string, brains ...string) *runningAgent {
+	dp := dataplane.NewRecording()
+	a := agentstream.New(agentstream.Config{
+		NodeName: node, AgentVersion: "test", Brains: brains, Dataplane: dp, Log: quiet,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+	})
+	return &runningAgent{Agent: a, dp: dp}
+}
+
+func (a *runningAgent) start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop, a.done = cancel, make(chan struct{})
+	go func() { defer close(a.done); a.Run(ctx) }()
+	t.Cleanup(a.halt)
+}
+
+func (a *runningAgent) halt() {
+	if a.stop != nil {
+		a.stop()
+		<-a.done
+		a.stop = nil
+	}
+}
+
+// eventually polls cond until it holds or a generous deadline passes. The deadline guards
+// against hangs; it is not a performance assertion.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// desired returns node's desired versions in b.
+func desired(b *brain.Brain, node string) map[string]string {
+	out := map[string]string{}
+	b.Hub.View(func(e *compute.Engine) {
+		e.ForEach(node, func(r *compute.Resource) { out[r.Name] = r.Version })
+	})
+	return out
+}
+
+func sameVersions(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+var errRefused = errors.New("refused by test")
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lis
+}

@@ -1,0 +1,58 @@
+package stream
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+)
+
+func svcRes(base, version string) *v1.Resource {
+	return &v1.Resource{Name: base + "/service", Version: version, Content: &v1.Resource_Service{Service: &v1.ServicePort{
+		Internal: &v1.TrafficPolicy{Scope: v1.EndpointScope_ENDPOINT_SCOPE_CLUSTER}}}}
+}
+
+func setRes(base, kind, version string) *v1.Resource {
+	return &v1.Resource{Name: base + "/" + kind, Version: version, Content: &v1.Resource_Endpoints{Endpoints: &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_REJECT}}}
+}
+
+func TestApplyGroupsResourcesIntoPorts(t *testing.T) {
+	h := held{}
+	dp := dataplane.NewRecording()
+	apply := func(c dataplane.Change) map[string]error { return dp.Apply(t.Context(), c) }
+	rej := applyUpdate(h, apply, &v1.Update{Upserts: []*v1.Resource{svcRes("ns/a/v4", "1"), setRes("ns/a/v4", "cluster", "1"), svcRes("ns/b/v4", "1"), setRes("ns/b/v4", "cluster", "1")}})
+	if len(rej) != 0 || len(dp.Bases()) != 2 || len(dp.Changes()) != 1 {
+		t.Fatalf("rejections %v, bases %v, changes %d", rej, dp.Bases(), len(dp.Changes()))
+	}
+	// Removing a port's service removes the port; removing a resource never held is a no-op.
+	rej = applyUpdate(h, apply, &v1.Update{Removals: []string{"ns/b/v4/service", "ns/b/v4/cluster", "ns/zz/v4/service"}})
+	if len(rej) != 0 || len(dp.Bases()) != 1 || len(h) != 2 {
+		t.Fatalf("after removal: rejections %v, bases %v, held %d", rej, dp.Bases(), len(h))
+	}
+}
+
+func TestApplyRejectsAFailedPortAndKeepsItsLastGoodResources(t *testing.T) {
+	h := held{}
+	dp := dataplane.NewRecording()
+	apply := func(c dataplane.Change) map[string]error { return dp.Apply(t.Context(), c) }
+	applyUpdate(h, apply, &v1.Update{Upserts: []*v1.Resource{svcRes("ns/a/v4", "1"), setRes("ns/a/v4", "cluster", "1")}})
+	dp.Fail = func(dataplane.Port) error { return errors.New("kernel said no") }
+	rej := applyUpdate(h, apply, &v1.Update{Upserts: []*v1.Resource{setRes("ns/a/v4", "cluster", "2")}})
+	if len(rej) != 1 || rej[0].Name != "ns/a/v4/cluster" || rej[0].Version != "2" {
+		t.Fatalf("rejections %v", rej)
+	}
+	if h["ns/a/v4/cluster"].Version != "1" {
+		t.Errorf("held %s after a rejection, want the last good 1", h["ns/a/v4/cluster"].Version)
+	}
+}
+
+func TestAPortMissingTheSetItsPolicyNamesIsRejected(t *testing.T) {
+	h := held{}
+	dp := dataplane.NewRecording()
+	rej := applyUpdate(h, func(c dataplane.Change) map[string]error { return dp.Apply(t.Context(), c) },
+		&v1.Update{Upserts: []*v1.Resource{svcRes("ns/a/v4", "1")}})
+	if len(rej) != 1 || len(dp.Bases()) != 0 || len(h) != 0 {
+		t.Errorf("rejections %v, bases %v, held %v", rej, dp.Bases(), h)
+	}
+}
