@@ -75,7 +75,6 @@ func setSlice(b *brain.Brain, i, n, v int) {
 	b.Hub.Apply(time.Time{}, 0, func(e *compute.Engine) compute.Delta { return e.SetSlice(testSlice(i, n, v)) })
 }
 
-
 // runningAgent is an agent whose Run can be stopped and started again with its state kept.
 type runningAgent struct {
 	*agentstream.Agent

@@ -91,7 +91,9 @@ func TestRejectedResourceKeepsLastGoodStateAndIsNotResent(t *testing.T) {
 	// Other changes flow; the rejected version is not sent again.
 	sent := upserts(b)
 	setSlice(b, 4, 2, 1)
-	eventually(t, "svc-4 applied", func() bool { return a.Held()["default/svc-4:http/v4/cluster"] == desired(b, "node-1")["default/svc-4:http/v4/cluster"] })
+	eventually(t, "svc-4 applied", func() bool {
+		return a.Held()["default/svc-4:http/v4/cluster"] == desired(b, "node-1")["default/svc-4:http/v4/cluster"]
+	})
 	time.Sleep(20 * time.Millisecond)
 	if got := upserts(b) - sent; got != 1 {
 		t.Errorf("sent %d resources for one new change, want 1: the rejected one was resent", got)
