@@ -1,0 +1,218 @@
+package nftables
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+)
+
+func webPort(backends ...string) dataplane.Port {
+	return mkPort("default/web:http/v4", clusterIP("10.96.0.10", 80), cluster(fwd(backends...)))
+}
+
+func TestReconcileRepairsOutsideChanges(t *testing.T) {
+	l := newLab(t, 2)
+	d := l.dataplane(t)
+	apply(t, d, webPort(ep(podIP(1))),
+		mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30080), external(scopeCluster, true), cluster(fwd(ep(podIP(1))))))
+	works := func(when string) {
+		t.Helper()
+		if g, err := tcpAsk(l.pods[1], "10.96.0.10:80"); err != nil || backendOf(g) != "pod1" {
+			t.Fatalf("%s: ClusterIP gave %q, %v", when, g, err)
+		}
+		if g, err := tcpAsk(l.client, hostPort(nodeIP, 30080)); err != nil || backendOf(g) != "pod1" {
+			t.Fatalf("%s: NodePort gave %q, %v", when, g, err)
+		}
+	}
+	works("before")
+	cases := []struct {
+		name   string
+		breaks [][]string
+	}{
+		{"map element deleted", [][]string{{"nft", "delete", "element", "ip", TableName, setVIPs, "{ 10.96.0.10 . tcp . 80 }"}}},
+		{"chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, "cl_default/web.http/v4"}}},
+		{"chain deleted", [][]string{
+			{"nft", "delete", "element", "ip", TableName, setNodePorts, "{ tcp . 30080 }"},
+			{"nft", "flush", "chain", "ip", TableName, "ext_default/np.http/v4"},
+			{"nft", "delete", "chain", "ip", TableName, "ext_default/np.http/v4"}}},
+		{"base chain deleted", [][]string{{"nft", "delete", "chain", "ip", TableName, chainNatPrerouting}}},
+		{"table deleted", [][]string{{"nft", "delete", "table", "ip", TableName}}},
+		{"foreign element added", [][]string{{"nft", "add", "element", "ip", TableName, setVIPs, "{ 10.96.0.99 . tcp . 80 : goto cl_default/web.http/v4 }"}}},
+	}
+	for _, c := range cases {
+		for _, cmd := range c.breaks {
+			l.node.sh(t, cmd...)
+		}
+		if err := d.Reconcile(context.Background()); err != nil {
+			t.Fatalf("%s: Reconcile: %v", c.name, err)
+		}
+		works("after Reconcile repaired: " + c.name)
+		if out := l.node.sh(t, "nft", "list", "table", "ip", TableName); strings.Contains(out, "10.96.0.99") {
+			t.Fatalf("%s: an element added by hand survived Reconcile:\n%s", c.name, out)
+		}
+	}
+	// Reconcile of a table that matches changes nothing.
+	before := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName)
+	if err := d.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if after := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName); after != before {
+		t.Fatalf("Reconcile of an intact table rewrote it:\n%s\nbecame\n%s", before, after)
+	}
+}
+
+func TestRestartKeepsConnectionsAndPrunesLeftovers(t *testing.T) {
+	l := newLab(t, 3)
+	d := l.dataplane(t)
+	web := webPort(ep(podIP(1)), ep(podIP(2)))
+	old := mkPort("default/old:http/v4", clusterIP("10.96.0.20", 80), affinity(30), cluster(fwd(ep(podIP(1)))))
+	apply(t, d, web, old)
+
+	var conn net.Conn
+	if err := l.pods[2].do(func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", "10.96.0.10:80", dialTimeout)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	greeting, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := func(when string) {
+		t.Helper()
+		_ = conn.SetDeadline(time.Now().Add(dialTimeout))
+		if _, err := conn.Write([]byte("ping\n")); err != nil {
+			t.Fatalf("%s: write on the long-lived connection: %v", when, err)
+		}
+		line, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, backendOf(greeting)+" ping") {
+			t.Fatalf("%s: long-lived connection answered %q, %v", when, line, err)
+		}
+	}
+	echo("before restart")
+
+	handles := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName)
+	d.Close()
+	d2 := l.dataplane(t)
+	if got := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName); got != handles {
+		t.Fatalf("opening a new instance changed the table:\n%s\nbecame\n%s", handles, got)
+	}
+	echo("after a new instance opened")
+	if g := mustAsk(t, l.pods[2], "10.96.0.10:80"); !strings.HasPrefix(g, "pod") {
+		t.Fatalf("new connection before re-apply: %q", g)
+	}
+	apply(t, d2, web)
+	if got := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName); got != handles {
+		t.Fatalf("re-applying the same port rewrote the table:\n%s\nbecame\n%s", handles, got)
+	}
+	if err := d2.Prune(context.Background(), map[string]bool{web.Base: true}); err != nil {
+		t.Fatal(err)
+	}
+	echo("after re-apply and prune")
+	out := l.node.sh(t, "nft", "list", "table", "ip", TableName)
+	if strings.Contains(out, "default/old") || strings.Contains(out, "10.96.0.20") {
+		t.Fatalf("Prune left the earlier run's port:\n%s", out)
+	}
+	if _, err := tcpAsk(l.pods[2], "10.96.0.20:80"); err == nil {
+		t.Fatal("the pruned port still answers")
+	}
+}
+
+func TestApplyTouchesOnlyWhatChanged(t *testing.T) {
+	l := newLab(t, 2)
+	d := l.dataplane(t)
+	other := mkPort("default/other:http/v4", clusterIP("10.96.0.30", 80), cluster(fwd(ep(podIP(2)))))
+	apply(t, d, webPort(ep(podIP(1))), other)
+	before := chainHandles(l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName))
+	apply(t, d, webPort(ep(podIP(2))))
+	after := chainHandles(l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName))
+	for chain, h := range before {
+		changed := after[chain] != h
+		if changed != (chain == "cl_default/web.http/v4") {
+			t.Errorf("chain %s: rules %q became %q", chain, h, after[chain])
+		}
+	}
+	if g := mustAsk(t, l.pods[0], "10.96.0.10:80"); backendOf(g) != "pod2" {
+		t.Fatalf("after the endpoint change: %q", g)
+	}
+	if errs := d.Apply(context.Background(), dataplane.Change{Removals: []string{"default/web:http/v4"}}); errs != nil {
+		t.Fatal(errs)
+	}
+	if out := l.node.sh(t, "nft", "list", "table", "ip", TableName); strings.Contains(out, "web") {
+		t.Fatalf("removed port left objects:\n%s", out)
+	}
+	if g := mustAsk(t, l.pods[0], "10.96.0.30:80"); backendOf(g) != "pod2" {
+		t.Fatalf("the other port after a removal: %q", g)
+	}
+}
+
+// chainHandles maps each chain of `nft -a list` output to its rules' handles.
+func chainHandles(out string) map[string]string {
+	m := map[string]string{}
+	chain := ""
+	re := regexp.MustCompile(`# handle (\d+)`)
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "chain" {
+			chain = f[1]
+			continue
+		}
+		if chain != "" && strings.Contains(line, "comment") {
+			if mm := re.FindStringSubmatch(line); mm != nil {
+				m[chain] += mm[1] + " "
+			}
+		}
+	}
+	return m
+}
+
+func TestApplyIsolatesABadPort(t *testing.T) {
+	l := newLab(t, 1)
+	d := l.dataplane(t)
+	bad := mkPort("default/bad:http/v4", clusterIP("10.96.0.40", 80), cluster(fwd("[fd00::1]:80")))
+	bad.Service.Family = v1.IPFamily_IP_FAMILY_IPV4
+	errs := d.Apply(context.Background(), dataplane.Change{Upserts: []dataplane.Port{webPort(ep(podIP(1))), bad}})
+	if len(errs) != 1 || errs[bad.Base] == nil {
+		t.Fatalf("errors %v, want exactly one for %s", errs, bad.Base)
+	}
+	if g := mustAsk(t, l.pods[0], "10.96.0.10:80"); backendOf(g) != "pod1" {
+		t.Fatalf("the good port: %q", g)
+	}
+}
+
+func TestUDPBackendLeavingClearsConntrack(t *testing.T) {
+	l := newLab(t, 3)
+	d := l.dataplane(t)
+	dns := func(backend string) dataplane.Port {
+		return mkPort("default/dns:udp/v4", udp(), clusterIP("10.96.0.18", 53), cluster(fwd(ep(backend))))
+	}
+	apply(t, d, dns(podIP(1)))
+	var conn net.Conn
+	if err := l.pods[2].do(func() error {
+		var err error
+		conn, err = net.Dial("udp", "10.96.0.18:53")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if g, err := udpRoundTrip(conn); err != nil || backendOf(g) != "pod1" {
+		t.Fatalf("first datagram: %q %v", g, err)
+	}
+	apply(t, d, dns(podIP(2)))
+	// The same socket keeps its 5-tuple: only a deleted conntrack entry lets it reach pod2.
+	if g, err := udpRoundTrip(conn); err != nil || backendOf(g) != "pod2" {
+		t.Fatalf("after pod1 left: %q %v, want pod2", g, err)
+	}
+}
