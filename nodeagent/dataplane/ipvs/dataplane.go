@@ -10,6 +10,7 @@ import (
 
 	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
@@ -109,7 +110,8 @@ func New(ctx context.Context, opts Options) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipvs handle: %w", err)
 	}
-	nh, err := netlink.NewHandle()
+	// Only the families we use: asking for all fails on kernels without xfrm.
+	nh, err := netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("netlink handle: %w", err)

@@ -19,12 +19,12 @@ import (
 //	  new connection to a frontend: addr . proto . port vmap @fe4/@fe6 -> one verdict chain
 //	  new connection to a service address on an unknown port: reject
 //	verdict chains:
-//	  fwd            accept
+//	  fwd-plain      accept
 //	  fwd-masq       mark for masquerade (ETP Cluster external traffic, host-originated)
 //	  fwd-clusterip  accept from this node's pods, masquerade everything else
 //	  fwd-local      ETP Local: keep the client address unless it is this host's
 //	  drop-external  ETP Local with no local endpoint: drop unless from this host or its pods
-//	  drop, reject   no endpoint this traffic may use / none at all
+//	  drop-all, reject-all  no endpoint this traffic may use / none at all
 //	  sr-<hash>      LB source ranges, then the frontend's verdict chain
 //	postrouting (srcnat): masquerade hairpin (source == destination) and marked packets.
 

@@ -61,13 +61,13 @@ type verdict struct {
 
 // The verdict chains of the nftables table; see nft.go for what each does.
 const (
-	chainForward        = "fwd"
+	chainForward        = "fwd-plain"
 	chainForwardMasq    = "fwd-masq"
 	chainForwardCluster = "fwd-clusterip"
 	chainForwardLocal   = "fwd-local"
 	chainDropExternal   = "drop-external"
-	chainDrop           = "drop"
-	chainReject         = "reject"
+	chainDrop           = "drop-all"
+	chainReject         = "reject-all"
 )
 
 // mapChain is the chain the frontend map names for v: a per-frontend source-range chain when

@@ -1,0 +1,253 @@
+package ipvs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ganglion-proxy/ganglion/e2e/vm"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
+)
+
+func TestVMClusterIPSpreadsAcrossBackends(t *testing.T) {
+	tp, d := guest(t)
+	tcp := svc{name: "spread", clusterIP: "10.96.0.10", cluster: []string{"a", "b", "c", "r"}}
+	udp := svc{name: "spread-udp", udp: true, clusterIP: "10.96.0.10", cluster: []string{"a", "b", "c", "r"}}
+	applyAll(t, d, tp.port(tcp), tp.port(udp))
+
+	client := tp.pods["client"]
+	if seen := spread(t, client, "tcp", "10.96.0.10:80", 8); len(seen) != 4 {
+		t.Errorf("TCP backends seen = %v, want all of a b c r", keys(seen))
+	}
+	if seen := spread(t, client, "udp", "10.96.0.10:80", 8); len(seen) < 2 {
+		t.Errorf("UDP backends seen = %v, want several", keys(seen))
+	}
+	// A pod's traffic to a ClusterIP keeps its address.
+	if _, src, err := client.request("tcp", "10.96.0.10:80"); err != nil || src != client.addr.String() {
+		t.Errorf("pod request: source seen %q (err %v), want %s", src, err, client.addr)
+	}
+	// The node itself reaches the service too, masqueraded.
+	c, err := net.DialTimeout("tcp", "10.96.0.10:80", 10*time.Second)
+	if err != nil {
+		t.Fatalf("host request: %v", err)
+	}
+	defer c.Close()
+	if _, _, err := (&conn{c: c, rd: bufio.NewReader(c)}).ask(); err != nil {
+		t.Errorf("host request: %v", err)
+	}
+}
+
+func TestVMSchedulerChange(t *testing.T) {
+	tp, d := guest(t)
+	s := svc{name: "sched", clusterIP: "10.96.0.11", cluster: []string{"a", "b", "c"}}
+	applyAll(t, d, tp.port(s))
+	client := tp.pods["client"]
+	if seen := spread(t, client, "tcp", "10.96.0.11:80", 6); len(seen) != 3 {
+		t.Errorf("rr: backends seen = %v, want all three", keys(seen))
+	}
+	s.sched = "sh"
+	applyAll(t, d, tp.port(s))
+	out, _ := exec.Command("ipvsadm", "-Ln", "-t", "10.96.0.11:80").CombinedOutput()
+	if !strings.Contains(string(out), " sh") {
+		t.Errorf("scheduler not changed in the kernel:\n%s", out)
+	}
+	// Source hashing sends one client to one backend.
+	if seen := spread(t, client, "tcp", "10.96.0.11:80", 6); len(seen) != 1 {
+		t.Errorf("sh: backends seen = %v, want one", keys(seen))
+	}
+}
+
+func TestVMSessionAffinity(t *testing.T) {
+	tp, d := guest(t)
+	s := svc{name: "affinity", clusterIP: "10.96.0.12", cluster: []string{"a", "b", "c"}, affinity: true}
+	applyAll(t, d, tp.port(s))
+	if seen := spread(t, tp.pods["client"], "tcp", "10.96.0.12:80", 6); len(seen) != 1 {
+		t.Errorf("backends seen = %v, want one: the client is pinned", keys(seen))
+	}
+}
+
+func TestVMExternalTrafficPolicy(t *testing.T) {
+	tp, d := guest(t)
+	local := svc{name: "etp-local", clusterIP: "10.96.0.13", nodePort: 30080, etpLocal: true,
+		cluster: []string{"a", "r"}, local: []string{"a"}}
+	cluster := svc{name: "etp-cluster", clusterIP: "10.96.0.14", nodePort: 30081, cluster: []string{"r"}}
+	applyAll(t, d, tp.port(local), tp.port(cluster))
+	ext := tp.pods["ext"]
+
+	for range 4 {
+		b, src, err := ext.request("tcp", nodeAddr+":30080")
+		if err != nil {
+			t.Fatalf("ETP Local request: %v", err)
+		}
+		if b != "a" || src != extAddr {
+			t.Errorf("ETP Local: answered by %s seeing %s, want a seeing the real client %s", b, src, extAddr)
+		}
+	}
+	if b, src, err := ext.request("tcp", nodeAddr+":30081"); err != nil || b != "r" || src == extAddr {
+		t.Errorf("ETP Cluster: answered by %s seeing %s (err %v), want r seeing a node address", b, src, err)
+	}
+
+	// No local endpoint: external traffic is dropped (not refused, not sent elsewhere unmasqueraded),
+	// while this node's pods still reach the cluster endpoints through the NodePort.
+	local.local = nil
+	local.cluster = []string{"r"}
+	applyAll(t, d, tp.port(local))
+	if _, err := ext.dial("tcp", nodeAddr+":30080", 2*time.Second); !isTimeout(err) {
+		t.Errorf("ETP Local with no local endpoint: dial error %v, want a timeout (dropped)", err)
+	}
+	if b, _, err := tp.pods["client"].request("tcp", nodeAddr+":30080"); err != nil || b != "r" {
+		t.Errorf("short-circuit from a local pod: answered by %q (err %v), want r", b, err)
+	}
+}
+
+func TestVMRejects(t *testing.T) {
+	tp, d := guest(t)
+	none := svc{name: "no-endpoints", clusterIP: "10.96.0.15", reject: true}
+	ok := svc{name: "ok", clusterIP: "10.96.0.16", cluster: []string{"a"}}
+	applyAll(t, d, tp.port(none), tp.port(ok))
+	client := tp.pods["client"]
+	if _, err := client.dial("tcp", "10.96.0.15:80", 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("service without endpoints: dial error %v, want connection refused", err)
+	}
+	if _, err := client.dial("tcp", "10.96.0.16:81", 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("unknown port on a service address: dial error %v, want connection refused", err)
+	}
+}
+
+func TestVMGracefulTermination(t *testing.T) {
+	tp, d := guest(t)
+	s := svc{name: "drain", clusterIP: "10.96.0.17", cluster: []string{"a", "b"}}
+	applyAll(t, d, tp.port(s))
+	client := tp.pods["client"]
+	c, err := client.dial("tcp", "10.96.0.17:80", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	leaving, _, err := c.ask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	staying := map[string]string{"a": "b", "b": "a"}[leaving]
+	s.cluster = []string{staying}
+	applyAll(t, d, tp.port(s))
+
+	if b, _, err := c.ask(); err != nil || b != leaving {
+		t.Errorf("open connection after its backend left: answered by %q (err %v), want %s", b, err, leaving)
+	}
+	if seen := spread(t, client, "tcp", "10.96.0.17:80", 4); len(seen) != 1 || seen[staying] != 4 {
+		t.Errorf("new connections went to %v, want only %s", keys(seen), staying)
+	}
+	if w, ok := realServerWeight(t, "10.96.0.17:80", tp.pods[leaving].addr.String()+":8080"); !ok || w != 0 {
+		t.Errorf("leaving real server: present=%v weight=%d, want present with weight 0 while draining", ok, w)
+	}
+}
+
+func TestVMUDPRealServerGoesAtOnce(t *testing.T) {
+	tp, d := guest(t)
+	s := svc{name: "udp-drain", udp: true, clusterIP: "10.96.0.18", cluster: []string{"a", "b"}}
+	applyAll(t, d, tp.port(s))
+	c, err := tp.pods["client"].dial("udp", "10.96.0.18:80", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	leaving, _, err := c.ask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	staying := map[string]string{"a": "b", "b": "a"}[leaving]
+	s.cluster = []string{staying}
+	applyAll(t, d, tp.port(s))
+	out, _ := exec.Command("ipvsadm", "-Ln", "-u", "10.96.0.18:80").CombinedOutput()
+	if strings.Contains(string(out), tp.pods[leaving].addr.String()+":8080") {
+		t.Errorf("UDP real server still present:\n%s", out)
+	}
+	// The same client socket (same flow) now reaches the remaining backend: its conntrack entry
+	// is gone. The first datagram may be lost while IPVS expires the old connection.
+	var got string
+	for range 3 {
+		if got, _, err = c.ask(); err == nil {
+			break
+		}
+	}
+	if got != staying {
+		t.Errorf("same UDP flow after its backend left: answered by %q (err %v), want %s", got, err, staying)
+	}
+}
+
+func TestVMRestartKeepsConnections(t *testing.T) {
+	vm.RequireInside(t)
+	testenv.RequireRoot(t)
+	tp := setupTopology(t)
+	d1 := newDataplane(t, tp, false)
+	s := svc{name: "restart", clusterIP: "10.96.0.19", cluster: []string{"a", "b"}}
+	applyAll(t, d1, tp.port(s))
+	c, err := tp.pods["client"].dial("tcp", "10.96.0.19:80", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, _, err := c.ask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1.Close()
+
+	d2 := newDataplane(t, tp, true)
+	applyAll(t, d2, tp.port(s))
+	if err := d2.Prune(context.Background(), map[string]bool{s.base(): true}); err != nil {
+		t.Fatalf("Prune after restart: %v", err)
+	}
+	if b, _, err := c.ask(); err != nil || b != first {
+		t.Errorf("connection across a restart: answered by %q (err %v), want %s", b, err, first)
+	}
+	for _, rs := range []string{"a", "b"} {
+		if w, ok := realServerWeight(t, "10.96.0.19:80", tp.pods[rs].addr.String()+":8080"); !ok || w != 1 {
+			t.Errorf("real server %s after restart: present=%v weight=%d", rs, ok, w)
+		}
+	}
+}
+
+func TestVMDeletedVirtualServerComesBack(t *testing.T) {
+	tp, d := guest(t)
+	s := svc{name: "drift", clusterIP: "10.96.0.20", cluster: []string{"a"}}
+	applyAll(t, d, tp.port(s))
+	client := tp.pods["client"]
+	if out, err := exec.Command("ipvsadm", "-D", "-t", "10.96.0.20:80").CombinedOutput(); err != nil {
+		t.Fatalf("deleting by hand: %v: %s", err, out)
+	}
+	if _, _, err := client.request("tcp", "10.96.0.20:80"); err == nil {
+		t.Fatalf("request succeeded with the virtual server deleted")
+	}
+	if err := d.Reconcile(context.Background()); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if b, _, err := client.request("tcp", "10.96.0.20:80"); err != nil || b != "a" {
+		t.Errorf("after Reconcile: answered by %q (err %v), want a", b, err)
+	}
+	// The nftables table deleted by hand comes back too.
+	if out, err := exec.Command("nft", "delete", "table", "inet", "ganglion-ipvs").CombinedOutput(); err != nil {
+		t.Fatalf("nft delete table: %v: %s", err, out)
+	}
+	if err := d.Reconcile(context.Background()); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if _, err := client.dial("tcp", "10.96.0.20:81", 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("unknown port after the table was repaired: %v, want refused", err)
+	}
+	if b, _, err := client.request("tcp", "10.96.0.20:80"); err != nil || b != "a" {
+		t.Errorf("after table repair: answered by %q (err %v), want a", b, err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
