@@ -45,6 +45,7 @@ test: proto-check lint unit ## everything CI runs
 bench: ## print the BENCH lines
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeFull$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeChange' -benchtime 1x ./controlplane/compute | grep '^BENCH'
+	@$(GO) test -run '^$$' -bench 'BenchmarkFanout' -benchtime 1x -timeout 30m ./controlplane/brain | grep '^BENCH'
 
 demo: bin/ganglion-controlplane ## run the brain on the built-in example cluster and print each node's state
 	./bin/ganglion-controlplane demo

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/controlplane/model"
@@ -78,6 +80,7 @@ func setSlice(b *brain.Brain, i, n, v int) {
 // runningAgent is an agent whose Run can be stopped and started again with its state kept.
 type runningAgent struct {
 	*agentstream.Agent
+	cfg  agentstream.Config
 	dp   *dataplane.Recording
 	stop context.CancelFunc
 	done chan struct{}
@@ -85,14 +88,21 @@ type runningAgent struct {
 
 func newAgent(node string, brains ...string) *runningAgent {
 	dp := dataplane.NewRecording()
-	a := agentstream.New(agentstream.Config{
+	ra := &runningAgent{dp: dp, cfg: agentstream.Config{
 		NodeName: node, AgentVersion: "test", Brains: brains, Dataplane: dp, Log: quiet,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-	})
-	return &runningAgent{Agent: a, dp: dp}
+	}}
+	ra.Agent = agentstream.New(ra.cfg)
+	return ra
 }
 
-func (a *runningAgent) start(t *testing.T) {
+// dialOptions rebuilds the (not yet started) agent with more dial options.
+func (a *runningAgent) dialOptions(opts ...grpc.DialOption) {
+	a.cfg.DialOptions = append(a.cfg.DialOptions, opts...)
+	a.Agent = agentstream.New(a.cfg)
+}
+
+func (a *runningAgent) start(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done = cancel, make(chan struct{})
@@ -144,7 +154,7 @@ func sameVersions(a, b map[string]string) bool {
 
 var errRefused = errors.New("refused by test")
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
