@@ -18,7 +18,7 @@ bin/%: FORCE
 FORCE:
 
 # The code generators are pinned in tools/go.mod and built here, so nothing is installed by hand.
-tools: $(TOOLS_DIR)/buf $(TOOLS_DIR)/protoc-gen-go $(TOOLS_DIR)/protoc-gen-go-grpc ## build the pinned proto tools
+tools: $(TOOLS_DIR)/buf $(TOOLS_DIR)/protoc-gen-go $(TOOLS_DIR)/protoc-gen-go-grpc $(TOOLS_DIR)/grpcurl ## build the pinned tools (proto generators, grpcurl)
 $(TOOLS_DIR)/%: tools/go.mod tools/go.sum
 	cd tools && GOBIN=$(TOOLS_DIR) $(GO) install $$(awk '/^tool \(/{f=1;next} f&&/\)/{f=0} f{print $$1}' go.mod | grep '/$*$$')
 
@@ -37,7 +37,7 @@ lint: tools ## buf lint, go vet, gofmt
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-unit: ## every Go test, real-kernel ones included (they need root)
+unit: tools ## every Go test, real-kernel ones included (they need root)
 	$(GO) test -count=1 ./...
 
 test: proto-check lint unit ## everything CI runs

@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ganglion-proxy/ganglion/controlplane/example"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
+)
+
+// grpcurl runs the real grpcurl against addr and returns its output.
+func grpcurl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command("grpcurl", append([]string{"-plaintext"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// TestBrainAndAgentProcessesThroughGrpcurl runs the brain on manifests and an agent as real
+// processes, and drives the brain with grpcurl the way an operator would.
+func TestBrainAndAgentProcessesThroughGrpcurl(t *testing.T) {
+	testenv.RequireCommand(t, "grpcurl")
+	bin := binaries(t)
+	dir := t.TempDir()
+	manifests := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(manifests, example.ClusterYAML, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	start(t, filepath.Join(bin, "ganglion-controlplane"), "serve", "--manifests", manifests, "--listen", addr, "--metrics-listen", freeAddr(t))
+	eventually(t, "brain serving", func() bool {
+		out, err := grpcurl(t, addr, "grpc.health.v1.Health/Check")
+		return err == nil && strings.Contains(out, `"SERVING"`)
+	})
+	out, err := grpcurl(t, addr, "list")
+	if err != nil {
+		t.Fatalf("grpcurl list: %v\n%s", err, out)
+	}
+	for _, svc := range []string{"ganglion.v1.AgentService", "ganglion.v1.InspectService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
+		if !strings.Contains(out, svc) {
+			t.Errorf("grpcurl list lacks %s:\n%s", svc, out)
+		}
+	}
+
+	start(t, filepath.Join(bin, "ganglion-agent"), "--node-name", "node-c", "--brain", addr)
+	type nodeStatus struct {
+		Name      string
+		Connected bool
+		Pending   int
+		Resources int
+	}
+	nodeC := func() nodeStatus {
+		out, err := grpcurl(t, addr, "ganglion.v1.InspectService/ListNodes")
+		if err != nil {
+			t.Fatalf("ListNodes: %v\n%s", err, out)
+		}
+		var resp struct{ Nodes []nodeStatus }
+		if err := json.Unmarshal([]byte(out), &resp); err != nil {
+			t.Fatalf("ListNodes is not JSON: %v\n%s", err, out)
+		}
+		for _, n := range resp.Nodes {
+			if n.Name == "node-c" {
+				return n
+			}
+		}
+		return nodeStatus{}
+	}
+	eventually(t, "node-c connected and in sync", func() bool { n := nodeC(); return n.Connected && n.Pending == 0 })
+
+	out, err = grpcurl(t, "-d", `{"node":"node-c","namespace":"shop","name":"checkout"}`, addr, "ganglion.v1.InspectService/ExplainService")
+	if err != nil {
+		t.Fatalf("ExplainService: %v\n%s", err, out)
+	}
+	var ex struct {
+		Ports []struct {
+			External  struct{ Action string }
+			Endpoints []struct{ Address, Reason string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &ex); err != nil || len(ex.Ports) != 1 {
+		t.Fatalf("ExplainService: %v\n%s", err, out)
+	}
+	if a := ex.Ports[0].External.Action; a != "TRAFFIC_ACTION_DROP" {
+		t.Errorf("checkout's external traffic on node-c (no local pod): %s, want DROP", a)
+	}
+
+	// A new local pod for checkout on node-c reaches the agent: its state is in sync again and
+	// external traffic now forwards.
+	more := strings.Replace(string(example.ClusterYAML), "- {addresses: [10.244.2.20], nodeName: node-b}",
+		"- {addresses: [10.244.2.20], nodeName: node-b}\n- {addresses: [10.244.3.20], nodeName: node-c}", 1)
+	if err := os.WriteFile(manifests, []byte(more), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node-c forwards checkout's external traffic", func() bool {
+		out, err := grpcurl(t, "-d", `{"node":"node-c","namespace":"shop","name":"checkout"}`, addr, "ganglion.v1.InspectService/ExplainService")
+		return err == nil && strings.Contains(out, `"external": {`) && strings.Contains(out, "10.244.3.20") && !strings.Contains(out, "TRAFFIC_ACTION_DROP")
+	})
+	eventually(t, "node-c acknowledged the change", func() bool { n := nodeC(); return n.Connected && n.Pending == 0 })
+}
