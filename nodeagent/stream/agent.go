@@ -32,6 +32,9 @@ type Config struct {
 	Log       *slog.Logger
 	// DialOptions are added to the defaults (plaintext, keepalive, sizes).
 	DialOptions []grpc.DialOption
+	// OnApply, when set, hears of every change applied to the dataplane, with its duration and the
+	// bases that failed: node-local servers (health checks, metrics) follow the state through it.
+	OnApply func(c dataplane.Change, took time.Duration, failed map[string]error)
 	// BackoffMin and BackoffMax bound the jittered exponential backoff between attempts
 	// (defaults 200ms and 10s).
 	BackoffMin, BackoffMax time.Duration
@@ -47,6 +50,7 @@ type Agent struct {
 	synced   bool   // a complete snapshot has been applied at least once
 	brain    string // the address of the current stream, "" when disconnected
 	lastSync time.Time
+	down     time.Time // when the last stream ended
 }
 
 // New returns an agent with an empty state.
@@ -65,18 +69,21 @@ func New(cfg Config) *Agent {
 
 // Status is the agent's view of its sync.
 type Status struct {
+	// Brain is the address of the brain whose updates the agent is applying; "" when disconnected.
 	Brain     string
 	Synced    bool
 	Resources int
 	Revision  uint64
 	LastSync  time.Time
+	// DisconnectedSince is when the last stream ended (zero if none has).
+	DisconnectedSince time.Time
 }
 
 // Status returns the agent's sync status.
 func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return Status{Brain: a.brain, Synced: a.synced, Resources: len(a.state), Revision: a.revision, LastSync: a.lastSync}
+	return Status{Brain: a.brain, Synced: a.synced, Resources: len(a.state), Revision: a.revision, LastSync: a.lastSync, DisconnectedSince: a.down}
 }
 
 // Held returns a copy of the held resource versions by name.
@@ -139,6 +146,9 @@ func (a *Agent) session(ctx context.Context, addr string) error {
 	}
 	defer func() {
 		a.mu.Lock()
+		if a.brain != "" {
+			a.down = time.Now()
+		}
 		a.brain = ""
 		a.mu.Unlock()
 	}()
@@ -174,7 +184,14 @@ func (a *Agent) apply(ctx context.Context, addr string, u *v1.Update) *v1.Ack {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.brain = addr
-	rejections := applyUpdate(a.state, func(c dataplane.Change) map[string]error { return a.cfg.Dataplane.Apply(ctx, c) }, u)
+	rejections := applyUpdate(a.state, func(c dataplane.Change) map[string]error {
+		start := time.Now()
+		failed := a.cfg.Dataplane.Apply(ctx, c)
+		if a.cfg.OnApply != nil {
+			a.cfg.OnApply(c, time.Since(start), failed)
+		}
+		return failed
+	}, u)
 	for _, r := range rejections {
 		a.cfg.Log.Warn("resource rejected", "name", r.Name, "version", r.Version, "err", r.Error)
 	}

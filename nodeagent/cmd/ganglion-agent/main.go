@@ -1,5 +1,5 @@
 // Command ganglion-agent is Ganglion's node agent: it streams its node's desired state from the
-// brain and applies it to the kernel.
+// brain, applies it to the kernel, and serves the node-local health and metrics endpoints.
 package main
 
 import (
@@ -8,12 +8,18 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/nftables"
+	"github.com/ganglion-proxy/ganglion/nodeagent/node"
 	"github.com/ganglion-proxy/ganglion/nodeagent/stream"
 )
 
@@ -27,47 +33,186 @@ func main() {
 	}
 }
 
-func run(args []string) error {
+type flags struct {
+	nodeName, brains, backend, logLevel  string
+	nodeIPs, nodePortAddresses, podCIDRs string
+	healthzAddr, metricsAddr             string
+	staleAfter                           time.Duration
+}
+
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
 	fs := flag.NewFlagSet("ganglion-agent", flag.ContinueOnError)
 	hostname, _ := os.Hostname()
-	nodeName := fs.String("node-name", envOr("NODE_NAME", hostname), "this node's name (env NODE_NAME)")
-	brains := fs.String("brain", os.Getenv("GANGLION_BRAIN"), "comma-separated brain addresses host:port (env GANGLION_BRAIN)")
-	backend := fs.String("dataplane", "recording", "recording (in memory, programs nothing)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.nodeName, "node-name", envOr("NODE_NAME", hostname), "this node's name (env NODE_NAME)")
+	fs.StringVar(&f.brains, "brain", os.Getenv("GANGLION_BRAIN"), "comma-separated brain addresses host:port (env GANGLION_BRAIN)")
+	fs.StringVar(&f.backend, "dataplane", "nftables", "nftables, or recording (in memory: programs nothing)")
+	fs.StringVar(&f.nodeIPs, "node-ip", "", "comma-separated node addresses for NodePorts (default: every global unicast address)")
+	fs.StringVar(&f.nodePortAddresses, "nodeport-addresses", "", "comma-separated CIDRs: NodePorts listen only on node addresses inside them")
+	fs.StringVar(&f.podCIDRs, "pod-cidr", "", "comma-separated CIDRs of this node's pods")
+	fs.StringVar(&f.healthzAddr, "healthz-bind-address", "0.0.0.0:10256", "address of /healthz, /livez and /proxyMode; empty disables")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:10249", "address of /metrics; empty disables")
+	fs.DurationVar(&f.staleAfter, "stale-after", 2*time.Minute, "report unhealthy after this long without a brain")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case f.brains == "":
+		return nil, errors.New("--brain: required")
+	case f.nodeName == "":
+		return nil, errors.New("--node-name: required")
+	}
+	return f, nil
+}
+
+func run(args []string) error {
+	f, err := parseFlags(args)
+	if err != nil {
 		return err
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if *brains == "" {
-		return errors.New("--brain: required")
-	}
-	if *nodeName == "" {
-		return errors.New("--node-name: required")
-	}
-	var dp dataplane.Dataplane
-	switch *backend {
-	case "recording":
-		dp = dataplane.NewRecording()
-	default:
-		return fmt.Errorf("--dataplane: unknown backend %q", *backend)
+	dp, err := openDataplane(f, log)
+	if err != nil {
+		return err
 	}
 	defer dp.Close()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	agent := stream.New(stream.Config{
-		NodeName:     *nodeName,
+	metrics := node.NewMetrics()
+	var agent *stream.Agent
+	health := &node.Health{Mode: f.backend, StaleAfter: f.staleAfter, Status: func() node.Status {
+		st := agent.Status()
+		return node.Status{Synced: st.Synced, LastSync: st.LastSync, Connected: st.Brain != "", DisconnectedSince: st.DisconnectedSince}
+	}}
+	hc := node.NewHealthChecks(log, health.Healthy)
+	defer hc.Close()
+	agent = stream.New(stream.Config{
+		NodeName:     f.nodeName,
 		AgentVersion: version,
-		Brains:       strings.Split(*brains, ","),
+		Brains:       strings.Split(f.brains, ","),
 		Dataplane:    dp,
 		Log:          log,
+		OnApply: func(c dataplane.Change, took time.Duration, failed map[string]error) {
+			metrics.Observe(c, took, failed)
+			hc.Update(c, failed)
+		},
 	})
-	log.Info("agent starting", "node", *nodeName, "brains", *brains, "dataplane", *backend)
+	serve(ctx, log, f.healthzAddr, health.Handler())
+	serve(ctx, log, f.metricsAddr, metrics.Handler())
+	go reconcileLoop(ctx, log, dp)
+	log.Info("agent starting", "node", f.nodeName, "brains", f.brains, "dataplane", f.backend)
 	return agent.Run(ctx)
+}
+
+// reconcileLoop repairs kernel objects changed from outside, every 30 seconds.
+func reconcileLoop(ctx context.Context, log *slog.Logger, dp dataplane.Dataplane) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := dp.Reconcile(ctx); err != nil {
+				log.Error("reconcile", "err", err)
+			}
+		}
+	}
+}
+
+func openDataplane(f *flags, log *slog.Logger) (dataplane.Dataplane, error) {
+	n := dataplane.Node{Name: f.nodeName}
+	var err error
+	if n.Addresses, err = parseAddrs(f.nodeIPs); err != nil {
+		return nil, fmt.Errorf("--node-ip: %w", err)
+	}
+	if len(n.Addresses) == 0 {
+		if n.Addresses, err = localAddrs(); err != nil {
+			return nil, fmt.Errorf("--node-ip: %w", err)
+		}
+	}
+	if n.NodePortAddresses, err = parsePrefixes(f.nodePortAddresses); err != nil {
+		return nil, fmt.Errorf("--nodeport-addresses: %w", err)
+	}
+	if n.PodCIDRs, err = parsePrefixes(f.podCIDRs); err != nil {
+		return nil, fmt.Errorf("--pod-cidr: %w", err)
+	}
+	switch f.backend {
+	case "recording":
+		return dataplane.NewRecording(), nil
+	case "nftables":
+		return nftables.New(n, nftables.WithLogger(log))
+	default:
+		return nil, fmt.Errorf("--dataplane: unknown backend %q", f.backend)
+	}
+}
+
+func serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler) {
+	if addr == "" {
+		return
+	}
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("server", "addr", addr, "err", err)
+		}
+	}()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+}
+
+func parseAddrs(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range splitList(s) {
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range splitList(s) {
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// localAddrs returns the global unicast addresses of this network namespace.
+func localAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsGlobalUnicast() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out, nil
 }
 
 func envOr(key, def string) string {
