@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/example"
+	"github.com/ganglion-proxy/ganglion/e2e/proc"
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
 )
 
@@ -23,15 +24,15 @@ func grpcurl(t *testing.T, args ...string) (string, error) {
 // processes, and drives the brain with grpcurl the way an operator would.
 func TestBrainAndAgentProcessesThroughGrpcurl(t *testing.T) {
 	testenv.RequireCommand(t, "grpcurl")
-	bin := binaries(t)
+	bin := proc.Binaries(t)
 	dir := t.TempDir()
 	manifests := filepath.Join(dir, "cluster.yaml")
 	if err := os.WriteFile(manifests, example.ClusterYAML, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	start(t, filepath.Join(bin, "ganglion-controlplane"), "serve", "--manifests", manifests, "--listen", addr, "--metrics-listen", freeAddr(t))
-	eventually(t, "brain serving", func() bool {
+	addr := proc.FreeAddr(t)
+	proc.Start(t, filepath.Join(bin, "ganglion-controlplane"), "serve", "--manifests", manifests, "--listen", addr, "--metrics-listen", proc.FreeAddr(t))
+	proc.Eventually(t, "brain serving", func() bool {
 		out, err := grpcurl(t, addr, "grpc.health.v1.Health/Check")
 		return err == nil && strings.Contains(out, `"SERVING"`)
 	})
@@ -45,7 +46,8 @@ func TestBrainAndAgentProcessesThroughGrpcurl(t *testing.T) {
 		}
 	}
 
-	start(t, filepath.Join(bin, "ganglion-agent"), "--node-name", "node-c", "--brain", addr)
+	proc.Start(t, filepath.Join(bin, "ganglion-agent"), "--node-name", "node-c", "--brain", addr,
+		"--dataplane", "recording", "--healthz-bind-address", "", "--metrics-bind-address", "")
 	type nodeStatus struct {
 		Name      string
 		Connected bool
@@ -68,7 +70,7 @@ func TestBrainAndAgentProcessesThroughGrpcurl(t *testing.T) {
 		}
 		return nodeStatus{}
 	}
-	eventually(t, "node-c connected and in sync", func() bool { n := nodeC(); return n.Connected && n.Pending == 0 })
+	proc.Eventually(t, "node-c connected and in sync", func() bool { n := nodeC(); return n.Connected && n.Pending == 0 })
 
 	out, err = grpcurl(t, "-d", `{"node":"node-c","namespace":"shop","name":"checkout"}`, addr, "ganglion.v1.InspectService/ExplainService")
 	if err != nil {
@@ -94,9 +96,9 @@ func TestBrainAndAgentProcessesThroughGrpcurl(t *testing.T) {
 	if err := os.WriteFile(manifests, []byte(more), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "node-c forwards checkout's external traffic", func() bool {
+	proc.Eventually(t, "node-c forwards checkout's external traffic", func() bool {
 		out, err := grpcurl(t, "-d", `{"node":"node-c","namespace":"shop","name":"checkout"}`, addr, "ganglion.v1.InspectService/ExplainService")
 		return err == nil && strings.Contains(out, `"external": {`) && strings.Contains(out, "10.244.3.20") && !strings.Contains(out, "TRAFFIC_ACTION_DROP")
 	})
-	eventually(t, "node-c acknowledged the change", func() bool { n := nodeC(); return n.Connected && n.Pending == 0 })
+	proc.Eventually(t, "node-c acknowledged the change", func() bool { n := nodeC(); return n.Connected && n.Pending == 0 })
 }

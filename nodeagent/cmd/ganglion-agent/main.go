@@ -37,7 +37,7 @@ type flags struct {
 	nodeName, brains, backend, logLevel  string
 	nodeIPs, nodePortAddresses, podCIDRs string
 	healthzAddr, metricsAddr             string
-	staleAfter                           time.Duration
+	staleAfter, reconcileEvery           time.Duration
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -52,6 +52,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.podCIDRs, "pod-cidr", "", "comma-separated CIDRs of this node's pods")
 	fs.StringVar(&f.healthzAddr, "healthz-bind-address", "0.0.0.0:10256", "address of /healthz, /livez and /proxyMode; empty disables")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:10249", "address of /metrics; empty disables")
+	fs.DurationVar(&f.reconcileEvery, "reconcile-interval", 30*time.Second, "how often to repair kernel objects changed from outside")
 	fs.DurationVar(&f.staleAfter, "stale-after", 2*time.Minute, "report unhealthy after this long without a brain")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -105,14 +106,14 @@ func run(args []string) error {
 	})
 	serve(ctx, log, f.healthzAddr, health.Handler())
 	serve(ctx, log, f.metricsAddr, metrics.Handler())
-	go reconcileLoop(ctx, log, dp)
+	go reconcileLoop(ctx, log, dp, f.reconcileEvery)
 	log.Info("agent starting", "node", f.nodeName, "brains", f.brains, "dataplane", f.backend)
 	return agent.Run(ctx)
 }
 
-// reconcileLoop repairs kernel objects changed from outside, every 30 seconds.
-func reconcileLoop(ctx context.Context, log *slog.Logger, dp dataplane.Dataplane) {
-	t := time.NewTicker(30 * time.Second)
+// reconcileLoop repairs kernel objects changed from outside.
+func reconcileLoop(ctx context.Context, log *slog.Logger, dp dataplane.Dataplane, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

@@ -1,4 +1,6 @@
-package e2e
+// Package proc starts the project's binaries as real processes for end-to-end tests and stops
+// them when the test ends, keeping their output for failures.
+package proc
 
 import (
 	"bytes"
@@ -14,15 +16,16 @@ import (
 	"time"
 )
 
-// binDir holds the binaries built once for this package's tests.
+// binDir holds the binaries built once per test process.
 var (
 	buildOnce sync.Once
 	binDir    string
 	buildErr  error
 )
 
-// binaries builds ganglion-controlplane and ganglion-agent from this checkout.
-func binaries(t *testing.T) string {
+// Binaries builds ganglion-controlplane and ganglion-agent from this checkout, once, and returns
+// the directory that holds them.
+func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "ganglion-e2e-bin-")
@@ -30,7 +33,7 @@ func binaries(t *testing.T) string {
 			return
 		}
 		_, self, _, _ := runtime.Caller(0)
-		root := filepath.Dir(filepath.Dir(self))
+		root := filepath.Dir(filepath.Dir(filepath.Dir(self)))
 		for _, cmd := range []string{"controlplane/cmd/ganglion-controlplane", "nodeagent/cmd/ganglion-agent"} {
 			b := exec.Command("go", "build", "-o", binDir, "./"+cmd)
 			b.Dir = root
@@ -46,8 +49,8 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
+// FreeAddr returns a loopback address with a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,8 +60,8 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// proc is a process started by a test and stopped when it ends; its output is kept for failures.
-type proc struct {
+// Proc is a process started by a test and stopped when it ends; its output is kept for failures.
+type Proc struct {
 	cmd *exec.Cmd
 	out *syncBuffer
 }
@@ -80,15 +83,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T, name string, args ...string) *proc {
+// Start starts argv and stops it (SIGINT, then SIGKILL) when t ends.
+func Start(t testing.TB, argv ...string) *Proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), out: &syncBuffer{}}
+	name, args := argv[0], argv[1:]
+	p := &Proc{cmd: exec.Command(name, args...), out: &syncBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.stop()
+		p.Stop()
 		if t.Failed() {
 			t.Logf("output of %s:\n%s", filepath.Base(name), p.out)
 		}
@@ -96,7 +101,11 @@ func start(t *testing.T, name string, args ...string) *proc {
 	return p
 }
 
-func (p *proc) stop() {
+// Output returns what the process printed so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Stop interrupts the process and waits for it; it kills it after 5 seconds.
+func (p *Proc) Stop() {
 	if p.cmd.ProcessState != nil {
 		return
 	}
@@ -111,8 +120,8 @@ func (p *proc) stop() {
 	}
 }
 
-// eventually polls cond; the deadline guards against hangs, it is not a performance assertion.
-func eventually(t *testing.T, what string, cond func() bool) {
+// Eventually polls cond; the deadline guards against hangs, it is not a performance assertion.
+func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
