@@ -15,7 +15,6 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
-	"github.com/ganglion-proxy/ganglion/controlplane/source/file"
 )
 
 // runServe runs the brain until SIGINT or SIGTERM.
@@ -23,7 +22,10 @@ func runServe(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listen := fs.String("listen", ":7070", "gRPC address: agent stream, inspect, health, reflection")
 	metrics := fs.String("metrics-listen", ":7071", "HTTP address of /metrics; empty disables it")
-	manifests := fs.String("manifests", "", "source: a Kubernetes manifest file or directory of *.yaml, re-read when it changes")
+	sourceName := fs.String("source", "manifests", "the source of truth: "+sourceNames())
+	for _, def := range sources {
+		def.flags(fs)
+	}
 	proxyName := fs.String("proxy-name", "", "claim services labelled service.kubernetes.io/service-proxy-name=<this>")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -33,8 +35,13 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *manifests == "" {
-		return errors.New("--manifests: required (the source of truth)")
+	def, ok := sources[*sourceName]
+	if !ok {
+		return fmt.Errorf("--source: unknown %q (want %s)", *sourceName, sourceNames())
+	}
+	src, err := def.build(log)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -55,14 +62,13 @@ func runServe(args []string) error {
 		}()
 		defer ms.Close()
 	}
-	src := &file.Source{Path: *manifests, Log: log}
 	srcErr := make(chan error, 1)
 	go func() { srcErr <- src.Run(ctx, b.Hub, b.MarkSynced) }()
 	go func() {
 		<-ctx.Done()
 		b.Stop()
 	}()
-	log.Info("brain listening", "grpc", lis.Addr().String(), "metrics", *metrics, "manifests", *manifests)
+	log.Info("brain listening", "grpc", lis.Addr().String(), "metrics", *metrics, "source", *sourceName)
 	go func() {
 		if err := b.Serve(lis); err != nil {
 			srcErr <- err
