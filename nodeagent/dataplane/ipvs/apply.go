@@ -75,18 +75,39 @@ func (d *Dataplane) Apply(ctx context.Context, c dataplane.Change) map[string]er
 		}
 	}
 
-	var cleanup []vsKey
-	var gone []netip.Addr
+	// Stage every port: changes to existing virtual servers run now, creations are queued and
+	// sent in bulk, then each port that fully succeeded is committed.
+	w := d.writer()
+	var queued []queuedOp
+	queuedAddrs := map[netip.Addr]bool{}
+	var staged []string
 	for _, base := range bases {
 		pl, ok := plans[base]
 		if !ok {
 			continue
 		}
-		old := d.ports[base]
-		if err := d.applyPort(base, old, pl); err != nil {
+		if err := d.stagePort(base, d.ports[base], pl, w, &queued, queuedAddrs); err != nil {
 			fail(base, err)
 			continue
 		}
+		staged = append(staged, base)
+	}
+	for i, err := range w.Flush() {
+		if err == nil {
+			continue
+		}
+		q := queued[i]
+		if err := d.recoverQueued(q, err); err != nil && errs[q.base] == nil {
+			fail(q.base, err)
+		}
+	}
+	var cleanup []vsKey
+	var gone []netip.Addr
+	for _, base := range staged {
+		if errs[base] != nil {
+			continue
+		}
+		pl, old := plans[base], d.ports[base]
 		if old != nil {
 			for k := range old.Services {
 				if _, keep := pl.Services[k]; !keep {
@@ -213,18 +234,42 @@ func (d *Dataplane) localReals(pl *portPlan) []netip.Addr {
 	return out
 }
 
-// applyPort brings IPVS and the dummy device from old to pl for one base.
-func (d *Dataplane) applyPort(base string, old, pl *portPlan) error {
+// queuedOp remembers what a queued creation was for, to map its result back.
+type queuedOp struct {
+	base string
+	key  vsKey
+	rs   netip.AddrPort
+	addr netip.Addr
+	want *vsPlan
+}
+
+// stagePort brings IPVS and the dummy device from old to pl for one base: creations of whole
+// virtual servers and addresses go to w, everything else runs now.
+func (d *Dataplane) stagePort(base string, old, pl *portPlan, w bulkWriter, queued *[]queuedOp, queuedAddrs map[netip.Addr]bool) error {
 	for _, a := range pl.Addrs {
-		if d.addrs[a] == 0 {
-			if err := d.dev.Add(a); err != nil {
-				return err
-			}
+		if d.addrs[a] == 0 && !queuedAddrs[a] {
+			queuedAddrs[a] = true
+			w.AddAddr(a)
+			*queued = append(*queued, queuedOp{base: base, addr: a})
 		}
 	}
 	for _, k := range sortedKeys(pl.Services) {
-		if err := d.syncVS(k, pl.Services[k]); err != nil {
-			return err
+		want := pl.Services[k]
+		if _, ok := d.kernel[k]; ok || !d.known {
+			// Known to exist, or unknown: the one-at-a-time path compares and adopts.
+			if err := d.syncVS(k, want); err != nil {
+				return err
+			}
+			continue
+		}
+		kv := &kernelVS{Spec: want.Spec, Reals: map[netip.AddrPort]int{}}
+		d.kernel[k] = kv
+		w.NewService(k, want.Spec)
+		*queued = append(*queued, queuedOp{base: base, key: k, want: want})
+		for _, rs := range sortedAddrPorts(want.Reals) {
+			w.NewDestination(k, rs, want.Reals[rs])
+			kv.Reals[rs] = want.Reals[rs]
+			*queued = append(*queued, queuedOp{base: base, key: k, rs: rs, want: want})
 		}
 	}
 	if old != nil {
@@ -237,6 +282,42 @@ func (d *Dataplane) applyPort(base string, old, pl *portPlan) error {
 		}
 	}
 	return nil
+}
+
+// recoverQueued handles a queued creation that failed: it corrects the kernel view and, when the
+// object turned out to exist already, adopts it instead of failing.
+func (d *Dataplane) recoverQueued(q queuedOp, err error) error {
+	switch {
+	case q.addr.IsValid():
+		return fmt.Errorf("adding %s to the device: %w", q.addr, err)
+	case !q.rs.IsValid():
+		delete(d.kernel, q.key)
+		if !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("creating %s: %w", q.key, err)
+		}
+		// Created behind our back since the last dump: adopt it and make it right.
+		return d.syncVS(q.key, q.want)
+	default:
+		kv, ok := d.kernel[q.key]
+		if !ok {
+			return nil // its virtual server failed and was reported
+		}
+		if errors.Is(err, unix.EEXIST) {
+			if uerr := d.ipvs.UpdateDestination(toService(q.key, kv.Spec), toDestination(q.rs, kv.Reals[q.rs])); uerr == nil {
+				return nil
+			}
+		}
+		delete(kv.Reals, q.rs)
+		return fmt.Errorf("adding %s to %s: %w", q.rs, q.key, err)
+	}
+}
+
+// writer returns the bulk writer: raw netlink sockets when available, else one-at-a-time.
+func (d *Dataplane) writer() bulkWriter {
+	if d.bulk != nil {
+		return d.bulk
+	}
+	return &seqWriter{ipvs: d.ipvs, dev: d.dev}
 }
 
 // commit records a successfully applied plan and returns the dummy addresses it stopped using.

@@ -68,6 +68,8 @@ type Dataplane struct {
 	dev  addrDevice
 	ct   flowCleaner
 	now  func() time.Time
+	// bulk sends creations in batches; nil in tests, where seqWriter stands in.
+	bulk *nlWriter
 
 	// ports is what each base last applied successfully.
 	ports map[string]*portPlan
@@ -135,6 +137,11 @@ func New(ctx context.Context, opts Options) (*Dataplane, error) {
 		d.Close()
 		return nil, err
 	}
+	dev := d.dev.(*dummyDevice)
+	if d.bulk, err = newNLWriter(func() int { return dev.link.Attrs().Index }); err != nil {
+		d.Close()
+		return nil, err
+	}
 	go d.drainLoop()
 	return d, nil
 }
@@ -186,6 +193,9 @@ func (d *Dataplane) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.ipvs.Close()
+	if d.bulk != nil {
+		d.bulk.close()
+	}
 	if dd, ok := d.dev.(*dummyDevice); ok {
 		dd.h.Close()
 	}

@@ -1,0 +1,286 @@
+package ipvs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// Bulk creation. A full sync creates tens of thousands of virtual servers, real servers and
+// addresses; one request and one wait per object is what makes it slow (moby/ipvs also
+// allocates a 64 KiB buffer per reply). bulkWriter queues creations and sends them many per
+// sendmsg, then collects one acknowledgement per request, so a failure still maps to its object.
+// Incremental changes keep going through moby/ipvs one operation at a time.
+
+// bulkWriter queues object creations; Flush runs them in order and returns one error (nil on
+// success) per queued operation.
+type bulkWriter interface {
+	NewService(k vsKey, s vsSpec)
+	NewDestination(k vsKey, rs netip.AddrPort, weight int)
+	AddAddr(a netip.Addr)
+	Flush() []error
+}
+
+// seqWriter is bulkWriter over the one-at-a-time interfaces, for tests and as a fallback.
+type seqWriter struct {
+	ipvs ipvsHandle
+	dev  addrDevice
+	ops  []func() error
+}
+
+func (w *seqWriter) NewService(k vsKey, s vsSpec) {
+	w.ops = append(w.ops, func() error { return w.ipvs.NewService(toService(k, s)) })
+}
+
+func (w *seqWriter) NewDestination(k vsKey, rs netip.AddrPort, weight int) {
+	w.ops = append(w.ops, func() error {
+		return w.ipvs.NewDestination(toService(k, vsSpec{}), toDestination(rs, weight))
+	})
+}
+
+func (w *seqWriter) AddAddr(a netip.Addr) {
+	w.ops = append(w.ops, func() error { return w.dev.Add(a) })
+}
+
+func (w *seqWriter) Flush() []error {
+	errs := make([]error, len(w.ops))
+	for i, op := range w.ops {
+		errs[i] = op()
+	}
+	w.ops = nil
+	return errs
+}
+
+// IPVS generic-netlink command and attribute numbers (linux/ip_vs.h).
+const (
+	ipvsCmdNewService = 1
+	ipvsCmdNewDest    = 5
+	ipvsAttrService   = 1
+	ipvsAttrDest      = 2
+	ipvsSvcAF         = 1
+	ipvsSvcProtocol   = 2
+	ipvsSvcAddr       = 3
+	ipvsSvcPort       = 4
+	ipvsSvcSchedName  = 6
+	ipvsSvcFlags      = 7
+	ipvsSvcTimeout    = 8
+	ipvsSvcNetmask    = 9
+	ipvsDestAddr      = 1
+	ipvsDestPort      = 2
+	ipvsDestFwd       = 3
+	ipvsDestWeight    = 4
+	ipvsDestUThresh   = 5
+	ipvsDestLThresh   = 6
+	// bulkChunk bounds the requests in flight: their acknowledgements must fit the receive buffer.
+	bulkChunk = 256
+)
+
+// nlWriter is bulkWriter on two raw netlink sockets of its own.
+type nlWriter struct {
+	genl, route *nlSocket
+	family      uint16
+	link        func() int
+	msgs        []nlMsg
+}
+
+type nlMsg struct {
+	route bool
+	data  []byte
+}
+
+func newNLWriter(link func() int) (*nlWriter, error) {
+	fam, err := netlink.GenlFamilyGet("IPVS")
+	if err != nil {
+		return nil, fmt.Errorf("resolving the IPVS netlink family: %w", err)
+	}
+	genl, err := openNLSocket(unix.NETLINK_GENERIC)
+	if err != nil {
+		return nil, err
+	}
+	route, err := openNLSocket(unix.NETLINK_ROUTE)
+	if err != nil {
+		genl.close()
+		return nil, err
+	}
+	return &nlWriter{genl: genl, route: route, family: fam.ID, link: link}, nil
+}
+
+func (w *nlWriter) close() {
+	w.genl.close()
+	w.route.close()
+}
+
+type genlHeader struct{ cmd uint8 }
+
+func (h genlHeader) Len() int          { return 4 }
+func (h genlHeader) Serialize() []byte { return []byte{h.cmd, 1, 0, 0} }
+
+func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+
+func serviceAttr(k vsKey, s vsSpec, full bool) *nl.RtAttr {
+	a := nl.NewRtAttr(ipvsAttrService, nil)
+	a.AddRtAttr(ipvsSvcAF, nl.Uint16Attr(family(k.Addr)))
+	a.AddRtAttr(ipvsSvcProtocol, nl.Uint16Attr(k.Proto))
+	a.AddRtAttr(ipvsSvcAddr, k.Addr.AsSlice())
+	a.AddRtAttr(ipvsSvcPort, be16(k.Port))
+	if full {
+		a.AddRtAttr(ipvsSvcSchedName, nl.ZeroTerminated(s.Sched))
+		flags := make([]byte, 8)
+		nl.NativeEndian().PutUint32(flags, s.Flags)
+		nl.NativeEndian().PutUint32(flags[4:], 0xffffffff)
+		a.AddRtAttr(ipvsSvcFlags, flags)
+		a.AddRtAttr(ipvsSvcTimeout, nl.Uint32Attr(s.Timeout))
+		a.AddRtAttr(ipvsSvcNetmask, nl.Uint32Attr(s.Netmask))
+	}
+	return a
+}
+
+func (w *nlWriter) NewService(k vsKey, s vsSpec) {
+	req := nl.NewNetlinkRequest(int(w.family), unix.NLM_F_ACK)
+	req.AddData(genlHeader{ipvsCmdNewService})
+	req.AddData(serviceAttr(k, s, true))
+	w.msgs = append(w.msgs, nlMsg{data: req.Serialize()})
+}
+
+func (w *nlWriter) NewDestination(k vsKey, rs netip.AddrPort, weight int) {
+	req := nl.NewNetlinkRequest(int(w.family), unix.NLM_F_ACK)
+	req.AddData(genlHeader{ipvsCmdNewDest})
+	req.AddData(serviceAttr(k, vsSpec{}, false))
+	d := nl.NewRtAttr(ipvsAttrDest, nil)
+	d.AddRtAttr(ipvsDestAddr, rs.Addr().AsSlice())
+	d.AddRtAttr(ipvsDestPort, be16(rs.Port()))
+	d.AddRtAttr(ipvsDestFwd, nl.Uint32Attr(0)) // masquerading
+	d.AddRtAttr(ipvsDestWeight, nl.Uint32Attr(uint32(weight)))
+	d.AddRtAttr(ipvsDestUThresh, nl.Uint32Attr(0))
+	d.AddRtAttr(ipvsDestLThresh, nl.Uint32Attr(0))
+	req.AddData(d)
+	w.msgs = append(w.msgs, nlMsg{data: req.Serialize()})
+}
+
+func (w *nlWriter) AddAddr(a netip.Addr) {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
+	fam, bits := unix.AF_INET, 32
+	if a.Is6() {
+		fam, bits = unix.AF_INET6, 128
+	}
+	m := nl.NewIfAddrmsg(fam)
+	m.Prefixlen = uint8(bits)
+	m.Index = uint32(w.link())
+	m.Flags = unix.IFA_F_NODAD
+	req.AddData(m)
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, a.AsSlice()))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, a.AsSlice()))
+	w.msgs = append(w.msgs, nlMsg{route: true, data: req.Serialize()})
+}
+
+// Flush sends the queue in chunks, each socket's messages in order.
+func (w *nlWriter) Flush() []error {
+	errs := make([]error, len(w.msgs))
+	for _, route := range []bool{true, false} {
+		s := w.genl
+		if route {
+			s = w.route
+		}
+		var idx []int
+		var bufs [][]byte
+		for i, m := range w.msgs {
+			if m.route == route {
+				idx = append(idx, i)
+				bufs = append(bufs, m.data)
+			}
+		}
+		for start := 0; start < len(bufs); start += bulkChunk {
+			end := min(start+bulkChunk, len(bufs))
+			for j, err := range s.exchange(bufs[start:end]) {
+				errs[idx[start+j]] = err
+			}
+		}
+	}
+	w.msgs = nil
+	return errs
+}
+
+// nlSocket is a raw netlink socket used for batched requests with acknowledgements.
+type nlSocket struct {
+	fd  int
+	seq uint32
+	buf []byte
+}
+
+func openNLSocket(proto int) (*nlSocket, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return nil, fmt.Errorf("netlink socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("netlink bind: %w", err)
+	}
+	// Room for a chunk of acknowledgements (an error ack carries the request back); FORCE
+	// because the default limit is lower and the agent runs privileged anyway.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20)
+	tv := unix.Timeval{Sec: 30}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return &nlSocket{fd: fd, buf: make([]byte, 1<<20)}, nil
+}
+
+func (s *nlSocket) close() { unix.Close(s.fd) }
+
+var errNoAck = errors.New("netlink: no acknowledgement")
+
+// exchange sends msgs in one sendmsg and waits for every acknowledgement.
+func (s *nlSocket) exchange(msgs [][]byte) []error {
+	errs := make([]error, len(msgs))
+	first := s.seq + 1
+	var out []byte
+	for _, m := range msgs {
+		s.seq++
+		nl.NativeEndian().PutUint32(m[8:12], s.seq)
+		out = append(out, m...)
+	}
+	if err := unix.Sendto(s.fd, out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("netlink send: %w", err)
+		}
+		return errs
+	}
+	answered := make([]bool, len(msgs))
+	pending := len(msgs)
+	for pending > 0 {
+		n, _, err := unix.Recvfrom(s.fd, s.buf, 0)
+		if err != nil {
+			for i := range errs {
+				if !answered[i] {
+					errs[i] = fmt.Errorf("%w: %w", errNoAck, err)
+				}
+			}
+			return errs
+		}
+		parsed, err := syscall.ParseNetlinkMessage(s.buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, m := range parsed {
+			if m.Header.Type != unix.NLMSG_ERROR || m.Header.Seq < first || m.Header.Seq >= first+uint32(len(msgs)) {
+				continue
+			}
+			i := m.Header.Seq - first
+			if answered[i] {
+				continue
+			}
+			answered[i] = true
+			if code := int32(nl.NativeEndian().Uint32(m.Data[0:4])); code != 0 {
+				errs[i] = unix.Errno(-code)
+			}
+			pending--
+		}
+	}
+	return errs
+}
