@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Key spaces under the prefix.
+const (
+	objectsSpace = "objects/"
+	healthSpace  = "health/"
+	leasesSpace  = "leases/"
+	metaKey      = "meta/generation"
+)
+
+// ErrConflict is returned by Commit when the store changed since the snapshot it was based on.
+var ErrConflict = errors.New("store changed since it was read; retry")
+
+// Key names a stored object.
+type Key struct {
+	Kind      string
+	Namespace string // "" for cluster-wide kinds such as Node
+	Name      string
+}
+
+// String renders the key as kind/namespace/name.
+func (k Key) String() string { return k.Kind + "/" + k.Namespace + "/" + k.Name }
+
+func (k Key) path() string { return objectsSpace + k.String() }
+
+// Item is a stored object.
+type Item struct {
+	Key
+	Value []byte
+}
+
+// Snapshot is every stored object at one revision.
+type Snapshot struct {
+	Items []Item
+	// Revision is etcd's revision of the read.
+	Revision int64
+	// Generation identifies the last commit: Commit succeeds only if it is unchanged.
+	Generation int64
+}
+
+// Snapshot reads every object.
+func (s *Store) Snapshot(ctx context.Context) (*Snapshot, error) {
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.prefix+objectsSpace, clientv3.WithPrefix()),
+		clientv3.OpGet(s.prefix+metaKey),
+	).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("store: read objects: %w", err)
+	}
+	snap := &Snapshot{Revision: resp.Header.Revision}
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		k, ok := parseObjectKey(strings.TrimPrefix(string(kv.Key), s.prefix+objectsSpace))
+		if !ok {
+			continue
+		}
+		snap.Items = append(snap.Items, Item{Key: k, Value: kv.Value})
+	}
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		snap.Generation = kvs[0].ModRevision
+	}
+	return snap, nil
+}
+
+func parseObjectKey(rel string) (Key, bool) {
+	parts := strings.SplitN(rel, "/", 3)
+	if len(parts) != 3 {
+		return Key{}, false
+	}
+	return Key{Kind: parts[0], Namespace: parts[1], Name: parts[2]}, true
+}
+
+// Commit writes puts and deletes in one transaction, if nothing was committed since the snapshot
+// of the given generation. It returns the new revision.
+func (s *Store) Commit(ctx context.Context, generation int64, puts []Item, deletes []Key) (int64, error) {
+	ops := make([]clientv3.Op, 0, len(puts)+len(deletes)+1)
+	for _, p := range puts {
+		ops = append(ops, clientv3.OpPut(s.prefix+p.path(), string(p.Value)))
+	}
+	for _, k := range deletes {
+		ops = append(ops, clientv3.OpDelete(s.prefix+k.path()))
+	}
+	ops = append(ops, clientv3.OpPut(s.prefix+metaKey, ""))
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(s.prefix+metaKey), "=", generation)).
+		Then(ops...).
+		Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store: commit: %w", err)
+	}
+	if !resp.Succeeded {
+		return 0, ErrConflict
+	}
+	return resp.Header.Revision, nil
+}

@@ -1,0 +1,150 @@
+// Package store keeps bare-metal services, endpoints and nodes in etcd, under one key prefix. It
+// is the only package that talks to etcd: an embedded single-node etcd with a data directory by
+// default, an external cluster when configured. It stores opaque documents by kind, namespace and
+// name; what a document means and whether it is valid is the caller's business, but every write
+// is one transaction that either happens whole or not at all.
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Config selects and configures the etcd behind the store.
+type Config struct {
+	// Endpoints of an external etcd cluster; empty starts an embedded one.
+	Endpoints []string
+	// CertFile, KeyFile and CAFile enable TLS to an external cluster.
+	CertFile, KeyFile, CAFile string
+	// DataDir is the embedded etcd's data directory: the store survives restarts in it.
+	DataDir string
+	// ClientURL is where the embedded etcd listens (default http://127.0.0.1:2479), PeerURL its
+	// peer port (default http://127.0.0.1:2480): neither is exposed beyond the host by default.
+	ClientURL, PeerURL string
+	// Prefix is the key prefix the store owns (default /ganglion/).
+	Prefix string
+	Log    *slog.Logger
+}
+
+// Store is a connection to etcd (and the embedded server, when there is one).
+type Store struct {
+	cli    *clientv3.Client
+	etcd   *embed.Etcd
+	prefix string
+	log    *slog.Logger
+}
+
+// Open starts the embedded etcd or connects to the external one.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/ganglion/"
+	}
+	if !strings.HasSuffix(cfg.Prefix, "/") {
+		cfg.Prefix += "/"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	s := &Store{prefix: cfg.Prefix, log: cfg.Log}
+	endpoints := cfg.Endpoints
+	var tlsCfg *tls.Config
+	if len(endpoints) == 0 {
+		e, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.etcd = e
+		endpoints = []string{e.Clients[0].Addr().String()}
+	} else if cfg.CertFile != "" || cfg.CAFile != "" {
+		info := transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.CAFile}
+		var err error
+		if tlsCfg, err = info.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("store: etcd TLS: %w", err)
+		}
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, TLS: tlsCfg, Context: ctx})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: connect to etcd %v: %w", endpoints, err)
+	}
+	s.cli = cli
+	// Fail now, not at the first write, when the cluster is not there.
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := cli.Get(sctx, s.prefix+"meta"); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: etcd %v not answering: %w", endpoints, err)
+	}
+	return s, nil
+}
+
+func startEmbedded(cfg Config) (*embed.Etcd, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("store: a data directory is required for the embedded etcd")
+	}
+	ec := embed.NewConfig()
+	ec.Name = "ganglion"
+	ec.Dir = cfg.DataDir
+	ec.LogLevel = "error"
+	client, peer := or(cfg.ClientURL, "http://127.0.0.1:2479"), or(cfg.PeerURL, "http://127.0.0.1:2480")
+	cu, err := url.Parse(client)
+	if err != nil {
+		return nil, fmt.Errorf("store: client URL %q: %w", client, err)
+	}
+	pu, err := url.Parse(peer)
+	if err != nil {
+		return nil, fmt.Errorf("store: peer URL %q: %w", peer, err)
+	}
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	// Keep an hour of history: watches resume from a revision across short brain restarts, and
+	// older ones relist.
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = "1h"
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("store: start embedded etcd in %s: %w", cfg.DataDir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("store: embedded etcd: %w", err)
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, errors.New("store: embedded etcd did not become ready in 60s")
+	}
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Close disconnects and stops the embedded etcd.
+func (s *Store) Close() error {
+	if s.cli != nil {
+		_ = s.cli.Close()
+	}
+	if s.etcd != nil {
+		s.etcd.Close()
+	}
+	return nil
+}
+
+// Client returns the etcd client, for tests that need to act on etcd directly (compaction).
+func (s *Store) Client() *clientv3.Client { return s.cli }
