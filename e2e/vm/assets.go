@@ -56,7 +56,8 @@ func EnsureHostPackages(ctx context.Context) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	args := append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)
+	// Another test process may be installing too: wait for dpkg's lock instead of failing.
+	args := append([]string{"-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "--no-install-recommends"}, missing...)
 	if err := aptGet(ctx, args...); err != nil {
 		// A fresh machine may have no package lists yet: refresh them once and retry.
 		if uerr := aptGet(ctx, "update", "-qq"); uerr != nil {

@@ -68,15 +68,27 @@ func baseImage(k *Kernel, modules, tools []string) (string, error) {
 			return "", err
 		}
 	}
-	var list strings.Builder
+	var list, dep strings.Builder
 	for _, p := range order {
-		guest := "/lib/modules/" + filepath.Base(p)
+		rel := filepath.Base(p)
+		guest := "/lib/modules/" + k.Release + "/" + rel
 		if err := c.HostFile(guest, p); err != nil {
 			return "", err
 		}
 		list.WriteString(guest + "\n")
+		deps, err := moduleDepends(p)
+		if err != nil {
+			return "", err
+		}
+		// modules.dep lets libraries that call modprobe (moby/ipvs does) find what is loaded.
+		fmt.Fprintf(&dep, "%s:", rel)
+		for _, d := range deps {
+			fmt.Fprintf(&dep, " %s.ko", d)
+		}
+		dep.WriteString("\n")
 	}
 	c.File("etc/ganglion-vm/modules", 0o644, []byte(list.String()))
+	c.File("lib/modules/"+k.Release+"/modules.dep", 0o644, []byte(dep.String()))
 	c.File("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
 	c.File("etc/group", 0o644, []byte("root:x:0:\n"))
 	if err := c.Close(); err != nil {

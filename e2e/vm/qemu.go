@@ -53,6 +53,15 @@ var resultRe = regexp.MustCompile(`GANGLION-VM-RESULT rc=(\d+)`)
 // Prepare installs the host packages and fetches the kernel; Run calls it, but tests may call it
 // first to tell a missing prerequisite from a failing test.
 func Prepare(ctx context.Context) (*Kernel, error) {
+	// Test packages run in parallel: one of them prepares, the others wait and find it done.
+	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("cache dir: %w", err)
+	}
+	unlock, err := lockDir(CacheDir())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := EnsureHostPackages(ctx); err != nil {
 		return nil, err
 	}
