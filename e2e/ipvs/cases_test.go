@@ -251,3 +251,49 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+func TestVMIPv6(t *testing.T) {
+	tp, d := guest(t)
+	s := svc{name: "v6", v6: true, clusterIP: "fd00:96::10", nodePort: 30090, cluster: []string{"a", "b"}}
+	u := svc{name: "v6-udp", v6: true, udp: true, clusterIP: "fd00:96::10", cluster: []string{"a", "b"}}
+	applyAll(t, d, tp.port(s), tp.port(u))
+	client := tp.pods["client"]
+	if seen := spread(t, client, "tcp", "[fd00:96::10]:80", 4); len(seen) != 2 {
+		t.Errorf("backends seen = %v, want a and b", keys(seen))
+	}
+	if _, src, err := client.request("tcp", "[fd00:96::10]:80"); err != nil || src != client.addr6.String() {
+		t.Errorf("pod request: source seen %q (err %v), want %s", src, err, client.addr6)
+	}
+	if seen := spread(t, client, "udp", "[fd00:96::10]:80", 4); len(seen) != 2 {
+		t.Errorf("UDP backends seen = %v, want a and b", keys(seen))
+	}
+	b, src, err := tp.pods["ext"].request("tcp", "["+nodeAddr6+"]:30090")
+	if err != nil || (b != "a" && b != "b") || src == extAddr6 {
+		t.Errorf("IPv6 NodePort from outside: answered by %q seeing %q (err %v), want a or b seeing a node address", b, src, err)
+	}
+}
+
+func TestVMHairpin(t *testing.T) {
+	tp, d := guest(t)
+	s := svc{name: "hairpin", clusterIP: "10.96.0.21", cluster: []string{"a"}}
+	applyAll(t, d, tp.port(s))
+	// Pod a reaches itself through its service: without masquerade it would receive a packet
+	// from its own address and drop it.
+	if b, _, err := tp.pods["a"].request("tcp", "10.96.0.21:80"); err != nil || b != "a" {
+		t.Errorf("hairpin: answered by %q (err %v), want a", b, err)
+	}
+}
+
+func TestVMLoadBalancerSourceRanges(t *testing.T) {
+	tp, d := guest(t)
+	allowed := svc{name: "lb-allowed", clusterIP: "10.96.0.22", lb: "203.0.113.10", ranges: []string{"192.168.0.0/24"}, cluster: []string{"a"}}
+	denied := svc{name: "lb-denied", clusterIP: "10.96.0.23", lb: "203.0.113.11", ranges: []string{"198.51.100.0/24"}, cluster: []string{"a"}}
+	applyAll(t, d, tp.port(allowed), tp.port(denied))
+	ext := tp.pods["ext"]
+	if b, _, err := ext.request("tcp", "203.0.113.10:80"); err != nil || b != "a" {
+		t.Errorf("client inside the source ranges: answered by %q (err %v), want a", b, err)
+	}
+	if _, err := ext.dial("tcp", "203.0.113.11:80", 2*time.Second); !isTimeout(err) {
+		t.Errorf("client outside the source ranges: dial error %v, want a timeout (dropped)", err)
+	}
+}

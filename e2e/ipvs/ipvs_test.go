@@ -84,6 +84,7 @@ func newDataplane(t *testing.T, tp *topology, cleanup bool) *ipvs.Dataplane {
 // svc describes a test service; backends are pod names.
 type svc struct {
 	name      string
+	v6        bool
 	udp       bool
 	clusterIP string
 	nodePort  uint32
@@ -93,17 +94,24 @@ type svc struct {
 	cluster   []string
 	local     []string
 	reject    bool
+	// lb is a load-balancer IP (ETP Cluster) allowing only ranges when they are set.
+	lb     string
+	ranges []string
 }
 
 func (s svc) base() string { return "e2e/" + s.name + "/v4" }
 
-func (tp *topology) set(names []string, empty v1.TrafficAction) *v1.EndpointSet {
+func (tp *topology) set(names []string, v6 bool, empty v1.TrafficAction) *v1.EndpointSet {
 	if len(names) == 0 {
 		return &v1.EndpointSet{Action: empty}
 	}
 	es := &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_FORWARD}
 	for _, n := range names {
-		es.Backends = append(es.Backends, &v1.Backend{Address: tp.pods[n].addr.String(), Port: serverPort, Weight: 1})
+		a := tp.pods[n].addr
+		if v6 {
+			a = tp.pods[n].addr6
+		}
+		es.Backends = append(es.Backends, &v1.Backend{Address: a.String(), Port: serverPort, Weight: 1})
 	}
 	return es
 }
@@ -113,8 +121,12 @@ func (tp *topology) port(s svc) dataplane.Port {
 	if s.udp {
 		proto = v1.Protocol_PROTOCOL_UDP
 	}
+	fam := v1.IPFamily_IP_FAMILY_IPV4
+	if s.v6 {
+		fam = v1.IPFamily_IP_FAMILY_IPV6
+	}
 	sp := &v1.ServicePort{
-		Namespace: "e2e", Name: s.name, Family: v1.IPFamily_IP_FAMILY_IPV4, Protocol: proto, Scheduler: s.sched,
+		Namespace: "e2e", Name: s.name, Family: fam, Protocol: proto, Scheduler: s.sched,
 		Frontends: []*v1.Frontend{{Kind: v1.FrontendKind_FRONTEND_KIND_CLUSTER_IP, Address: s.clusterIP, Port: 80}},
 		Internal:  &v1.TrafficPolicy{Scope: v1.EndpointScope_ENDPOINT_SCOPE_CLUSTER},
 	}
@@ -126,13 +138,17 @@ func (tp *topology) port(s svc) dataplane.Port {
 		p.Cluster = &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_REJECT}
 		return p
 	}
-	p.Cluster = tp.set(s.cluster, v1.TrafficAction_TRAFFIC_ACTION_REJECT)
+	p.Cluster = tp.set(s.cluster, s.v6, v1.TrafficAction_TRAFFIC_ACTION_REJECT)
+	if s.lb != "" {
+		sp.Frontends = append(sp.Frontends, &v1.Frontend{Kind: v1.FrontendKind_FRONTEND_KIND_LOAD_BALANCER, Address: s.lb, Port: 80, SourceRanges: s.ranges})
+		sp.External = &v1.TrafficPolicy{Scope: v1.EndpointScope_ENDPOINT_SCOPE_CLUSTER, Masquerade: true}
+	}
 	if s.nodePort != 0 {
 		sp.Frontends = append(sp.Frontends, &v1.Frontend{Kind: v1.FrontendKind_FRONTEND_KIND_NODE_PORT, Port: s.nodePort})
 		sp.External = &v1.TrafficPolicy{Scope: v1.EndpointScope_ENDPOINT_SCOPE_CLUSTER, Masquerade: true}
 		if s.etpLocal {
 			sp.External = &v1.TrafficPolicy{Scope: v1.EndpointScope_ENDPOINT_SCOPE_LOCAL}
-			p.Local = tp.set(s.local, v1.TrafficAction_TRAFFIC_ACTION_DROP)
+			p.Local = tp.set(s.local, s.v6, v1.TrafficAction_TRAFFIC_ACTION_DROP)
 		}
 	}
 	return p

@@ -25,18 +25,23 @@ import (
 //	ext (192.168.0.100) --- node1 192.168.0.1 [ganglion-ipvs0]
 //	                          |-- pods a, b, c, client: 10.1.1.4i+2/30 (pod CIDR 10.1.1.0/24)
 //	                          `-- 172.16.0.1 --- node2 172.16.0.2 -- pod r: 10.1.2.2/30
+//
+// and in IPv6, ext fd00:192::100 --- node1 fd00:192::1, pods fd00:1:1::4i+2/126.
 const (
 	nodeAddr   = "192.168.0.1"
 	extAddr    = "192.168.0.100"
+	nodeAddr6  = "fd00:192::1"
+	extAddr6   = "fd00:192::100"
 	node2Link  = "172.16.0.1"
 	serverPort = 8080
 )
 
 // pod is a namespace with one address.
 type pod struct {
-	name string
-	addr netip.Addr
-	ns   netns.NsHandle
+	name  string
+	addr  netip.Addr
+	addr6 netip.Addr
+	ns    netns.NsHandle
 }
 
 type topology struct {
@@ -79,8 +84,10 @@ func setupTopology(t *testing.T) *topology {
 
 func buildTopology() (*topology, error) {
 	tp := &topology{pods: map[string]*pod{}}
-	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
-		return nil, err
+	for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
+		if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
+			return nil, err
+		}
 	}
 	cmds := [][]string{
 		{"ip", "netns", "add", "ext"},
@@ -91,6 +98,9 @@ func buildTopology() (*topology, error) {
 		{"ip", "-n", "ext", "link", "set", "eth0", "up"},
 		{"ip", "-n", "ext", "link", "set", "lo", "up"},
 		{"ip", "-n", "ext", "route", "add", "default", "via", nodeAddr},
+		{"ip", "addr", "add", nodeAddr6 + "/64", "dev", "gext", "nodad"},
+		{"ip", "-n", "ext", "addr", "add", extAddr6 + "/64", "dev", "eth0", "nodad"},
+		{"ip", "-n", "ext", "-6", "route", "add", "default", "via", nodeAddr6},
 		{"ip", "netns", "add", "node2"},
 		{"ip", "link", "add", "gn2", "type", "veth", "peer", "name", "eth0", "netns", "node2"},
 		{"ip", "addr", "add", node2Link + "/30", "dev", "gn2"},
@@ -118,6 +128,9 @@ func buildTopology() (*topology, error) {
 		if err := tp.addPod(name, "", fmt.Sprintf("10.1.1.%d", 4*i+1), fmt.Sprintf("10.1.1.%d", 4*i+2)); err != nil {
 			return nil, err
 		}
+		if err := tp.addPod6(name, fmt.Sprintf("fd00:1:1::%x", 4*i+1), fmt.Sprintf("fd00:1:1::%x", 4*i+2)); err != nil {
+			return nil, err
+		}
 	}
 	if err := tp.addPod("r", "node2", "10.1.2.1", "10.1.2.2"); err != nil {
 		return nil, err
@@ -126,11 +139,11 @@ func buildTopology() (*topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	tp.pods["ext"] = &pod{name: "ext", addr: netip.MustParseAddr(extAddr), ns: ext}
+	tp.pods["ext"] = &pod{name: "ext", addr: netip.MustParseAddr(extAddr), addr6: netip.MustParseAddr(extAddr6), ns: ext}
 	tp.node = dataplane.Node{
 		Name:      "node1",
-		Addresses: []netip.Addr{netip.MustParseAddr(nodeAddr)},
-		PodCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.1.1.0/24")},
+		Addresses: []netip.Addr{netip.MustParseAddr(nodeAddr), netip.MustParseAddr(nodeAddr6)},
+		PodCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.1.1.0/24"), netip.MustParsePrefix("fd00:1:1::/64")},
 	}
 	return tp, nil
 }
@@ -165,8 +178,25 @@ func (tp *topology) addPod(name, host, gw, addr string) error {
 	p := &pod{name: name, addr: netip.MustParseAddr(addr), ns: h}
 	tp.pods[name] = p
 	if name != "client" {
+		// Listening on the wildcard serves both families, including addresses added later.
 		return p.serve()
 	}
+	return nil
+}
+
+// addPod6 gives a pod of node 1 an IPv6 address on a /126, without duplicate detection, which
+// would leave it unusable for a while.
+func (tp *topology) addPod6(name, gw, addr string) error {
+	ns := "pod-" + name
+	err := runAll([][]string{
+		{"ip", "addr", "add", gw + "/126", "dev", "v" + name, "nodad"},
+		{"ip", "-n", ns, "addr", "add", addr + "/126", "dev", "eth0", "nodad"},
+		{"ip", "-n", ns, "-6", "route", "add", "default", "via", gw},
+	})
+	if err != nil {
+		return err
+	}
+	tp.pods[name].addr6 = netip.MustParseAddr(addr)
 	return nil
 }
 
