@@ -84,6 +84,9 @@ type Dataplane struct {
 	// addrs counts the frontends using each dummy-device address; hairpin counts local endpoints.
 	addrs   map[netip.Addr]int
 	hairpin map[netip.Addr]int
+	// complete turns true at the first Prune: from then on the applied ports are the whole
+	// desired state, and Reconcile may remove what none of them claims.
+	complete bool
 	// draining holds TCP real servers that left, with the time they must be gone by.
 	draining map[vsKey]map[netip.AddrPort]time.Time
 

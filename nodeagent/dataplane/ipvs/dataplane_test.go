@@ -207,6 +207,9 @@ func TestReconcileRepairsDrift(t *testing.T) {
 	delete(k.dev.addrs, cip0.Addr)
 	stray := vsKey{Proto: 6, Addr: cip0.Addr, Port: 9999}
 	_ = k.ipvs.NewService(toService(stray, vsSpec{Sched: "rr", Netmask: 0xffffffff}))
+	if err := d.Prune(context.Background(), map[string]bool{"ns/s0/v4": true}); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -230,5 +233,24 @@ func TestConflictingPortIsRefused(t *testing.T) {
 	errs := d.Apply(context.Background(), dataplane.Change{Upserts: []dataplane.Port{a, b}})
 	if len(errs) != 1 || errs[b.Base] == nil {
 		t.Fatalf("errors = %v, want one for %s", errs, b.Base)
+	}
+}
+
+func TestReconcileBeforePruneKeepsAnEarlierRunsServers(t *testing.T) {
+	k := newFakeKernel()
+	d := startFake(t, k)
+	apply(t, d, dataplane.Change{Upserts: []dataplane.Port{svcPort(0, "10.1.2.2:8080"), svcPort(1, "10.1.2.2:8080")}})
+	d.Close()
+	d2 := startFake(t, k)
+	// The restarted agent has re-applied only part of its state when a periodic repair runs.
+	apply(t, d2, dataplane.Change{Upserts: []dataplane.Port{svcPort(0, "10.1.2.2:8080")}})
+	if err := d2.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.ipvs.svcs) != 4 {
+		t.Errorf("virtual servers = %d, want all 4 kept until Prune", len(k.ipvs.svcs))
+	}
+	if !k.dev.addrs[netip.MustParseAddr("10.96.0.2")] || !strings.Contains(k.nft.Dump(), "10.96.0.2") {
+		t.Errorf("s1's address or frontend element went before Prune")
 	}
 }

@@ -243,6 +243,11 @@ func frontendAddrs(fe *v1.Frontend, n dataplane.Node, v6 bool) ([]netip.Addr, bo
 	if a.Is6() != v6 {
 		return nil, false, fmt.Errorf("%w: frontend %s is not of the port's family", ErrInvalidPort, a)
 	}
+	// An externalIP that is the node's own address is already local: putting it on our device
+	// would move it, and rejecting its unknown ports would cut the node off (ssh, kubelet).
+	if slices.Contains(n.Addresses, a) {
+		return []netip.Addr{a}, false, nil
+	}
 	return []netip.Addr{a}, true, nil
 }
 

@@ -154,3 +154,18 @@ func TestPlanSourceRangesAndNodePortAddresses(t *testing.T) {
 		t.Errorf("dummy addresses = %v, want only the LB IP", pl.Addrs)
 	}
 }
+
+func TestPlanExternalIPOnTheNodeStaysOffTheDevice(t *testing.T) {
+	sp := &v1.ServicePort{
+		Family: v1.IPFamily_IP_FAMILY_IPV4, Protocol: v1.Protocol_PROTOCOL_TCP,
+		Frontends: []*v1.Frontend{{Kind: v1.FrontendKind_FRONTEND_KIND_EXTERNAL_IP, Address: "192.168.0.1", Port: 443}},
+		External:  &v1.TrafficPolicy{Scope: scopeC, Masquerade: true},
+	}
+	pl, err := planPort(dataplane.Port{Base: "x", Service: sp, Cluster: set(fwd, "10.1.1.2:443")}, testNode, "rr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.Addrs) != 0 || len(pl.Services) != 1 {
+		t.Errorf("addrs = %v, services = %d: want the virtual server but not the address on our device", pl.Addrs, len(pl.Services))
+	}
+}

@@ -89,6 +89,7 @@ func (d *Dataplane) refreshKernel() error {
 func (d *Dataplane) Prune(ctx context.Context, keep map[string]bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.complete = true
 	var errs []error
 	var keys []vsKey
 	var gone []netip.Addr
@@ -167,7 +168,12 @@ func (d *Dataplane) Reconcile(ctx context.Context) error {
 		}
 	}
 	for _, k := range sortedKeys(d.kernel) {
-		if _, ok := d.owner[k]; !ok && d.frontends[k].Value == "" {
+		if !d.complete {
+			// Before the first Prune, unclaimed servers may be an earlier run's that the agent
+			// has not re-applied yet: deleting them would cut their connections.
+			break
+		}
+		if _, ok := d.owner[k]; !ok {
 			// On our address but claimed by no port: added by hand.
 			if err := d.deleteVS(k); err != nil {
 				errs = append(errs, err)
@@ -190,7 +196,7 @@ func (d *Dataplane) repairAddrs() error {
 	var errs []error
 	for _, a := range have {
 		present[a] = true
-		if d.addrs[a] <= 0 {
+		if d.addrs[a] <= 0 && d.complete {
 			if err := d.dev.Del(a); err != nil {
 				errs = append(errs, err)
 			}
@@ -217,12 +223,22 @@ func (d *Dataplane) fullNFT() *knftables.Transaction {
 	}
 	tx.Flush(&knftables.Map{Name: "fe4"})
 	tx.Flush(&knftables.Map{Name: "fe6"})
+	kept := map[vsKey]feState{}
 	for k, cur := range d.frontends {
-		if _, ok := d.owner[k]; !ok && strings.HasPrefix(cur.Value, "goto sr-") {
+		if _, ok := d.owner[k]; ok {
+			continue
+		}
+		switch {
+		case !d.complete:
+			// An earlier run's element, not re-applied yet: it keeps marking its server as ours
+			// (an sr- chain is not flushed here, so its element may stay too).
+			tx.Add(&knftables.Element{Map: "fe" + famSuffix(k.Addr), Key: feElement(k, verdict{}).Key, Value: []string{cur.Value}})
+			kept[k] = cur
+		case strings.HasPrefix(cur.Value, "goto sr-"):
 			tx.Delete(&knftables.Chain{Name: strings.TrimPrefix(cur.Value, "goto ")})
 		}
 	}
-	d.frontends = map[vsKey]feState{}
+	d.frontends = kept
 	for _, base := range sortedBases(d.ports) {
 		pl := d.ports[base]
 		for _, k := range sortedKeys(pl.Frontends) {
@@ -233,7 +249,7 @@ func (d *Dataplane) fullNFT() *knftables.Transaction {
 		}
 	}
 	for a, n := range d.addrs {
-		if n > 0 {
+		if n > 0 || !d.complete {
 			tx.Add(addrElement("svc-addrs", a))
 		}
 	}
