@@ -101,3 +101,26 @@ func (s *Store) Commit(ctx context.Context, generation int64, puts []Item, delet
 	}
 	return resp.Header.Revision, nil
 }
+
+// PutRaw writes a value outside the objects space (probe results, leases), where writes are not
+// versioned against commits.
+func (s *Store) PutRaw(ctx context.Context, path string, value []byte) error {
+	if strings.HasPrefix(path, objectsSpace) || strings.HasPrefix(path, "meta/") {
+		return fmt.Errorf("store: %s is not writable raw", path)
+	}
+	if _, err := s.cli.Put(ctx, s.prefix+path, string(value)); err != nil {
+		return fmt.Errorf("store: put %s: %w", path, err)
+	}
+	return nil
+}
+
+// DeleteRaw removes a value outside the objects space.
+func (s *Store) DeleteRaw(ctx context.Context, path string) error {
+	if strings.HasPrefix(path, objectsSpace) || strings.HasPrefix(path, "meta/") {
+		return fmt.Errorf("store: %s is not writable raw", path)
+	}
+	if _, err := s.cli.Delete(ctx, s.prefix+path); err != nil {
+		return fmt.Errorf("store: delete %s: %w", path, err)
+	}
+	return nil
+}

@@ -34,6 +34,8 @@ type Config struct {
 	// Prefix is the key prefix the store owns (default /ganglion/).
 	Prefix string
 	Log    *slog.Logger
+	// EtcdLogLevel is the embedded etcd's own log level (default error).
+	EtcdLogLevel string
 }
 
 // Store is a connection to etcd (and the embedded server, when there is one).
@@ -95,7 +97,7 @@ func startEmbedded(cfg Config) (*embed.Etcd, error) {
 	ec := embed.NewConfig()
 	ec.Name = "ganglion"
 	ec.Dir = cfg.DataDir
-	ec.LogLevel = "error"
+	ec.LogLevel = or(cfg.EtcdLogLevel, "error")
 	client, peer := or(cfg.ClientURL, "http://127.0.0.1:2479"), or(cfg.PeerURL, "http://127.0.0.1:2480")
 	cu, err := url.Parse(client)
 	if err != nil {

@@ -21,7 +21,7 @@ func freePort(t *testing.T) string {
 
 func openEmbedded(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), Config{DataDir: dir, ClientURL: freePort(t), PeerURL: freePort(t), Log: slog.New(slog.DiscardHandler)})
+	s, err := Open(context.Background(), Config{DataDir: dir, ClientURL: freePort(t), PeerURL: freePort(t), Log: slog.New(slog.DiscardHandler), EtcdLogLevel: "panic"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"google.golang.org/grpc"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,6 +62,9 @@ func runServe(args []string) error {
 			}
 		}()
 		defer ms.Close()
+	}
+	if r, ok := src.(interface{ Register(*grpc.Server) }); ok {
+		r.Register(b.GRPC())
 	}
 	srcErr := make(chan error, 1)
 	go func() { srcErr <- src.Run(ctx, b.Hub, b.MarkSynced) }()

@@ -1,0 +1,151 @@
+package baremetal
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+	"github.com/ganglion-proxy/ganglion/store"
+)
+
+// Admin implements AdminService over the store.
+type Admin struct {
+	v1.UnimplementedAdminServiceServer
+	Store    *store.Store
+	Settings Settings
+}
+
+var _ v1.AdminServiceServer = (*Admin)(nil)
+
+// Apply decodes, validates and stores every document, or none.
+func (a *Admin) Apply(ctx context.Context, req *v1.ApplyRequest) (*v1.ApplyResponse, error) {
+	var objs []*Object
+	for i, d := range req.Documents {
+		source := d.Source
+		if source == "" {
+			source = "document " + strconv.Itoa(i+1)
+		}
+		got, err := Decode(source, []byte(d.Content))
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		objs = append(objs, got...)
+	}
+	if len(objs) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "documents: nothing to apply")
+	}
+	keys, err := Apply(ctx, a.Store, objs, a.Settings, req.DryRun)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	resp := &v1.ApplyResponse{}
+	for _, k := range keys {
+		resp.Applied = append(resp.Applied, ref(k))
+	}
+	return resp, nil
+}
+
+// Get returns the stored objects the selector matches, as YAML.
+func (a *Admin) Get(ctx context.Context, req *v1.GetRequest) (*v1.GetResponse, error) {
+	snap, err := a.Store.Snapshot(ctx)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	sel := req.GetSelector()
+	resp := &v1.GetResponse{}
+	for _, it := range snap.Items {
+		if !matches(sel, it.Key) {
+			continue
+		}
+		y, err := yaml.JSONToYAML(it.Value)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "%s: %v", it.Key, err)
+		}
+		resp.Objects = append(resp.Objects, &v1.Document{Source: it.Key.String(), Content: string(y)})
+	}
+	return resp, nil
+}
+
+// Delete removes the named objects, all or none.
+func (a *Admin) Delete(ctx context.Context, req *v1.DeleteRequest) (*v1.DeleteResponse, error) {
+	var keys []store.Key
+	for _, r := range req.Objects {
+		k, err := keyOf(r)
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		keys = append(keys, k)
+	}
+	if err := Delete(ctx, a.Store, keys); err != nil {
+		return nil, grpcError(err)
+	}
+	resp := &v1.DeleteResponse{}
+	for _, k := range keys {
+		resp.Deleted = append(resp.Deleted, ref(k))
+	}
+	return resp, nil
+}
+
+// kinds maps the names users type to stored kinds.
+var kinds = map[string]string{
+	"service": KindService, "services": KindService, "svc": KindService,
+	"endpointslice": KindEndpointSlice, "endpointslices": KindEndpointSlice,
+	"node": KindNode, "nodes": KindNode, "no": KindNode,
+}
+
+// NormalizeKind returns the stored kind a user's word names, or "".
+func NormalizeKind(s string) string { return kinds[strings.ToLower(s)] }
+
+func keyOf(r *v1.ObjectRef) (store.Key, error) {
+	kind := NormalizeKind(r.Kind)
+	if kind == "" {
+		return store.Key{}, &FieldError{Source: "request", Field: "kind", Reason: "unknown kind " + r.Kind}
+	}
+	ns := r.Namespace
+	if kind == KindNode {
+		ns = ""
+	} else if ns == "" {
+		ns = "default"
+	}
+	if r.Name == "" {
+		return store.Key{}, &FieldError{Source: "request", Field: "name", Reason: "required"}
+	}
+	return store.Key{Kind: kind, Namespace: ns, Name: r.Name}, nil
+}
+
+func matches(sel *v1.ObjectRef, k store.Key) bool {
+	if sel == nil {
+		return true
+	}
+	if sel.Kind != "" && NormalizeKind(sel.Kind) != k.Kind {
+		return false
+	}
+	if sel.Namespace != "" && sel.Namespace != k.Namespace {
+		return false
+	}
+	return sel.Name == "" || sel.Name == k.Name
+}
+
+func ref(k store.Key) *v1.ObjectRef {
+	return &v1.ObjectRef{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name}
+}
+
+func grpcError(err error) error {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}

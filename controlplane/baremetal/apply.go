@@ -1,0 +1,119 @@
+package baremetal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/ganglion-proxy/ganglion/store"
+)
+
+// Settings are the cluster-wide choices validation and allocation follow.
+type Settings struct {
+	// ServiceCIDR is where VIPs are allocated from for services that give none.
+	ServiceCIDR netip.Prefix
+	// NodePortMin and NodePortMax bound node ports (default 30000-32767).
+	NodePortMin, NodePortMax int32
+}
+
+// DefaultSettings are Kubernetes' defaults.
+func DefaultSettings() Settings {
+	return Settings{ServiceCIDR: netip.MustParsePrefix("10.96.0.0/16"), NodePortMin: 30000, NodePortMax: 32767}
+}
+
+// Apply validates objects against each other and against what the store holds, allocates the VIPs
+// and node ports they leave out, and stores them all in one transaction, or none of them. With
+// dryRun nothing is stored. It returns the keys stored.
+func Apply(ctx context.Context, st *store.Store, objs []*Object, set Settings, dryRun bool) ([]store.Key, error) {
+	for _, o := range objs {
+		if err := validate(o, set); err != nil {
+			return nil, err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		snap, err := st.Snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		stored, err := decodeSnapshot(snap)
+		if err != nil {
+			return nil, err
+		}
+		w := newWorld(stored, objs)
+		if err := w.check(set); err != nil {
+			return nil, err
+		}
+		var puts []store.Item
+		var keys []store.Key
+		for _, o := range objs {
+			b, err := o.Encode()
+			if err != nil {
+				return nil, fmt.Errorf("%s: encode: %w", o.Source, err)
+			}
+			puts = append(puts, store.Item{Key: o.Key, Value: b})
+			keys = append(keys, o.Key)
+		}
+		if dryRun {
+			return keys, nil
+		}
+		_, err = st.Commit(ctx, snap.Generation, puts, nil)
+		if errors.Is(err, store.ErrConflict) && attempt < 5 {
+			continue // someone else applied meanwhile: check again against their objects
+		}
+		if err != nil {
+			return nil, err
+		}
+		return keys, nil
+	}
+}
+
+// Delete removes the named objects, all or none. Naming one that does not exist is an error.
+func Delete(ctx context.Context, st *store.Store, keys []store.Key) error {
+	for attempt := 0; ; attempt++ {
+		snap, err := st.Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		have := map[store.Key]bool{}
+		for _, it := range snap.Items {
+			have[it.Key] = true
+		}
+		for _, k := range keys {
+			if !have[k] {
+				return fmt.Errorf("%s %s/%s: %w", k.Kind, k.Namespace, k.Name, ErrNotFound)
+			}
+		}
+		_, err = st.Commit(ctx, snap.Generation, nil, keys)
+		if errors.Is(err, store.ErrConflict) && attempt < 5 {
+			continue
+		}
+		return err
+	}
+}
+
+// ErrNotFound is returned for an object the store does not hold.
+var ErrNotFound = errors.New("not found")
+
+func validate(o *Object, set Settings) error {
+	switch {
+	case o.Service != nil:
+		return validateService(o, set)
+	case o.Slice != nil:
+		return validateSlice(o)
+	default:
+		return validateNode(o)
+	}
+}
+
+func decodeSnapshot(snap *store.Snapshot) ([]*Object, error) {
+	out := make([]*Object, 0, len(snap.Items))
+	for _, it := range snap.Items {
+		o, err := DecodeStored(it)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}

@@ -1,0 +1,114 @@
+package baremetal
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/ganglion-proxy/ganglion/controlplane/kube"
+	"github.com/ganglion-proxy/ganglion/controlplane/model"
+)
+
+// modelService converts a stored service. Stored objects were validated, so parse errors only
+// skip the bad value.
+func modelService(s *Service) *model.Service {
+	sp := &s.Spec
+	out := &model.Service{
+		Namespace:            s.Metadata.Namespace,
+		Name:                 s.Metadata.Name,
+		Type:                 model.ServiceType(or(sp.Type, string(model.TypeClusterIP))),
+		ClusterIPs:           addrs(sp.VIPs),
+		ExternalIPs:          addrs(sp.ExternalIPs),
+		ExternalTrafficLocal: sp.ExternalTrafficPolicy == "Local",
+		InternalTrafficLocal: sp.InternalTrafficPolicy == "Local",
+		HealthCheckNodePort:  uint16(sp.HealthCheckNodePort),
+		Scheduler:            sp.Scheduler,
+		Labels:               s.Metadata.Labels,
+	}
+	for _, ip := range addrs(sp.LoadBalancerIPs) {
+		out.LoadBalancerIngress = append(out.LoadBalancerIngress, model.LoadBalancerIngress{IP: ip, IPMode: model.IPModeVIP})
+	}
+	for _, r := range sp.LoadBalancerSourceRanges {
+		if p, err := netip.ParsePrefix(r); err == nil {
+			out.LoadBalancerSourceRanges = append(out.LoadBalancerSourceRanges, p)
+		}
+	}
+	if a := sp.SessionAffinity; a != nil {
+		out.AffinityTimeoutSeconds = model.DefaultAffinityTimeoutSeconds
+		if a.TimeoutSeconds > 0 {
+			out.AffinityTimeoutSeconds = uint32(a.TimeoutSeconds)
+		}
+	}
+	for _, p := range sp.Ports {
+		out.Ports = append(out.Ports, model.ServicePort{Name: p.Name, Protocol: model.Protocol(or(p.Protocol, "TCP")), Port: uint16(p.Port), NodePort: uint16(p.NodePort)})
+	}
+	return out
+}
+
+// backendSlices turns a native service's backends into one slice per family and port override.
+// failing holds the addresses whose health check fails; a disabled or failing backend is kept
+// but not ready, so it shows in explanations.
+func backendSlices(s *Service, failing map[netip.Addr]bool) []*model.EndpointSlice {
+	type group struct {
+		fam  model.Family
+		port int32
+	}
+	slices := map[group]*model.EndpointSlice{}
+	var order []group
+	for _, b := range s.Spec.Backends {
+		ip, err := netip.ParseAddr(b.Address)
+		if err != nil {
+			continue
+		}
+		ip = ip.Unmap()
+		g := group{model.FamilyOf(ip), b.Port}
+		sl := slices[g]
+		if sl == nil {
+			sl = &model.EndpointSlice{Namespace: s.Metadata.Namespace, Name: backendSliceName(s.Metadata.Name, g.fam, g.port),
+				Service: s.Metadata.Name, Family: g.fam}
+			for _, p := range s.Spec.Ports {
+				target := p.TargetPort
+				if target == 0 {
+					target = p.Port
+				}
+				if b.Port != 0 {
+					target = b.Port
+				}
+				sl.Ports = append(sl.Ports, model.EndpointPort{Name: p.Name, Protocol: model.Protocol(or(p.Protocol, "TCP")), Port: uint16(target)})
+			}
+			slices[g] = sl
+			order = append(order, g)
+		}
+		ready := !b.Disabled && !failing[ip]
+		sl.Endpoints = append(sl.Endpoints, model.Endpoint{
+			Address: ip, Ready: ready, Serving: ready, NodeName: b.Node, Zone: b.Zone, Weight: uint32(max(b.Weight, 0)),
+		})
+	}
+	out := make([]*model.EndpointSlice, 0, len(order))
+	for _, g := range order {
+		out = append(out, slices[g])
+	}
+	return out
+}
+
+// backendSliceName names the slice that carries a native service's backends; the ":" keeps it
+// apart from any slice applied as a manifest, whose names are DNS names.
+func backendSliceName(svc string, fam model.Family, port int32) string {
+	return fmt.Sprintf("%s:backends-%s-%d", svc, fam, port)
+}
+
+func modelNode(n *Node) *model.Node {
+	return &model.Node{Name: n.Metadata.Name, Zone: n.Spec.Zone, Addresses: addrs(n.Spec.Addresses), Labels: n.Metadata.Labels, Ready: true}
+}
+
+func addrs(in []string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range in {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+// modelSlice converts a stored EndpointSlice; nil when the proxy does not use it.
+var modelSlice = kube.EndpointSlice

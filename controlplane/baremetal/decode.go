@@ -1,0 +1,211 @@
+package baremetal
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ganglion-proxy/ganglion/store"
+)
+
+// ErrInvalid marks a document that cannot be stored; the message names the document, the field
+// and the reason.
+var ErrInvalid = errors.New("invalid")
+
+// FieldError is a rejected field of one document.
+type FieldError struct {
+	Source string // where the document came from: file#index
+	Object string // kind namespace/name, when known
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	where := e.Source
+	if e.Object != "" {
+		where += " (" + e.Object + ")"
+	}
+	return fmt.Sprintf("%s: %s: %s", where, e.Field, e.Reason)
+}
+
+// Unwrap makes every FieldError an ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// Object is one decoded document: exactly one of Service, Slice and Node is set.
+type Object struct {
+	Source  string
+	Key     store.Key
+	Service *Service
+	Slice   *discoveryv1.EndpointSlice
+	Node    *Node
+}
+
+func (o *Object) String() string {
+	if o.Key.Namespace == "" {
+		return o.Key.Kind + " " + o.Key.Name
+	}
+	return o.Key.Kind + " " + o.Key.Namespace + "/" + o.Key.Name
+}
+
+func (o *Object) fail(field, format string, args ...any) error {
+	return &FieldError{Source: o.Source, Object: o.String(), Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Decode reads multi-document YAML or JSON. Each document is a native Service or Node
+// (apiVersion ganglion-proxy.io/v1), or a Kubernetes v1 Service, v1 Node or
+// discovery.k8s.io/v1 EndpointSlice as it is. Unknown fields are errors: a typo must not pass.
+func Decode(source string, data []byte) ([]*Object, error) {
+	var out []*Object
+	for i, doc := range splitDocuments(data) {
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		o, err := decodeOne(fmt.Sprintf("%s#%d", source, i+1), doc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func decodeOne(where string, doc []byte) (*Object, error) {
+	var tm struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	}
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		return nil, &FieldError{Source: where, Field: "document", Reason: "not YAML or JSON: " + err.Error()}
+	}
+	strict := func(v any) error {
+		if err := yaml.UnmarshalStrict(doc, v); err != nil {
+			return &FieldError{Source: where, Field: "document", Reason: err.Error()}
+		}
+		return nil
+	}
+	o := &Object{Source: where}
+	switch {
+	case tm.APIVersion == APIVersion && tm.Kind == KindService:
+		o.Service = &Service{}
+		if err := strict(o.Service); err != nil {
+			return nil, err
+		}
+	case tm.APIVersion == APIVersion && tm.Kind == KindNode:
+		o.Node = &Node{}
+		if err := strict(o.Node); err != nil {
+			return nil, err
+		}
+	case tm.APIVersion == "v1" && tm.Kind == "Service":
+		var s corev1.Service
+		if err := strict(&s); err != nil {
+			return nil, err
+		}
+		svc, err := fromKubeService(where, &s)
+		if err != nil {
+			return nil, err
+		}
+		o.Service = svc
+	case tm.APIVersion == "v1" && tm.Kind == "Node":
+		var n corev1.Node
+		if err := strict(&n); err != nil {
+			return nil, err
+		}
+		o.Node = fromKubeNode(&n)
+	case tm.APIVersion == "discovery.k8s.io/v1" && tm.Kind == "EndpointSlice":
+		o.Slice = &discoveryv1.EndpointSlice{}
+		if err := strict(o.Slice); err != nil {
+			return nil, err
+		}
+		o.Slice.APIVersion, o.Slice.Kind = tm.APIVersion, tm.Kind
+	case tm.Kind == "" || tm.APIVersion == "":
+		return nil, &FieldError{Source: where, Field: "apiVersion/kind", Reason: "both are required"}
+	default:
+		return nil, &FieldError{Source: where, Field: "kind", Reason: fmt.Sprintf(
+			"%s %s is not accepted (want %s Service or Node, v1 Service or Node, discovery.k8s.io/v1 EndpointSlice)", tm.APIVersion, tm.Kind, APIVersion)}
+	}
+	o.setKey()
+	return o, nil
+}
+
+// setKey fills the key, defaulting the namespace of namespaced kinds to "default".
+func (o *Object) setKey() {
+	switch {
+	case o.Service != nil:
+		if o.Service.Metadata.Namespace == "" {
+			o.Service.Metadata.Namespace = "default"
+		}
+		o.Key = store.Key{Kind: KindService, Namespace: o.Service.Metadata.Namespace, Name: o.Service.Metadata.Name}
+	case o.Slice != nil:
+		if o.Slice.Namespace == "" {
+			o.Slice.Namespace = "default"
+		}
+		o.Key = store.Key{Kind: KindEndpointSlice, Namespace: o.Slice.Namespace, Name: o.Slice.Name}
+	case o.Node != nil:
+		o.Key = store.Key{Kind: KindNode, Name: o.Node.Metadata.Name}
+	}
+}
+
+// Encode returns the stored form of the object.
+func (o *Object) Encode() ([]byte, error) {
+	switch {
+	case o.Service != nil:
+		return json.Marshal(o.Service)
+	case o.Slice != nil:
+		return json.Marshal(o.Slice)
+	default:
+		return json.Marshal(o.Node)
+	}
+}
+
+// DecodeStored reads an object back from the store.
+func DecodeStored(item store.Item) (*Object, error) {
+	o := &Object{Source: "store", Key: item.Key}
+	var err error
+	switch item.Kind {
+	case KindService:
+		o.Service = &Service{}
+		err = json.Unmarshal(item.Value, o.Service)
+	case KindEndpointSlice:
+		o.Slice = &discoveryv1.EndpointSlice{}
+		err = json.Unmarshal(item.Value, o.Slice)
+	case KindNode:
+		o.Node = &Node{}
+		err = json.Unmarshal(item.Value, o.Node)
+	default:
+		return nil, fmt.Errorf("stored object %s: unknown kind", item.Key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stored object %s: %w", item.Key, err)
+	}
+	return o, nil
+}
+
+func splitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur []byte
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if t := bytes.TrimRight(line, " \t\r\n"); bytes.Equal(t, []byte("---")) {
+			docs = append(docs, cur)
+			cur = nil
+			continue
+		}
+		cur = append(cur, line...)
+	}
+	return append(docs, cur)
+}
+
+func stripComments(doc []byte) []byte {
+	var out []byte
+	for _, line := range bytes.SplitAfter(doc, []byte("\n")) {
+		if !strings.HasPrefix(strings.TrimSpace(string(line)), "#") {
+			out = append(out, line...)
+		}
+	}
+	return out
+}

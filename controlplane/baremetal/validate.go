@@ -1,0 +1,294 @@
+package baremetal
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+var (
+	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	// Schedulers are the IPVS schedulers of the kernel.
+	Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"}
+	protocols  = []string{"TCP", "UDP", "SCTP"}
+)
+
+func checkName(o *Object, field, name string, re *regexp.Regexp, max int) error {
+	switch {
+	case name == "":
+		return o.fail(field, "required")
+	case len(name) > max:
+		return o.fail(field, "%q is longer than %d characters", name, max)
+	case !re.MatchString(name):
+		return o.fail(field, "%q is not a lowercase DNS name (letters, digits and '-')", name)
+	}
+	return nil
+}
+
+func checkPort(o *Object, field string, p int32, optional bool) error {
+	if (p == 0 && optional) || (p >= 1 && p <= 65535) {
+		return nil
+	}
+	return o.fail(field, "%d is not a port number (1-65535)", p)
+}
+
+func parseIP(o *Object, field, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, o.fail(field, "%q is not an IP address", s)
+	}
+	return a.Unmap(), nil
+}
+
+// validateService checks one service on its own; conflicts with others are checked later.
+func validateService(o *Object, set Settings) error {
+	s := o.Service
+	if err := checkName(o, "metadata.name", s.Metadata.Name, dnsLabel, 63); err != nil {
+		return err
+	}
+	if err := checkName(o, "metadata.namespace", s.Metadata.Namespace, dnsLabel, 63); err != nil {
+		return err
+	}
+	sp := &s.Spec
+	if !slices.Contains([]string{"", "ClusterIP", "NodePort", "LoadBalancer"}, sp.Type) {
+		return o.fail("spec.type", "%q is not ClusterIP, NodePort or LoadBalancer", sp.Type)
+	}
+	families := map[bool]bool{}
+	for i, v := range sp.VIPs {
+		a, err := parseIP(o, fmt.Sprintf("spec.vips[%d]", i), v)
+		if err != nil {
+			return err
+		}
+		if families[a.Is4()] {
+			return o.fail(fmt.Sprintf("spec.vips[%d]", i), "a second VIP of the same family (%s)", v)
+		}
+		families[a.Is4()] = true
+	}
+	for _, list := range []struct {
+		field string
+		ips   []string
+	}{{"spec.externalIPs", sp.ExternalIPs}, {"spec.loadBalancerIPs", sp.LoadBalancerIPs}} {
+		for i, v := range list.ips {
+			if _, err := parseIP(o, fmt.Sprintf("%s[%d]", list.field, i), v); err != nil {
+				return err
+			}
+		}
+	}
+	if len(sp.LoadBalancerIPs) > 0 && sp.Type != "LoadBalancer" {
+		return o.fail("spec.loadBalancerIPs", "only LoadBalancer services have load-balancer IPs (type is %q)", or(sp.Type, "ClusterIP"))
+	}
+	for i, r := range sp.LoadBalancerSourceRanges {
+		if _, err := netip.ParsePrefix(r); err != nil {
+			return o.fail(fmt.Sprintf("spec.loadBalancerSourceRanges[%d]", i), "%q is not a CIDR", r)
+		}
+	}
+	if err := validatePorts(o, set); err != nil {
+		return err
+	}
+	if sp.Scheduler != "" && !slices.Contains(Schedulers, sp.Scheduler) {
+		return o.fail("spec.scheduler", "unknown scheduler %q (want one of %v)", sp.Scheduler, Schedulers)
+	}
+	if a := sp.SessionAffinity; a != nil && (a.TimeoutSeconds < 0 || a.TimeoutSeconds > 86400) {
+		return o.fail("spec.sessionAffinity.timeoutSeconds", "%d is not between 1 and 86400", a.TimeoutSeconds)
+	}
+	for field, p := range map[string]string{"spec.externalTrafficPolicy": sp.ExternalTrafficPolicy, "spec.internalTrafficPolicy": sp.InternalTrafficPolicy} {
+		if !slices.Contains([]string{"", "Cluster", "Local"}, p) {
+			return o.fail(field, "%q is not Cluster or Local", p)
+		}
+	}
+	if sp.HealthCheckNodePort != 0 && (sp.Type != "LoadBalancer" || sp.ExternalTrafficPolicy != "Local") {
+		return o.fail("spec.healthCheckNodePort", "only LoadBalancer services with externalTrafficPolicy Local have one")
+	}
+	if err := validateHealthCheck(o); err != nil {
+		return err
+	}
+	return validateBackends(o)
+}
+
+func validatePorts(o *Object, set Settings) error {
+	sp := &o.Service.Spec
+	if len(sp.Ports) == 0 {
+		return o.fail("spec.ports", "at least one port is required")
+	}
+	names := map[string]bool{}
+	seen := map[string]bool{}
+	for i, p := range sp.Ports {
+		f := fmt.Sprintf("spec.ports[%d]", i)
+		if len(sp.Ports) > 1 && p.Name == "" {
+			return o.fail(f+".name", "required when a service has several ports")
+		}
+		if p.Name != "" {
+			if err := checkName(o, f+".name", p.Name, dnsLabel, 15); err != nil {
+				return err
+			}
+			if names[p.Name] {
+				return o.fail(f+".name", "%q is used twice", p.Name)
+			}
+			names[p.Name] = true
+		}
+		if p.Protocol != "" && !slices.Contains(protocols, p.Protocol) {
+			return o.fail(f+".protocol", "%q is not TCP, UDP or SCTP", p.Protocol)
+		}
+		if err := checkPort(o, f+".port", p.Port, false); err != nil {
+			return err
+		}
+		if err := checkPort(o, f+".targetPort", p.TargetPort, true); err != nil {
+			return err
+		}
+		key := fmt.Sprintf("%d/%s", p.Port, or(p.Protocol, "TCP"))
+		if seen[key] {
+			return o.fail(f+".port", "%s is listed twice", key)
+		}
+		seen[key] = true
+		if p.NodePort != 0 {
+			if sp.Type != "NodePort" && sp.Type != "LoadBalancer" {
+				return o.fail(f+".nodePort", "only NodePort and LoadBalancer services have node ports (type is %q)", or(sp.Type, "ClusterIP"))
+			}
+			if p.NodePort < set.NodePortMin || p.NodePort > set.NodePortMax {
+				return o.fail(f+".nodePort", "%d is outside the node port range %d-%d", p.NodePort, set.NodePortMin, set.NodePortMax)
+			}
+		}
+	}
+	return nil
+}
+
+func validateHealthCheck(o *Object) error {
+	hc := o.Service.Spec.HealthCheck
+	if hc == nil {
+		return nil
+	}
+	n := 0
+	for _, set := range []bool{hc.HTTPGet != nil, hc.TCPSocket != nil, hc.Exec != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return o.fail("spec.healthCheck", "exactly one of httpGet, tcpSocket and exec is required (%d given)", n)
+	}
+	if g := hc.HTTPGet; g != nil {
+		if err := checkPort(o, "spec.healthCheck.httpGet.port", g.Port, true); err != nil {
+			return err
+		}
+		if g.Scheme != "" && g.Scheme != "HTTP" && g.Scheme != "HTTPS" {
+			return o.fail("spec.healthCheck.httpGet.scheme", "%q is not HTTP or HTTPS", g.Scheme)
+		}
+	}
+	if t := hc.TCPSocket; t != nil {
+		if err := checkPort(o, "spec.healthCheck.tcpSocket.port", t.Port, true); err != nil {
+			return err
+		}
+	}
+	if e := hc.Exec; e != nil && len(e.Command) == 0 {
+		return o.fail("spec.healthCheck.exec.command", "required")
+	}
+	for field, v := range map[string]int32{
+		"initialDelaySeconds": hc.InitialDelaySeconds, "periodSeconds": hc.PeriodSeconds, "timeoutSeconds": hc.TimeoutSeconds,
+		"successThreshold": hc.SuccessThreshold, "failureThreshold": hc.FailureThreshold,
+	} {
+		if v < 0 {
+			return o.fail("spec.healthCheck."+field, "%d is negative", v)
+		}
+	}
+	return nil
+}
+
+func validateBackends(o *Object) error {
+	sp := &o.Service.Spec
+	seen := map[string]bool{}
+	for i, b := range sp.Backends {
+		f := fmt.Sprintf("spec.backends[%d]", i)
+		a, err := parseIP(o, f+".address", b.Address)
+		if err != nil {
+			return err
+		}
+		if err := checkPort(o, f+".port", b.Port, true); err != nil {
+			return err
+		}
+		if b.Port != 0 && len(sp.Ports) > 1 {
+			return o.fail(f+".port", "a backend port override needs a single-port service; set ports[].targetPort instead")
+		}
+		if b.Weight < 0 || b.Weight > 65535 {
+			return o.fail(f+".weight", "%d is not between 0 and 65535", b.Weight)
+		}
+		k := fmt.Sprintf("%s:%d", a, b.Port)
+		if seen[k] {
+			return o.fail(f+".address", "%s is listed twice", b.Address)
+		}
+		seen[k] = true
+		if b.Node != "" {
+			if err := checkName(o, f+".node", b.Node, dnsSubdomain, 253); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func validateNode(o *Object) error {
+	n := o.Node
+	if err := checkName(o, "metadata.name", n.Metadata.Name, dnsSubdomain, 253); err != nil {
+		return err
+	}
+	for i, a := range n.Spec.Addresses {
+		if _, err := parseIP(o, fmt.Sprintf("spec.addresses[%d]", i), a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateSlice(o *Object) error {
+	s := o.Slice
+	if err := checkName(o, "metadata.name", s.Name, dnsSubdomain, 253); err != nil {
+		return err
+	}
+	if s.Labels[discoveryv1.LabelServiceName] == "" {
+		return o.fail("metadata.labels", "%s is required: it names the service the slice backs", discoveryv1.LabelServiceName)
+	}
+	var want func(netip.Addr) bool
+	switch s.AddressType {
+	case discoveryv1.AddressTypeIPv4:
+		want = netip.Addr.Is4
+	case discoveryv1.AddressTypeIPv6:
+		want = func(a netip.Addr) bool { return a.Is6() && !a.Is4In6() }
+	default:
+		return o.fail("addressType", "%q is not IPv4 or IPv6", s.AddressType)
+	}
+	for i, p := range s.Ports {
+		if p.Port != nil {
+			if err := checkPort(o, fmt.Sprintf("ports[%d].port", i), *p.Port, false); err != nil {
+				return err
+			}
+		}
+		if p.Protocol != nil && !slices.Contains(protocols, string(*p.Protocol)) {
+			return o.fail(fmt.Sprintf("ports[%d].protocol", i), "%q is not TCP, UDP or SCTP", *p.Protocol)
+		}
+	}
+	for i, e := range s.Endpoints {
+		if len(e.Addresses) == 0 {
+			return o.fail(fmt.Sprintf("endpoints[%d].addresses", i), "at least one address is required")
+		}
+		for j, addr := range e.Addresses {
+			a, err := parseIP(o, fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), addr)
+			if err != nil {
+				return err
+			}
+			if !want(a) {
+				return o.fail(fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), "%s is not an %s address", addr, s.AddressType)
+			}
+		}
+	}
+	return nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

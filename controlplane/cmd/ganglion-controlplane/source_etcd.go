@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	"github.com/ganglion-proxy/ganglion/controlplane/baremetal"
+	"github.com/ganglion-proxy/ganglion/controlplane/stream"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+	"github.com/ganglion-proxy/ganglion/store"
+)
+
+// etcdSource is the bare-metal source: the store, and the admin service that writes to it.
+type etcdSource struct {
+	st  *store.Store
+	src *baremetal.Source
+	set baremetal.Settings
+}
+
+func (e *etcdSource) Run(ctx context.Context, hub *stream.Hub, synced func()) error {
+	defer e.st.Close()
+	return e.src.Run(ctx, hub, synced)
+}
+
+// Register adds the admin service to the brain's server.
+func (e *etcdSource) Register(s *grpc.Server) {
+	v1.RegisterAdminServiceServer(s, &baremetal.Admin{Store: e.st, Settings: e.set})
+}
+
+func init() {
+	var cfg store.Config
+	var endpoints, serviceCIDR, nodePorts string
+	sources["etcd"] = sourceDef{
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&cfg.DataDir, "etcd-data-dir", "/var/lib/ganglion/etcd", "with --source=etcd: the embedded etcd's data directory")
+			fs.StringVar(&cfg.ClientURL, "etcd-listen-client", "http://127.0.0.1:2479", "the embedded etcd's client URL")
+			fs.StringVar(&cfg.PeerURL, "etcd-listen-peer", "http://127.0.0.1:2480", "the embedded etcd's peer URL")
+			fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated endpoints of an external etcd cluster (instead of the embedded one)")
+			fs.StringVar(&cfg.CertFile, "etcd-cert", "", "client certificate for the external etcd")
+			fs.StringVar(&cfg.KeyFile, "etcd-key", "", "client key for the external etcd")
+			fs.StringVar(&cfg.CAFile, "etcd-ca", "", "CA bundle for the external etcd")
+			fs.StringVar(&cfg.Prefix, "etcd-prefix", "/ganglion/", "the key prefix Ganglion owns")
+			fs.StringVar(&serviceCIDR, "service-cidr", "10.96.0.0/16", "where VIPs are allocated for services that give none")
+			fs.StringVar(&nodePorts, "node-port-range", "30000-32767", "the node port range")
+		},
+		build: func(log *slog.Logger) (source, error) {
+			set := baremetal.DefaultSettings()
+			p, err := netip.ParsePrefix(serviceCIDR)
+			if err != nil {
+				return nil, fmt.Errorf("--service-cidr: %w", err)
+			}
+			set.ServiceCIDR = p
+			if _, err := fmt.Sscanf(nodePorts, "%d-%d", &set.NodePortMin, &set.NodePortMax); err != nil || set.NodePortMin > set.NodePortMax {
+				return nil, fmt.Errorf("--node-port-range: %q is not min-max", nodePorts)
+			}
+			if endpoints != "" {
+				cfg.Endpoints = strings.Split(endpoints, ",")
+			}
+			cfg.Log = log
+			st, err := store.Open(context.Background(), cfg)
+			if err != nil {
+				return nil, err
+			}
+			return &etcdSource{st: st, src: &baremetal.Source{Store: st, Log: log}, set: set}, nil
+		},
+	}
+}
