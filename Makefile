@@ -10,7 +10,7 @@ PROTO_GEN := $(wildcard proto/ganglion/v1/*.pb.go)
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: bin/ganglion-controlplane bin/ganglion-agent ## build bin/ganglion-controlplane and bin/ganglion-agent
+build: bin/ganglion-controlplane bin/ganglionctl bin/ganglion-agent ## build the static binaries into bin/
 
 # The binaries are static so that they run in any container image and on any bare-metal host.
 bin/%: FORCE

@@ -23,7 +23,7 @@ var (
 	buildErr  error
 )
 
-// Binaries builds ganglion-controlplane and ganglion-agent from this checkout, once, and returns
+// Binaries builds ganglion-controlplane, ganglionctl and ganglion-agent from this checkout, once, and returns
 // the directory that holds them.
 func Binaries(t testing.TB) string {
 	t.Helper()
@@ -34,7 +34,7 @@ func Binaries(t testing.TB) string {
 		}
 		_, self, _, _ := runtime.Caller(0)
 		root := filepath.Dir(filepath.Dir(filepath.Dir(self)))
-		for _, cmd := range []string{"controlplane/cmd/ganglion-controlplane", "nodeagent/cmd/ganglion-agent"} {
+		for _, cmd := range []string{"controlplane/cmd/ganglion-controlplane", "controlplane/cmd/ganglionctl", "nodeagent/cmd/ganglion-agent"} {
 			b := exec.Command("go", "build", "-o", binDir, "./"+cmd)
 			b.Dir = root
 			if out, err := b.CombinedOutput(); err != nil {

@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ganglion-proxy/ganglion/e2e/proc"
+)
+
+const ctlManifests = `apiVersion: ganglion-proxy.io/v1
+kind: Node
+metadata: {name: edge-1}
+spec: {addresses: [192.168.10.1], zone: rack-a}
+---
+apiVersion: ganglion-proxy.io/v1
+kind: Service
+metadata: {name: shop, namespace: prod}
+spec:
+  type: NodePort
+  ports: [{name: http, port: 80, targetPort: 8080}]
+  scheduler: wrr
+  backends:
+  - {address: 10.20.0.1, node: edge-1, weight: 2}
+  - {address: 10.20.0.2, node: edge-1}
+`
+
+// TestCtlAgainstARunningBrain drives a brain in bare-metal mode, with its embedded etcd, through
+// ganglionctl as an operator would.
+func TestCtlAgainstARunningBrain(t *testing.T) {
+	bin := proc.Binaries(t)
+	dir := t.TempDir()
+	addr := proc.FreeAddr(t)
+	proc.Start(t, filepath.Join(bin, "ganglion-controlplane"), "serve", "--source", "etcd",
+		"--etcd-data-dir", filepath.Join(dir, "etcd"), "--etcd-listen-client", "http://"+proc.FreeAddr(t),
+		"--etcd-listen-peer", "http://"+proc.FreeAddr(t), "--listen", addr, "--metrics-listen", "")
+	ctl := func(args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(bin, "ganglionctl"), append([]string{"--server", addr}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	proc.Eventually(t, "brain answering", func() bool { _, err := ctl("get", "nodes"); return err == nil })
+
+	file := filepath.Join(dir, "shop.yaml")
+	if err := os.WriteFile(file, []byte(ctlManifests), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ctl("apply", "-f", file)
+	if err != nil || !strings.Contains(out, "service/prod/shop applied") || !strings.Contains(out, "node/edge-1 applied") {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	out, err = ctl("get", "svc", "-n", "prod")
+	if err != nil || !strings.Contains(out, "shop") || !strings.Contains(out, "NodePort") || !strings.Contains(out, "80:3") {
+		t.Errorf("get table: %v\n%s", err, out)
+	}
+	out, err = ctl("get", "service", "shop", "-n", "prod", "-o", "yaml")
+	if err != nil || !strings.Contains(out, "vips:") || !strings.Contains(out, "nodePort:") {
+		t.Errorf("get -o yaml shows no allocated VIP and node port: %v\n%s", err, out)
+	}
+	proc.Eventually(t, "describe shows the node forwarding", func() bool {
+		out, err = ctl("describe", "service", "shop", "-n", "prod")
+		return err == nil && strings.Contains(out, "node edge-1:") && strings.Contains(out, "internal: FORWARD 10.20.0.1:8080 10.20.0.2:8080")
+	})
+
+	// A bad document fails with its file and field, and the good one beside it is not stored.
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(strings.Replace(ctlManifests, "scheduler: wrr", "scheduler: fastest", 1)+
+		"---\napiVersion: ganglion-proxy.io/v1\nkind: Node\nmetadata: {name: edge-2}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = ctl("apply", "-f", bad)
+	if err == nil || !strings.Contains(out, "bad.yaml#2") || !strings.Contains(out, "spec.scheduler") {
+		t.Errorf("bad apply: %v\n%s", err, out)
+	}
+	if out, _ := ctl("get", "nodes"); strings.Contains(out, "edge-2") {
+		t.Errorf("a rejected apply stored part of itself:\n%s", out)
+	}
+
+	out, err = ctl("delete", "svc", "shop", "-n", "prod")
+	if err != nil || !strings.Contains(out, "deleted") {
+		t.Errorf("delete: %v\n%s", err, out)
+	}
+	if out, err := ctl("get", "svc", "shop", "-n", "prod"); err == nil {
+		t.Errorf("deleted service still there:\n%s", out)
+	}
+}
