@@ -63,12 +63,16 @@ func (d *dumper) state() (*kernelState, error) {
 		return nil, err
 	}
 	for _, m := range msgs {
-		chain, hash, err := decodeRule(m.Data)
+		chain, comment, err := decodeRule(m.Data)
 		if err != nil {
 			return nil, err
 		}
 		if _, ok := k.chains[chain]; ok {
+			hash, id := parseComment(comment)
 			k.chains[chain] = append(k.chains[chain], hash)
+			if id != 0 {
+				k.ids[chain] = id
+			}
 		}
 	}
 	sets, err := d.cc.GetSets(d.table)
@@ -91,25 +95,21 @@ func (d *dumper) elements(k *kernelState) error {
 	}
 	al := int(f.addrLen)
 	read := func(set string, fn func(key []byte, chain string)) error {
-		msgs, err := d.request(unix.NFT_MSG_GETSETELEM, []netlink.Attribute{
-			{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: cstr(d.table.Name)},
-			{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: cstr(set)},
-		})
-		if errors.Is(err, errNoTable) {
-			return nil // the set is missing: Reconcile recreates it
-		}
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			if err := decodeElements(m.Data, fn); err != nil {
-				return err
-			}
-		}
-		return nil
+		return d.readSet(set, func(e nftables.SetElement, chain string) { fn(e.Key, chain) })
 	}
 	addr := func(b []byte) netip.Addr { a, _ := netip.AddrFromSlice(b); return a }
-	errs := []error{
+	var errs []error
+	for i := range uint32(endpointBuckets) {
+		errs = append(errs, d.readSet(bucketOf(i), func(e nftables.SetElement, _ string) {
+			key := binary.BigEndian.Uint32(e.Key)
+			if e.IntervalEnd {
+				key-- // an end element holds end+1, which may be the next set's first slot
+			}
+			id := key >> slotBits
+			k.ep[id] = append(k.ep[id], e)
+		}))
+	}
+	errs = append(errs,
 		read(setVIPs, func(key []byte, chain string) {
 			if len(key) == al+8 {
 				k.vips[vipKey{addr(key[:al]), key[al], binary.BigEndian.Uint16(key[al+4:])}] = chain
@@ -127,8 +127,28 @@ func (d *dumper) elements(k *kernelState) error {
 				k.hairpin[addr(key[:al])] = true
 			}
 		}),
-	}
+	)
 	return errors.Join(errs...)
+}
+
+// readSet calls fn for each element of a set; a missing set has none (Reconcile recreates it).
+func (d *dumper) readSet(set string, fn func(e nftables.SetElement, chain string)) error {
+	msgs, err := d.request(unix.NFT_MSG_GETSETELEM, []netlink.Attribute{
+		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: cstr(d.table.Name)},
+		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: cstr(set)},
+	})
+	if errors.Is(err, errNoTable) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := decodeElements(m.Data, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func decodeRule(b []byte) (chain, hash string, err error) {
@@ -150,7 +170,7 @@ func decodeRule(b []byte) (chain, hash string, err error) {
 	return chain, hash, ad.Err()
 }
 
-func decodeElements(b []byte, fn func(key []byte, chain string)) error {
+func decodeElements(b []byte, fn func(e nftables.SetElement, chain string)) error {
 	if len(b) < 4 {
 		return fmt.Errorf("short element message")
 	}
@@ -158,13 +178,14 @@ func decodeElements(b []byte, fn func(key []byte, chain string)) error {
 	if err != nil {
 		return fmt.Errorf("decode elements: %w", err)
 	}
+	ad.ByteOrder = binary.BigEndian
 	for ad.Next() {
 		if ad.Type() != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
 			continue
 		}
 		ad.Nested(func(list *netlink.AttributeDecoder) error {
 			for list.Next() {
-				var key []byte
+				var e nftables.SetElement
 				var chain string
 				list.Nested(func(el *netlink.AttributeDecoder) error {
 					for el.Next() {
@@ -173,14 +194,19 @@ func decodeElements(b []byte, fn func(key []byte, chain string)) error {
 							el.Nested(func(v *netlink.AttributeDecoder) error {
 								for v.Next() {
 									if v.Type() == unix.NFTA_DATA_VALUE {
-										key = v.Bytes()
+										e.Key = v.Bytes()
 									}
 								}
 								return nil
 							})
+						case unix.NFTA_SET_ELEM_FLAGS:
+							e.IntervalEnd = el.Uint32()&unix.NFT_SET_ELEM_INTERVAL_END != 0
 						case unix.NFTA_SET_ELEM_DATA:
 							el.Nested(func(v *netlink.AttributeDecoder) error {
 								for v.Next() {
+									if v.Type() == unix.NFTA_DATA_VALUE {
+										e.Val = v.Bytes()
+									}
 									if v.Type() == unix.NFTA_DATA_VERDICT {
 										v.Nested(func(vd *netlink.AttributeDecoder) error {
 											for vd.Next() {
@@ -198,8 +224,8 @@ func decodeElements(b []byte, fn func(key []byte, chain string)) error {
 					}
 					return nil
 				})
-				if key != nil {
-					fn(key, chain)
+				if e.Key != nil {
+					fn(e, chain)
 				}
 			}
 			return nil

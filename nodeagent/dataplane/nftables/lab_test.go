@@ -35,7 +35,7 @@ type lab struct {
 
 // newLab builds the namespaces and starts a server (TCP and UDP on podPort) in every pod and in
 // the remote namespace. Servers are named pod1, pod2, ..., remote.
-func newLab(t *testing.T, pods int) *lab {
+func newLab(t testing.TB, pods int) *lab {
 	t.Helper()
 	requireNetns(t)
 	id := "gn" + uniqueID()
@@ -97,7 +97,7 @@ func newLab(t *testing.T, pods int) *lab {
 }
 
 // link joins the node to peer with a veth; empty addresses are skipped.
-func (l *lab) link(t *testing.T, dev string, peer *netNS, nodeV4, nodeV6, peerV4, peerV6 string) {
+func (l *lab) link(t testing.TB, dev string, peer *netNS, nodeV4, nodeV6, peerV4, peerV6 string) {
 	t.Helper()
 	n := l.node.name
 	sh(t, "ip", "-n", n, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", peer.name)
@@ -116,7 +116,7 @@ func (l *lab) link(t *testing.T, dev string, peer *netNS, nodeV4, nodeV6, peerV4
 }
 
 // dataplane opens a backend inside the node namespace, closed when the test ends.
-func (l *lab) dataplane(t *testing.T) *Dataplane {
+func (l *lab) dataplane(t testing.TB) *Dataplane {
 	t.Helper()
 	d, err := New(l.info, WithNetNS(int(l.node.h)))
 	if err != nil {
@@ -126,7 +126,7 @@ func (l *lab) dataplane(t *testing.T) *Dataplane {
 	return d
 }
 
-func apply(t *testing.T, d *Dataplane, ports ...dataplane.Port) {
+func apply(t testing.TB, d *Dataplane, ports ...dataplane.Port) {
 	t.Helper()
 	if errs := d.Apply(context.Background(), dataplane.Change{Upserts: ports}); len(errs) > 0 {
 		t.Fatalf("Apply: %v", errs)

@@ -87,9 +87,11 @@ func New(node dataplane.Node, opts ...Option) (*Dataplane, error) {
 			d.Close()
 			return nil, err
 		}
-		d.tables = append(d.tables, &familyTable{f: f, table: &nftables.Table{Name: TableName, Family: f.table},
-			skel: skel, ports: map[string]*portObjects{}, ipRefs: map[netip.Addr]int{}, pairRefs: map[netip.Addr]int{}})
-		d.tables[len(d.tables)-1].cfg = cfg
+		t := &familyTable{f: f, table: &nftables.Table{Name: TableName, Family: f.table}, cfg: cfg,
+			skel: skel, ports: map[string]*portObjects{}, ipRefs: map[netip.Addr]int{}, pairRefs: map[netip.Addr]int{},
+			ids: map[string]uint32{}, byID: map[uint32]string{}}
+		cfg.setID = t.setID
+		d.tables = append(d.tables, t)
 	}
 	if err := d.resync(); err != nil {
 		d.Close()

@@ -83,7 +83,7 @@ func addRuleOp(t *nftables.Table, chain string, r rule) op {
 			r.anon.lookup.SetName, r.anon.lookup.SetID = s.Name, s.ID
 		}
 		cc.AddRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Table: t, Name: chain}, Exprs: r.exprs,
-			UserData: userdata.AppendString(nil, userdata.TypeComment, r.hash())})
+			UserData: userdata.AppendString(nil, userdata.TypeComment, r.comment())})
 		return nil
 	}
 }

@@ -34,6 +34,12 @@ func (d *Dataplane) resync() error {
 			k.byBase[baseOf(name)] = setWith(k.byBase[baseOf(name)], name)
 		}
 		t.k = k
+		for chain, id := range k.ids {
+			if old, ok := t.ids[chain]; ok && old != id {
+				delete(t.byID, old)
+			}
+			t.ids[chain], t.byID[id] = id, chain
+		}
 		t.restorePorts()
 		tx := newTxn(t)
 		tx.repair(missing)
@@ -89,6 +95,11 @@ func (tx *txn) repair(tableMissing bool) {
 	}
 	for _, c := range t.skel.chains {
 		wantChains[c.name] = true
+	}
+	for id := range t.k.ep {
+		if chain, ok := t.byID[id]; !ok || !wantChains[chain] {
+			tx.setEndpoints(id, nil) // a set nobody owns: added by hand, or a port's leftover
+		}
 	}
 	for k, c := range t.k.vips {
 		if wantVIPs[k] != c {

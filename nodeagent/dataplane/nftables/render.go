@@ -43,8 +43,10 @@ type portObjects struct {
 	fam  *family
 	// chains maps chain names to their rules; every chain here is owned by the port.
 	chains map[string][]rule
-	// sets are the port's affinity maps.
-	sets       map[string]*nftables.Set
+	// sets are the port's named sets: affinity maps and endpoint maps.
+	sets map[string]*nftables.Set
+	// ep holds, per endpoint set id, the port's elements of the table-wide endpoint map.
+	ep         map[uint32][]nftables.SetElement
 	vips       map[vipKey]string
 	nodeports  map[npKey]string
 	clusterIPs []netip.Addr
@@ -66,6 +68,8 @@ type renderConfig struct {
 	masqBit    uint32
 	rejectBit  uint32
 	nonPodMasq string // the skeleton chain that masquerades sources outside the pod CIDRs
+	// setID returns the endpoint set id of a set chain, allocating one the first time.
+	setID func(chain string) (uint32, error)
 }
 
 // render computes the objects of one port. It fails on ports that contradict the contract.
@@ -81,7 +85,7 @@ func render(cfg *renderConfig, p dataplane.Port) (*portObjects, error) {
 	}
 	r := &renderer{cfg: cfg, f: f, proto: proto, p: p, o: &portObjects{
 		base: p.Base, fam: f, chains: map[string][]rule{}, sets: map[string]*nftables.Set{},
-		vips: map[vipKey]string{}, nodeports: map[npKey]string{}, udp: proto == 17,
+		ep: map[uint32][]nftables.SetElement{}, vips: map[vipKey]string{}, nodeports: map[npKey]string{}, udp: proto == 17,
 	}}
 	if err := r.frontends(); err != nil {
 		return nil, err
@@ -257,45 +261,62 @@ func (r *renderer) setChain(scope v1.EndpointScope) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var rules []rule
-	switch {
-	case set.Action == v1.TrafficAction_TRAFFIC_ACTION_DROP:
-		rules = append(rules, newRule(r.f).drop().build())
-	case set.Action == v1.TrafficAction_TRAFFIC_ACTION_FORWARD && len(slots(bs)) > 0:
-		r.o.forwards = true
-		if r.p.Service.SessionAffinity == nil {
-			b, err := newRule(r.f).dnat(r.proto, bs)
-			if err != nil {
-				return "", err
-			}
-			rules = append(rules, b.build())
-			break
-		}
-		aff, err := r.name(kindAffinity + kind)
-		if err != nil {
-			return "", err
-		}
-		s, err := affinitySet(r.f, aff, 0)
-		if err != nil {
-			return "", err
-		}
-		r.o.sets[aff] = s
-		timeout := affinityTimeout(r.p.Service)
-		chains := make([]string, len(bs))
-		for i, be := range bs {
-			if chains[i], err = r.name(fmt.Sprintf("%s%s%d", kindBackend, kind, i)); err != nil {
-				return "", err
-			}
-			r.o.chains[chains[i]] = []rule{newRule(r.f).dnatRecorded(r.proto, be, aff, timeout).build()}
-		}
-		rules = append(rules, newRule(r.f).dnatSticky(r.proto, aff).build(), newRule(r.f).numgenVmap(bs, chains).build())
-	default:
-		// REJECT, and FORWARD with nothing to forward to: mark the packet; the filter chains
-		// reject it, because reject is not allowed where DNAT happens on every kernel.
-		rules = append(rules, newRule(r.f).setMark(r.cfg.rejectBit).build())
+	// What a new connection meets when no backend takes it: DROP sets drop; everything else is
+	// refused, which is also what a FORWARD set means once its last backend is gone.
+	fallback := newRule(r.f).setMark(r.cfg.rejectBit).build()
+	if set.Action == v1.TrafficAction_TRAFFIC_ACTION_DROP {
+		fallback = newRule(r.f).drop().build()
+		bs = nil
+	} else if set.Action != v1.TrafficAction_TRAFFIC_ACTION_FORWARD {
+		bs = nil
 	}
+	if len(slots(bs)) > 0 {
+		r.o.forwards = true
+	}
+	var rules []rule
+	if r.p.Service.SessionAffinity != nil {
+		if rules, err = r.affinityRules(kind, bs); err != nil {
+			return "", err
+		}
+	} else {
+		id, err := r.cfg.setID(name)
+		if err != nil {
+			return "", err
+		}
+		r.o.ep[id] = endpointElems(r.f, id, bs)
+		rules = append(rules, newRule(r.f).dnat(r.proto, id).build())
+	}
+	rules = append(rules, fallback)
 	r.o.chains[name] = rules
 	return name, nil
+}
+
+// affinityRules send a client back to the backend it was sent to before, else pick one and record
+// it. Each backend gets a chain that records itself: nft can display a recorded constant, not a
+// value read from a map, and the table must stay readable with nft.
+func (r *renderer) affinityRules(kind string, bs []backend) ([]rule, error) {
+	aff, err := r.name(kindAffinity + kind)
+	if err != nil {
+		return nil, err
+	}
+	s, err := affinitySet(r.f, aff, 0)
+	if err != nil {
+		return nil, err
+	}
+	r.o.sets[aff] = s
+	rules := []rule{newRule(r.f).dnatSticky(r.proto, aff).build()}
+	if len(slots(bs)) == 0 {
+		return rules, nil
+	}
+	timeout := affinityTimeout(r.p.Service)
+	chains := make([]string, len(bs))
+	for i, be := range bs {
+		if chains[i], err = r.name(fmt.Sprintf("%s%s%d", kindBackend, kind, i)); err != nil {
+			return nil, err
+		}
+		r.o.chains[chains[i]] = []rule{newRule(r.f).dnatRecorded(r.proto, be, aff, timeout).build()}
+	}
+	return append(rules, newRule(r.f).numgenVmap(bs, chains).build()), nil
 }
 
 func affinityTimeout(sp *v1.ServicePort) time.Duration {

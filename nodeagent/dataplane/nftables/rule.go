@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
@@ -21,6 +22,9 @@ type rule struct {
 	exprs []expr.Any
 	// anon is an anonymous constant map the rule's lookup uses; it is created just before the rule.
 	anon *anonMap
+	// id is the endpoint set id the rule draws from, 0 if none. It is kept in the rule's comment
+	// after the hash, so a restarted agent finds every set's id again.
+	id uint32
 }
 
 // anonMap is an anonymous constant map: numgen value → backend address and port.
@@ -41,12 +45,32 @@ func (r rule) hash() string {
 	return fmt.Sprintf("%016x", h.Sum64())
 }
 
+// comment is what the rule's comment holds: its hash, and its endpoint set id if any.
+func (r rule) comment() string {
+	if r.id == 0 {
+		return r.hash()
+	}
+	return fmt.Sprintf("%s id=%d", r.hash(), r.id)
+}
+
+// parseComment splits a rule comment into the rule's hash and endpoint set id.
+func parseComment(c string) (hash string, id uint32) {
+	hash, rest, _ := strings.Cut(c, " ")
+	if v, ok := strings.CutPrefix(rest, "id="); ok {
+		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+			id = uint32(n)
+		}
+	}
+	return hash, id
+}
+
 // builder accumulates one rule's expressions and text.
 type builder struct {
 	f     *family
 	words []string
 	ex    []expr.Any
 	anon  *anonMap
+	id    uint32
 }
 
 func newRule(f *family) *builder { return &builder{f: f} }
@@ -58,7 +82,7 @@ func (b *builder) add(text string, e ...expr.Any) *builder {
 }
 
 func (b *builder) build() rule {
-	return rule{text: strings.Join(b.words, " "), exprs: b.ex, anon: b.anon}
+	return rule{text: strings.Join(b.words, " "), exprs: b.ex, anon: b.anon, id: b.id}
 }
 
 // l4proto matches the transport protocol.

@@ -10,6 +10,7 @@ import (
 // Names of the table-wide objects. They contain a '-' before any '_', so parseObjectName never
 // mistakes them for a port's.
 const (
+	setEndpoints     = "endpoints"      // endpoints-00 ... : set id . slot : backend address . port, see slotBits
 	setVIPs          = "frontend-ips"   // address . proto . port : verdict, for ClusterIP, LB and external IPs
 	setNodePorts     = "node-ports"     // proto . port : verdict
 	setNodePortAddrs = "nodeport-addrs" // node addresses that accept NodePorts
@@ -58,13 +59,22 @@ func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*ske
 	if err != nil {
 		return nil, fmt.Errorf("concat type: %w", err)
 	}
+	epType, err := nftables.ConcatSetType(f.addrType, nftables.TypeInetService)
+	if err != nil {
+		return nil, fmt.Errorf("concat type: %w", err)
+	}
 	s := &skeleton{nodePortAddrs: nodePortAddrs}
+	// Sets are found by a linear search of the table's sets: the ones every change touches come
+	// first, before any per-port set.
 	s.sets = []*nftables.Set{
 		{Name: setVIPs, KeyType: vipType, DataType: nftables.TypeVerdict, IsMap: true, Concatenation: true},
 		{Name: setNodePorts, KeyType: npType, DataType: nftables.TypeVerdict, IsMap: true, Concatenation: true},
 		{Name: setNodePortAddrs, KeyType: f.addrType},
 		{Name: setClusterIPs, KeyType: f.addrType},
 		{Name: setHairpin, KeyType: pairType, Concatenation: true},
+	}
+	for i := range uint32(endpointBuckets) {
+		s.sets = append(s.sets, &nftables.Set{Name: bucketOf(i), KeyType: nftables.TypeInteger, DataType: epType, IsMap: true, Interval: true})
 	}
 	nat, filter := nftables.ChainTypeNAT, nftables.ChainTypeFilter
 	var nonPod []rule

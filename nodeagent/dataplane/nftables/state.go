@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -12,7 +13,11 @@ import (
 // the table; Reconcile refreshes it from a dump.
 type kernelState struct {
 	chains map[string][]string // chain → rule hashes, in order
-	sets   map[string]bool     // per-port sets (affinity maps)
+	sets   map[string]bool     // per-port sets (affinity and endpoint maps)
+	// ep holds the endpoint map's elements per endpoint set id; ids the id of each set chain,
+	// read from its rule comment.
+	ep  map[uint32][]nftables.SetElement
+	ids map[string]uint32
 	// byBase indexes the per-port chains and sets by the base their names carry.
 	byBase     map[string]map[string]bool
 	vips       map[vipKey]string
@@ -24,7 +29,7 @@ type kernelState struct {
 
 func newKernelState() *kernelState {
 	return &kernelState{
-		chains: map[string][]string{}, sets: map[string]bool{}, byBase: map[string]map[string]bool{},
+		chains: map[string][]string{}, sets: map[string]bool{}, ep: map[uint32][]nftables.SetElement{}, ids: map[string]uint32{}, byBase: map[string]map[string]bool{},
 		vips: map[vipKey]string{}, nodeports: map[npKey]string{},
 		clusterIPs: map[netip.Addr]bool{}, hairpin: map[netip.Addr]bool{}, npAddrs: map[netip.Addr]bool{},
 	}
@@ -39,6 +44,10 @@ type familyTable struct {
 	cfg      *renderConfig
 	k        *kernelState
 	ports    map[string]*portObjects
+	// ids are the endpoint set ids of set chains (see slotBits); byID is the reverse.
+	ids      map[string]uint32
+	byID     map[uint32]string
+	nextID   uint32
 	ipRefs   map[netip.Addr]int // ClusterIP → ports using it
 	pairRefs map[netip.Addr]int // endpoint → ports using it
 }
@@ -102,3 +111,23 @@ func ruleHashes(rs []rule) []string {
 }
 
 func sameHashes(a, b []string) bool { return slices.Equal(a, b) }
+
+// setID returns the endpoint set id of a set chain, allocating the next free one.
+func (t *familyTable) setID(chain string) (uint32, error) {
+	if id, ok := t.ids[chain]; ok {
+		return id, nil
+	}
+	for range maxSetID {
+		t.nextID = t.nextID%maxSetID + 1
+		if _, used := t.byID[t.nextID]; !used {
+			t.ids[chain], t.byID[t.nextID] = t.nextID, chain
+			return t.nextID, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: all %d endpoint set ids are in use", ErrInvalidPort, maxSetID)
+}
+
+// elemKey identifies an element of the endpoint map, data included.
+func elemKey(e nftables.SetElement) string {
+	return fmt.Sprintf("%x/%t/%x", e.Key, e.IntervalEnd, e.Val)
+}

@@ -133,6 +133,13 @@ func (tx *txn) removeChain(name string) {
 	tx.at(phaseFlushOld, flushChainOp(tx.t.table, name))
 	tx.at(phaseDelete, delChainOp(tx.t.table, name))
 	tx.dropChain(name)
+	if id, ok := tx.t.ids[name]; ok {
+		tx.setEndpoints(id, nil)
+		remember(tx, tx.t.ids, name)
+		remember(tx, tx.t.byID, id)
+		delete(tx.t.ids, name)
+		delete(tx.t.byID, id)
+	}
 }
 
 func (tx *txn) removeSet(name string) {
@@ -163,6 +170,40 @@ func (tx *txn) addSet(s *nftables.Set) {
 			tx.t.index(s.Name, false)
 		}
 	})
+}
+
+// setEndpoints makes endpoint set id hold exactly elems in the endpoint map, changing only the
+// elements that differ.
+func (tx *txn) setEndpoints(id uint32, elems []nftables.SetElement) {
+	cur := tx.t.k.ep[id]
+	want := map[string]bool{}
+	for _, e := range elems {
+		want[elemKey(e)] = true
+	}
+	have := map[string]bool{}
+	changed := false
+	for _, e := range cur {
+		have[elemKey(e)] = true
+		if !want[elemKey(e)] {
+			tx.elem(bucketOf(id), phaseElemDel, nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd})
+			changed = true
+		}
+	}
+	for _, e := range elems {
+		if !have[elemKey(e)] {
+			tx.elem(bucketOf(id), phaseElemAdd, e)
+			changed = true
+		}
+	}
+	if !changed {
+		return
+	}
+	remember(tx, tx.t.k.ep, id)
+	if len(elems) == 0 {
+		delete(tx.t.k.ep, id)
+	} else {
+		tx.t.k.ep[id] = elems
+	}
 }
 
 func (tx *txn) setVIP(k vipKey, chain string) {
@@ -240,6 +281,9 @@ func (tx *txn) upsert(o *portObjects) {
 			// expires: forget the set's choices, which costs stickiness only on such changes.
 			tx.at(phaseRules, flushSetOp(tx.t.table, name))
 		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(o.ep)) {
+		tx.setEndpoints(id, o.ep[id])
 	}
 	for _, name := range slices.Sorted(maps.Keys(o.chains)) {
 		tx.writeChain(name, o.chains[name])

@@ -1,0 +1,248 @@
+package nftables
+
+import (
+	"encoding/binary"
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+)
+
+// Scale of the benchmark, per the issue: 10,000 services with 10 endpoints each.
+const (
+	benchServices  = 10000
+	benchEndpoints = 10
+	benchSmall     = 100
+	benchTiny      = 10
+	benchSamples   = 31
+	benchConnects  = 301
+)
+
+// benchPort is service i: a ClusterIP and a NodePort over 10 endpoints. Service 0 forwards to the
+// lab's pod1, so connections through it are real.
+func benchPort(i int, shift int) dataplane.Port {
+	base := fmt.Sprintf("bench/svc-%d:http/v4", i)
+	vip := netip.AddrFrom4([4]byte{10, 96 + byte(i>>16), byte(i >> 8), byte(i)})
+	var eps []string
+	if i == 0 {
+		eps = []string{ep(podIP(1))}
+	} else {
+		for j := range benchEndpoints {
+			a := netip.AddrFrom4([4]byte{10, 128 + byte(i>>16), byte(i >> 8), byte(i)})
+			eps = append(eps, netip.AddrPortFrom(a, uint16(8000+j+shift)).String())
+		}
+	}
+	return mkPort(base, clusterIP(vip.String(), 80), nodePort(uint32(30000+i%2000)+uint32(i/2000)*0),
+		external(scopeCluster, true), cluster(fwd(eps...)))
+}
+
+func benchPorts(n int) []dataplane.Port {
+	ps := make([]dataplane.Port, n)
+	for i := range ps {
+		ps[i] = benchPort(i, 0)
+		if i >= 2000 { // NodePorts are scarce: only the first 2,000 services get one
+			ps[i].Service.Frontends = ps[i].Service.Frontends[:1]
+			ps[i].Service.External = nil
+		}
+	}
+	return ps
+}
+
+// medianApplyOneChange applies an endpoint change of one service, alternately, and returns the
+// median time of Apply.
+func medianApplyOneChange(b *testing.B, d *Dataplane, n int) time.Duration {
+	i := n / 2
+	var ds []time.Duration
+	for k := range benchSamples {
+		p := benchPort(i, k%2)
+		if i >= 2000 {
+			p.Service.Frontends = p.Service.Frontends[:1]
+			p.Service.External = nil
+		}
+		start := time.Now()
+		if errs := d.Apply(context.Background(), dataplane.Change{Upserts: []dataplane.Port{p}}); errs != nil {
+			b.Fatal(errs)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	return median(ds)
+}
+
+// medianConnect times TCP connects from a pod to service 0's ClusterIP.
+func medianConnect(b *testing.B, l *lab) time.Duration {
+	var ds []time.Duration
+	for range benchConnects {
+		var c net.Conn
+		var took time.Duration
+		if err := l.pods[1].do(func() error {
+			start := time.Now()
+			var err error
+			c, err = net.DialTimeout("tcp", "10.96.0.0:80", dialTimeout)
+			took = time.Since(start)
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+		ds = append(ds, took)
+	}
+	return median(ds)
+}
+
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkNFT prints the issue's BENCH line. Run it with -benchtime 1x: one iteration builds
+// three namespaces, so repeated iterations would only repeat the same measurement.
+func BenchmarkNFT(b *testing.B) {
+	for range b.N {
+		benchNFT(b)
+	}
+}
+
+func benchNFT(b *testing.B) {
+	// Small: 10 services for the first-packet baseline, then 100 for the apply baseline.
+	small := newLab(b, 2)
+	ds := small.dataplane(b)
+	apply(b, ds, benchPorts(benchTiny)...)
+	connectTiny := medianConnect(b, small)
+	apply(b, ds, benchPorts(benchSmall)...)
+	apply100 := medianApplyOneChange(b, ds, benchSmall)
+
+	// Big: a full sync of 10,000 services into an empty table, then the same measurements.
+	big := newLab(b, 2)
+	db := big.dataplane(b)
+	ports := benchPorts(benchServices)
+	start := time.Now()
+	apply(b, db, ports...)
+	fullSync := time.Since(start)
+	apply10k := medianApplyOneChange(b, db, benchServices)
+	connectBig := medianConnect(b, big)
+
+	// The same ruleset through nft -f, into a fresh namespace.
+	nftTime := nftLoad(b, ports)
+
+	fmt.Printf("BENCH nft apply_ratio=%.2f fullsync_vs_nft=%.2f firstpacket_ratio=%.2f apply100_ms=%.3f apply10k_ms=%.3f fullsync_ms=%.0f nft_f_ms=%.0f connect10_us=%.0f connect10k_us=%.0f\n",
+		float64(apply10k)/float64(apply100), float64(fullSync)/float64(nftTime), float64(connectBig)/float64(connectTiny),
+		ms(apply100), ms(apply10k), ms(fullSync), ms(nftTime),
+		float64(connectTiny.Nanoseconds())/1000, float64(connectBig.Nanoseconds())/1000)
+}
+
+// nftLoad writes the ruleset our renderer makes for ports as an nft script and times nft -f.
+func nftLoad(b *testing.B, ports []dataplane.Port) time.Duration {
+	n := newNS(b, "gn"+uniqueID()+"-nft")
+	script, err := nftScript(ports)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "ruleset.nft")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	out, err := exec.Command("ip", "netns", "exec", n.name, "nft", "-f", path).CombinedOutput()
+	took := time.Since(start)
+	if err != nil {
+		b.Fatalf("nft -f: %v\n%.2000s", err, out)
+	}
+	return took
+}
+
+// nftScript renders the IPv4 table for ports in nft syntax from the same rule texts Apply sends.
+func nftScript(ports []dataplane.Port) (string, error) {
+	info := dataplane.Node{Addresses: []netip.Addr{netip.MustParseAddr(nodeIP)},
+		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")}}
+	ids := map[string]uint32{}
+	cfg := &renderConfig{podCIDRs: info.PodCIDRs, masqBit: DefaultMasqueradeBit, rejectBit: DefaultRejectBit, nonPodMasq: chainNonPodMasq,
+		setID: func(chain string) (uint32, error) {
+			if _, ok := ids[chain]; !ok {
+				ids[chain] = uint32(len(ids) + 1)
+			}
+			return ids[chain], nil
+		}}
+	skel, err := newSkeleton(familyV4, cfg, nodePortAddrs(familyV4, info.Addresses, nil))
+	if err != nil {
+		return "", err
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "table ip %s {\n", TableName)
+	for i := range uint32(endpointBuckets) {
+		fmt.Fprintf(&s, "map %s { typeof numgen random mod %d : ip daddr . tcp dport; flags interval; }\n", bucketOf(i), slotCount)
+	}
+	fmt.Fprintf(&s, "map %s { type ipv4_addr . inet_proto . inet_service : verdict; }\n", setVIPs)
+	fmt.Fprintf(&s, "map %s { type inet_proto . inet_service : verdict; }\n", setNodePorts)
+	fmt.Fprintf(&s, "set %s { type ipv4_addr; }\nset %s { type ipv4_addr; }\n", setNodePortAddrs, setClusterIPs)
+	fmt.Fprintf(&s, "set %s { type ipv4_addr . ipv4_addr; }\n", setHairpin)
+	var objs []*portObjects
+	for _, p := range ports {
+		o, err := render(cfg, p)
+		if err != nil {
+			return "", err
+		}
+		objs = append(objs, o)
+		for _, name := range slices.Sorted(maps.Keys(o.chains)) {
+			fmt.Fprintf(&s, "chain %s {\n", name)
+			for _, r := range o.chains[name] {
+				fmt.Fprintf(&s, "%s\n", r.text)
+			}
+			s.WriteString("}\n")
+		}
+	}
+	for _, c := range skel.chains {
+		fmt.Fprintf(&s, "chain %s {\n", c.name)
+		if c.hook != nil {
+			hooks := map[string]string{chainNatPrerouting: "nat hook prerouting priority -100", chainNatOutput: "nat hook output priority -100",
+				chainNatPostrouting: "nat hook postrouting priority 100", chainFilterInput: "filter hook input priority 0",
+				chainFilterForward: "filter hook forward priority 0", chainFilterOutput: "filter hook output priority -90"}
+			fmt.Fprintf(&s, "type %s;\n", hooks[c.name])
+		}
+		for _, r := range c.rules {
+			fmt.Fprintf(&s, "%s\n", r.text)
+		}
+		s.WriteString("}\n")
+	}
+	s.WriteString("}\n")
+	pairs := map[netip.Addr]bool{}
+	for _, o := range objs {
+		for k, c := range o.vips {
+			fmt.Fprintf(&s, "add element ip %s %s { %s . %s . %d : goto %s }\n", TableName, setVIPs, k.addr, protoWord(k.proto), k.port, c)
+		}
+		for k, c := range o.nodeports {
+			fmt.Fprintf(&s, "add element ip %s %s { %s . %d : goto %s }\n", TableName, setNodePorts, protoWord(k.proto), k.port, c)
+		}
+		for _, a := range o.clusterIPs {
+			fmt.Fprintf(&s, "add element ip %s %s { %s }\n", TableName, setClusterIPs, a)
+		}
+		for _, a := range o.hairpin {
+			pairs[a] = true
+		}
+		for id, es := range o.ep {
+			var els []string
+			for i := 0; i+1 < len(es); i += 2 {
+				a, _ := netip.AddrFromSlice(es[i].Val[:4])
+				els = append(els, fmt.Sprintf("%d-%d : %s . %d", binary.BigEndian.Uint32(es[i].Key),
+					binary.BigEndian.Uint32(es[i+1].Key)-1, a, binary.BigEndian.Uint16(es[i].Val[4:])))
+			}
+			fmt.Fprintf(&s, "add element ip %s %s { %s }\n", TableName, bucketOf(id), strings.Join(els, ", "))
+		}
+	}
+	for a := range pairs {
+		fmt.Fprintf(&s, "add element ip %s %s { %s . %s }\n", TableName, setHairpin, a, a)
+	}
+	fmt.Fprintf(&s, "add element ip %s %s { %s }\n", TableName, setNodePortAddrs, nodeIP)
+	return s.String(), nil
+}
