@@ -1,8 +1,8 @@
 package nftables
 
 import (
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net"

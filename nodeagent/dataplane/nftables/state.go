@@ -38,12 +38,12 @@ func newKernelState() *kernelState {
 // familyTable is one family's table: the kernel state, the ports applied to it, and the reference
 // counts of elements several ports share.
 type familyTable struct {
-	f        *family
-	table    *nftables.Table
-	skel     *skeleton
-	cfg      *renderConfig
-	k        *kernelState
-	ports    map[string]*portObjects
+	f     *family
+	table *nftables.Table
+	skel  *skeleton
+	cfg   *renderConfig
+	k     *kernelState
+	ports map[string]*portObjects
 	// ids are the endpoint set ids of set chains (see slotBits); byID is the reverse.
 	ids      map[string]uint32
 	byID     map[uint32]string
