@@ -1,0 +1,67 @@
+package nftables
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"sigs.k8s.io/knftables"
+)
+
+// BenchmarkNFTLibraryChoice times the same small transaction (add one set element, then delete
+// it) through google/nftables on our lasting netlink socket and through knftables, which runs
+// the nft binary. It prints one LIB line; the package doc records the figures.
+func BenchmarkNFTLibraryChoice(b *testing.B) {
+	l := newLab(b, 1)
+	d := l.dataplane(b)
+	apply(b, d, benchPorts(benchSmall)...)
+	set := &nftables.Set{Table: d.tables[0].table, Name: setClusterIPs}
+	var viaNetlink []time.Duration
+	for i := range benchSamples {
+		key := []byte{192, 0, 2, byte(i)}
+		start := time.Now()
+		if err := d.cc.SetAddElements(set, []nftables.SetElement{{Key: key}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.cc.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.cc.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.cc.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		viaNetlink = append(viaNetlink, time.Since(start)/2)
+	}
+	var viaNft []time.Duration
+	err := l.node.do(func() error {
+		nft, err := knftables.New(knftables.IPv4Family, TableName)
+		if err != nil {
+			return err
+		}
+		for i := range benchSamples {
+			key := fmt.Sprintf("192.0.2.%d", i)
+			start := time.Now()
+			tx := nft.NewTransaction()
+			tx.Add(&knftables.Element{Set: setClusterIPs, Key: []string{key}})
+			if err := nft.Run(context.Background(), tx); err != nil {
+				return err
+			}
+			tx = nft.NewTransaction()
+			tx.Delete(&knftables.Element{Set: setClusterIPs, Key: []string{key}})
+			if err := nft.Run(context.Background(), tx); err != nil {
+				return err
+			}
+			viaNft = append(viaNft, time.Since(start)/2)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Printf("LIB google_nftables_us=%.0f knftables_us=%.0f\n",
+		float64(median(viaNetlink).Nanoseconds())/1000, float64(median(viaNft).Nanoseconds())/1000)
+}
