@@ -13,6 +13,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/e2e/vm"
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/ipvs"
 )
 
 func TestVMClusterIPSpreadsAcrossBackends(t *testing.T) {
@@ -296,4 +297,29 @@ func TestVMLoadBalancerSourceRanges(t *testing.T) {
 	if _, err := ext.dial("tcp", "203.0.113.11:80", 2*time.Second); !isTimeout(err) {
 		t.Errorf("client outside the source ranges: dial error %v, want a timeout (dropped)", err)
 	}
+}
+
+// TestVMDrainIsBounded checks the drain loop against the real kernel: a real server that left
+// is deleted once its drain time is up, even though IPVS still counts its closed connection
+// (TIME_WAIT) for two minutes.
+func TestVMDrainIsBounded(t *testing.T) {
+	vm.RequireInside(t)
+	testenv.RequireRoot(t)
+	tp := setupTopology(t)
+	d := newDataplaneWith(t, ipvs.Options{Node: tp.node, DrainInterval: 100 * time.Millisecond, DrainTimeout: time.Second}, true)
+	s := svc{name: "bounded", clusterIP: "10.96.0.24", cluster: []string{"a"}}
+	applyAll(t, d, tp.port(s))
+	if _, _, err := tp.pods["client"].request("tcp", "10.96.0.24:80"); err != nil {
+		t.Fatal(err)
+	}
+	s.cluster = []string{"b"}
+	applyAll(t, d, tp.port(s))
+	rs := tp.pods["a"].addr.String() + ":8080"
+	for range 200 {
+		if _, ok := realServerWeight(t, "10.96.0.24:80", rs); !ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("drained real server %s still present", rs)
 }

@@ -66,7 +66,12 @@ func guest(t *testing.T) (*topology, *ipvs.Dataplane) {
 
 func newDataplane(t *testing.T, tp *topology, cleanup bool) *ipvs.Dataplane {
 	t.Helper()
-	d, err := ipvs.New(context.Background(), ipvs.Options{Node: tp.node, DrainInterval: 200 * time.Millisecond})
+	return newDataplaneWith(t, ipvs.Options{Node: tp.node, DrainInterval: 200 * time.Millisecond}, cleanup)
+}
+
+func newDataplaneWith(t *testing.T, opts ipvs.Options, cleanup bool) *ipvs.Dataplane {
+	t.Helper()
+	d, err := ipvs.New(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("ipvs.New: %v", err)
 	}
