@@ -1,0 +1,238 @@
+package nftables
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+)
+
+func TestObjectNameRoundTrip(t *testing.T) {
+	for _, base := range []string{"default/web:http/v4", "ns/svc/v6", "a_b/c d:é/v4", ""} {
+		name, err := objectName(kindCluster, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range name {
+			if !strings.ContainsRune("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_.-", c) {
+				t.Errorf("%q: name %q has %q, which nft cannot read bare", base, name, c)
+			}
+		}
+		kind, got, ok := parseObjectName(name)
+		if !ok || kind != kindCluster || got != base {
+			t.Errorf("%q → %q → (%q, %q, %v)", base, name, kind, got, ok)
+		}
+	}
+	if _, err := objectName(kindCluster, strings.Repeat("x", 300)); !errors.Is(err, ErrNameTooLong) {
+		t.Errorf("300-byte base: %v, want ErrNameTooLong", err)
+	}
+	for _, name := range []string{chainServices, setVIPs, bucketOf(3), "x_y", "fw_a", "bclx_a"} {
+		if _, _, ok := parseObjectName(name); ok {
+			t.Errorf("%q parsed as a port's object", name)
+		}
+	}
+}
+
+func TestSlotsFollowWeights(t *testing.T) {
+	b := func(ws ...uint32) []backend {
+		var bs []backend
+		for _, w := range ws {
+			bs = append(bs, backend{weight: w})
+		}
+		return bs
+	}
+	cases := []struct {
+		name string
+		in   []backend
+		want []int // slots per backend
+	}{
+		{"unweighted", b(0, 0, 0), []int{1, 1, 1}},
+		{"equal weights reduce", b(5, 5), []int{1, 1}},
+		{"proportional", b(1, 3), []int{1, 3}},
+		{"zero weight drains", b(0, 2), []int{0, 1}},
+		{"scaled to the cap", b(1000, 1), []int{255, 1}},
+		{"no backend", nil, []int{}},
+	}
+	for _, c := range cases {
+		got := make([]int, len(c.in))
+		for _, i := range slots(c.in) {
+			got[i]++
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestEndpointElemsCoverEverySlot(t *testing.T) {
+	bs := []backend{
+		{addr: netip.MustParseAddr("10.0.0.1"), port: 80, weight: 1},
+		{addr: netip.MustParseAddr("10.0.0.2"), port: 81, weight: 2},
+		{addr: netip.MustParseAddr("10.0.0.3"), port: 82, weight: 1},
+	}
+	const id = 7
+	es := endpointElems(familyV4, id, bs)
+	if len(es) != 6 {
+		t.Fatalf("%d elements, want a start and an end per backend", len(es))
+	}
+	next := uint32(id << slotBits)
+	owned := map[string]uint32{}
+	for i := 0; i < len(es); i += 2 {
+		start, end := binary.BigEndian.Uint32(es[i].Key), binary.BigEndian.Uint32(es[i+1].Key)
+		if es[i].IntervalEnd || !es[i+1].IntervalEnd || start != next || end <= start {
+			t.Fatalf("interval %d: [%d, %d) after %d", i/2, start, end, next)
+		}
+		owned[netip.AddrFrom4([4]byte(es[i].Val[:4])).String()] = end - start
+		next = end
+	}
+	if next != (id+1)<<slotBits {
+		t.Fatalf("intervals end at %d, want %d", next, (id+1)<<slotBits)
+	}
+	if owned["10.0.0.2"] != 2*owned["10.0.0.1"] || owned["10.0.0.1"] != owned["10.0.0.3"] {
+		t.Fatalf("slots per backend %v, want 1:2:1", owned)
+	}
+	if es := endpointElems(familyV4, id, nil); len(es) != 0 {
+		t.Fatalf("no backends: %d elements", len(es))
+	}
+}
+
+// renderText renders p and returns each chain as its rules' texts joined by " ; ".
+func renderText(t *testing.T, p dataplane.Port) (map[string]string, *portObjects, error) {
+	t.Helper()
+	cfg := &renderConfig{podCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")}, masqBit: 0x4000, rejectBit: 0x8000,
+		nonPodMasq: chainNonPodMasq, setID: func(string) (uint32, error) { return 1, nil }}
+	o, err := render(cfg, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string]string{}
+	for name, rules := range o.chains {
+		var texts []string
+		for _, r := range rules {
+			texts = append(texts, r.text)
+		}
+		out[name] = strings.Join(texts, " ; ")
+	}
+	return out, o, nil
+}
+
+func TestRenderOutcomes(t *testing.T) {
+	const b = "ns/s:p/v4"
+	cases := []struct {
+		name string
+		port dataplane.Port
+		// want maps chain names (without the base) to substrings their text must contain.
+		want map[string][]string
+		vips map[string]string // "addr:port" → chain kind
+		nps  map[uint16]string
+	}{
+		{
+			name: "ClusterIP over the cluster set",
+			port: mkPort(b, clusterIP("10.96.0.1", 80), cluster(fwd("10.244.1.5:8080"))),
+			want: map[string][]string{
+				"int": {"jump masq-non-pod", "goto cl_ns/s.p/v4"},
+				"cl":  {"meta l4proto tcp dnat ip to numgen random mod 4096 offset 4096 map @endpoints-01", "meta mark set mark | 0x8000"},
+			},
+			vips: map[string]string{"10.96.0.1:80": "int"},
+		},
+		{
+			name: "ETP Local NodePort: short-circuit to the cluster set, local set unmasqueraded",
+			port: mkPort(b, clusterIP("10.96.0.1", 80), nodePort(30000), external(scopeLocal, false),
+				cluster(fwd("10.244.2.5:8080")), local(fwd("10.244.1.5:8080"))),
+			want: map[string][]string{
+				"ext": {"fib saddr type local meta mark set mark | 0x4000 goto cl_", "ip saddr 10.244.1.0/24 goto cl_", "goto lo_"},
+				"lo":  {"dnat ip to numgen"},
+			},
+			vips: map[string]string{"10.96.0.1:80": "int"},
+			nps:  map[uint16]string{30000: "ext"},
+		},
+		{
+			name: "ETP Local with an empty local set drops",
+			port: mkPort(b, nodePort(30000), external(scopeLocal, false), cluster(fwd("10.244.2.5:8080")), local(dropSet())),
+			want: map[string][]string{"lo": {"drop"}},
+			nps:  map[uint16]string{30000: "ext"},
+		},
+		{
+			name: "ETP Cluster masquerades",
+			port: mkPort(b, frontend(kindEIP, "192.0.2.1", 80), external(scopeCluster, true), cluster(fwd("10.244.2.5:8080"))),
+			want: map[string][]string{"ext": {"meta mark set mark | 0x4000 ; goto cl_"}},
+			vips: map[string]string{"192.0.2.1:80": "ext"},
+		},
+		{
+			name: "LB source ranges",
+			port: mkPort(b, frontend(kindLB, "192.0.2.2", 443, "198.51.100.0/24", "2001:db8::/32"), external(scopeCluster, true), cluster(fwd("10.244.2.5:8080"))),
+			want: map[string][]string{"fw0": {"ip saddr 198.51.100.0/24 goto ext_ns/s.p/v4 ; drop"}},
+			vips: map[string]string{"192.0.2.2:443": "fw0"},
+		},
+		{
+			name: "no endpoints: reject",
+			port: mkPort(b, clusterIP("10.96.0.1", 80), cluster(rejectSet())),
+			want: map[string][]string{"cl": {"meta mark set mark | 0x8000"}},
+			vips: map[string]string{"10.96.0.1:80": "int"},
+		},
+		{
+			name: "affinity: a recording chain per backend",
+			port: mkPort(b, clusterIP("10.96.0.1", 80), affinity(30), cluster(fwd("10.244.1.5:8080", "10.244.1.6:8080"))),
+			want: map[string][]string{
+				"cl":   {"dnat ip to ip saddr map @affcl_ns/s.p/v4", "numgen random mod 2 vmap"},
+				"bcl1": {"update @affcl_ns/s.p/v4 { ip saddr timeout 30s : 10.244.1.6 . 8080 }"},
+			},
+			vips: map[string]string{"10.96.0.1:80": "int"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			chains, o, err := renderText(t, c.port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for kind, subs := range c.want {
+				name, _ := objectName(kind, b)
+				text, ok := chains[name]
+				if !ok {
+					t.Fatalf("no chain %s in %v", name, chains)
+				}
+				for _, s := range subs {
+					if !strings.Contains(text, s) {
+						t.Errorf("chain %s: %q lacks %q", name, text, s)
+					}
+				}
+			}
+			if len(o.vips) != len(c.vips) || len(o.nodeports) != len(c.nps) {
+				t.Fatalf("vips %v nodeports %v, want %v %v", o.vips, o.nodeports, c.vips, c.nps)
+			}
+			for k, chain := range o.vips {
+				kind, _, _ := parseObjectName(chain)
+				if want := c.vips[netip.AddrPortFrom(k.addr, k.port).String()]; kind != want {
+					t.Errorf("frontend %v → %s, want kind %s", k, chain, want)
+				}
+			}
+			for k, chain := range o.nodeports {
+				if kind, _, _ := parseObjectName(chain); kind != c.nps[k.port] {
+					t.Errorf("nodeport %v → %s, want kind %s", k, chain, c.nps[k.port])
+				}
+			}
+		})
+	}
+}
+
+func TestRenderRejectsContradictions(t *testing.T) {
+	const b = "ns/s:p/v4"
+	cases := map[string]dataplane.Port{
+		"no service":               {Base: b},
+		"policy names a nil set":   mkPort(b, clusterIP("10.96.0.1", 80)),
+		"external without policy":  mkPort(b, nodePort(30000), cluster(fwd("10.0.0.1:80"))),
+		"frontend of other family": mkPort(b, clusterIP("fd00::1", 80), cluster(fwd("10.0.0.1:80"))),
+		"backend of other family":  mkPort(b, clusterIP("10.96.0.1", 80), cluster(fwd("[fd00::1]:80"))),
+		"port zero":                mkPort(b, clusterIP("10.96.0.1", 0), cluster(fwd("10.0.0.1:80"))),
+	}
+	for name, p := range cases {
+		if _, _, err := renderText(t, p); !errors.Is(err, ErrInvalidPort) {
+			t.Errorf("%s: %v, want ErrInvalidPort", name, err)
+		}
+	}
+}
