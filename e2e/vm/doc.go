@@ -10,4 +10,12 @@
 //
 // The guest prints "GANGLION-VM-RESULT rc=<n>" on the serial console when the binary exits; Run
 // reads the console, enforces a timeout and returns the exit code with the whole log.
+//
+// A package uses it by putting its guest tests and an outer test in the same package: the outer
+// test calls RunGoTest, which builds the package's own test binary statically and runs the
+// chosen tests in the guest; guest tests start with RequireInside. Environment:
+//
+//	GANGLION_VM_CACHE    cache directory (default /var/cache/ganglion-vm)
+//	GANGLION_VM_CONSOLE  when set, stream the guest console to stderr while it runs
+//	CI                   passed into the guest, so a missing prerequisite fails there too
 package vm
