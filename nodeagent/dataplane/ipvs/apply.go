@@ -336,7 +336,7 @@ func (d *Dataplane) commit(base string, old, pl *portPlan) []netip.Addr {
 			}
 		}
 		for _, a := range d.localReals(old) {
-			d.hairpin[a]--
+			d.unrefHairpin(a)
 		}
 	}
 	for k := range pl.Frontends {
@@ -381,7 +381,7 @@ func (d *Dataplane) removePort(base string) ([]vsKey, []netip.Addr, error) {
 		}
 	}
 	for _, a := range d.localReals(old) {
-		d.hairpin[a]--
+		d.unrefHairpin(a)
 	}
 	return keys, gone, nil
 }
@@ -411,20 +411,30 @@ func (d *Dataplane) cleanupAfter(ctx context.Context, keys []vsKey, addrs []neti
 		tx.Add(addrElement("svc-addrs", a))
 		tx.Delete(addrElement("svc-addrs", a))
 	}
-	for a, n := range d.hairpin {
-		if n <= 0 {
+	for a := range d.hairpinGone {
+		if d.hairpin[a] <= 0 {
 			delete(d.hairpin, a)
 			// Add then delete: removing an element that is not there must not fail the batch.
 			tx.Add(hairpinElement(a))
 			tx.Delete(hairpinElement(a))
 		}
 	}
+	clear(d.hairpinGone)
 	if tx.NumOperations() > 0 {
 		if err := d.nft.Run(ctx, tx); err != nil {
 			errs = append(errs, fmt.Errorf("nftables cleanup: %w", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unrefHairpin drops one use of a local endpoint address; cleanupAfter looks only at the ones
+// that reached zero, so an apply never walks every local endpoint.
+func (d *Dataplane) unrefHairpin(a netip.Addr) {
+	d.hairpin[a]--
+	if d.hairpin[a] <= 0 {
+		d.hairpinGone[a] = true
+	}
 }
 
 func (d *Dataplane) delFrontendElement(tx *knftables.Transaction, k vsKey, cur feState) {

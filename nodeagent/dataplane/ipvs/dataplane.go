@@ -82,8 +82,9 @@ type Dataplane struct {
 	// frontends are the frontend-map elements in the kernel, by key, with their verdicts.
 	frontends map[vsKey]feState
 	// addrs counts the frontends using each dummy-device address; hairpin counts local endpoints.
-	addrs   map[netip.Addr]int
-	hairpin map[netip.Addr]int
+	addrs       map[netip.Addr]int
+	hairpin     map[netip.Addr]int
+	hairpinGone map[netip.Addr]bool
 	// complete turns true at the first Prune: from then on the applied ports are the whole
 	// desired state, and Reconcile may remove what none of them claims.
 	complete bool
@@ -155,8 +156,9 @@ func newDataplane(opts Options, h ipvsHandle, nft knftables.Interface, dev addrD
 		opts: opts, ipvs: h, nft: nft, dev: dev, ct: ct, now: time.Now,
 		ports: map[string]*portPlan{}, owner: map[vsKey]string{}, kernel: map[vsKey]*kernelVS{},
 		frontends: map[vsKey]feState{}, addrs: map[netip.Addr]int{}, hairpin: map[netip.Addr]int{},
-		draining: map[vsKey]map[netip.AddrPort]time.Time{},
-		stop:     make(chan struct{}), done: make(chan struct{}),
+		hairpinGone: map[netip.Addr]bool{},
+		draining:    map[vsKey]map[netip.AddrPort]time.Time{},
+		stop:        make(chan struct{}), done: make(chan struct{}),
 	}
 }
 

@@ -254,3 +254,21 @@ func TestReconcileBeforePruneKeepsAnEarlierRunsServers(t *testing.T) {
 		t.Errorf("s1's address or frontend element went before Prune")
 	}
 }
+
+func TestHairpinEntriesFollowLocalEndpoints(t *testing.T) {
+	k := newFakeKernel()
+	d := startFake(t, k)
+	hair := "10.1.1.2 . 10.1.1.2"
+	apply(t, d, dataplane.Change{Upserts: []dataplane.Port{svcPort(0, "10.1.1.2:8080", "10.1.2.2:8080"), svcPort(1, "10.1.1.2:8080")}})
+	if dump := k.nft.Dump(); !strings.Contains(dump, hair) || strings.Contains(dump, "10.1.2.2 . 10.1.2.2") {
+		t.Fatalf("want a hairpin entry for the local endpoint only:\n%s", dump)
+	}
+	apply(t, d, dataplane.Change{Upserts: []dataplane.Port{svcPort(0, "10.1.2.2:8080")}})
+	if !strings.Contains(k.nft.Dump(), hair) {
+		t.Fatalf("hairpin entry went while s1 still uses the endpoint")
+	}
+	apply(t, d, dataplane.Change{Removals: []string{"ns/s1/v4"}})
+	if strings.Contains(k.nft.Dump(), hair) {
+		t.Fatalf("hairpin entry stayed after its last use")
+	}
+}
