@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -169,6 +170,15 @@ func (d *Dataplane) start(ctx context.Context) error {
 	if err := d.dev.Ensure(); err != nil {
 		return err
 	}
+	// A caller that lists every local address as the node's would, after a restart, include
+	// the service addresses on our device and open NodePorts on them.
+	onDev, err := d.dev.List()
+	if err != nil {
+		return err
+	}
+	d.opts.Node.Addresses = slices.DeleteFunc(slices.Clone(d.opts.Node.Addresses), func(a netip.Addr) bool {
+		return slices.Contains(onDev, a.Unmap())
+	})
 	tx := d.nft.NewTransaction()
 	baseObjects(tx, d.opts.MasqueradeMark)
 	d.podCIDRs(tx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -270,5 +271,23 @@ func TestHairpinEntriesFollowLocalEndpoints(t *testing.T) {
 	apply(t, d, dataplane.Change{Removals: []string{"ns/s1/v4"}})
 	if strings.Contains(k.nft.Dump(), hair) {
 		t.Fatalf("hairpin entry stayed after its last use")
+	}
+}
+
+func TestServiceAddressesAreNeverNodeAddresses(t *testing.T) {
+	k := newFakeKernel()
+	d := startFake(t, k)
+	apply(t, d, dataplane.Change{Upserts: []dataplane.Port{svcPort(0, "10.1.2.2:8080")}})
+	d.Close()
+	// The restarted agent lists every local address, the ClusterIP on our device included.
+	k2opts := Options{Node: testNode}
+	k2opts.Node.Addresses = append(slices.Clone(testNode.Addresses), cip0.Addr)
+	d2 := newDataplane(k2opts, k.ipvs, k.nft, k.dev, k.ct)
+	if err := d2.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, d2, dataplane.Change{Upserts: []dataplane.Port{svcPort(0, "10.1.2.2:8080")}})
+	if _, ok := k.ipvs.svcs[vsKey{Proto: 6, Addr: cip0.Addr, Port: 30000}]; ok {
+		t.Errorf("a NodePort opened on a ClusterIP")
 	}
 }
