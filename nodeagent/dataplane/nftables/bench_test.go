@@ -167,7 +167,7 @@ func nftScript(ports []dataplane.Port) (string, error) {
 	info := dataplane.Node{Addresses: []netip.Addr{netip.MustParseAddr(nodeIP)},
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")}}
 	ids := map[string]uint32{}
-	cfg := &renderConfig{podCIDRs: info.PodCIDRs, masqBit: DefaultMasqueradeBit, rejectBit: DefaultRejectBit, nonPodMasq: chainNonPodMasq,
+	cfg := &renderConfig{podCIDRs: info.PodCIDRs, masqBit: DefaultMasqueradeBit, rejectBit: DefaultRejectBit,
 		setID: func(chain string) (uint32, error) {
 			if _, ok := ids[chain]; !ok {
 				ids[chain] = uint32(len(ids) + 1)

@@ -81,7 +81,7 @@ func New(node dataplane.Node, opts ...Option) (*Dataplane, error) {
 				cidrs = append(cidrs, p)
 			}
 		}
-		cfg := &renderConfig{podCIDRs: cidrs, masqBit: d.opts.masqBit, rejectBit: d.opts.rejectBit, nonPodMasq: chainNonPodMasq}
+		cfg := &renderConfig{podCIDRs: cidrs, masqBit: d.opts.masqBit, rejectBit: d.opts.rejectBit}
 		skel, err := newSkeleton(f, cfg, nodePortAddrs(f, node.Addresses, node.NodePortAddresses))
 		if err != nil {
 			d.Close()

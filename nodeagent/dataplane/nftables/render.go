@@ -64,10 +64,9 @@ type portObjects struct {
 
 // renderConfig is what rendering needs from the node.
 type renderConfig struct {
-	podCIDRs   []netip.Prefix
-	masqBit    uint32
-	rejectBit  uint32
-	nonPodMasq string // the skeleton chain that masquerades sources outside the pod CIDRs
+	podCIDRs  []netip.Prefix
+	masqBit   uint32
+	rejectBit uint32
 	// setID returns the endpoint set id of a set chain, allocating one the first time.
 	setID func(chain string) (uint32, error)
 }
@@ -158,30 +157,23 @@ func (r *renderer) frontends() error {
 	return nil
 }
 
-// internalChain handles ClusterIP traffic: masquerade what does not come from a local pod, then
-// the set the internal policy names.
+// internalChain returns the chain for ClusterIP traffic: the set's own chain unless the policy
+// masquerades. Sources outside the pod CIDRs are masqueraded by the services chain for every
+// ClusterIP: one chain less per port, and every commit costs time per chain in the table.
 func (r *renderer) internalChain() (string, error) {
 	pol := r.p.Service.Internal
 	if pol == nil {
 		return "", fmt.Errorf("%w: ClusterIP frontend without an internal policy", ErrInvalidPort)
 	}
+	target, err := r.setChain(pol.Scope)
+	if err != nil || !pol.Masquerade {
+		return target, err
+	}
 	name, err := r.name(kindInternal)
 	if err != nil {
 		return "", err
 	}
-	target, err := r.setChain(pol.Scope)
-	if err != nil {
-		return "", err
-	}
-	var rules []rule
-	if len(r.cfg.podCIDRs) > 0 {
-		rules = append(rules, newRule(r.f).jump(r.cfg.nonPodMasq).build())
-	}
-	if pol.Masquerade {
-		rules = append(rules, newRule(r.f).setMark(r.cfg.masqBit).build())
-	}
-	rules = append(rules, newRule(r.f).gotoChain(target).build())
-	r.o.chains[name] = rules
+	r.o.chains[name] = []rule{newRule(r.f).setMark(r.cfg.masqBit).gotoChain(target).build()}
 	return name, nil
 }
 

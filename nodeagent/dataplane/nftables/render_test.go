@@ -104,7 +104,7 @@ func TestEndpointElemsCoverEverySlot(t *testing.T) {
 func renderText(t *testing.T, p dataplane.Port) (map[string]string, *portObjects, error) {
 	t.Helper()
 	cfg := &renderConfig{podCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")}, masqBit: 0x4000, rejectBit: 0x8000,
-		nonPodMasq: chainNonPodMasq, setID: func(string) (uint32, error) { return 1, nil }}
+		setID: func(string) (uint32, error) { return 1, nil }}
 	o, err := render(cfg, p)
 	if err != nil {
 		return nil, nil, err
@@ -134,10 +134,9 @@ func TestRenderOutcomes(t *testing.T) {
 			name: "ClusterIP over the cluster set",
 			port: mkPort(b, clusterIP("10.96.0.1", 80), cluster(fwd("10.244.1.5:8080"))),
 			want: map[string][]string{
-				"int": {"jump masq-non-pod", "goto cl_ns/s.p/v4"},
-				"cl":  {"meta l4proto tcp dnat ip to numgen random mod 4096 offset 4096 map @endpoints-01", "meta mark set mark | 0x8000"},
+				"cl": {"meta l4proto tcp dnat ip to numgen random mod 4096 offset 4096 map @endpoints-01", "meta mark set mark | 0x8000"},
 			},
-			vips: map[string]string{"10.96.0.1:80": "int"},
+			vips: map[string]string{"10.96.0.1:80": "cl"},
 		},
 		{
 			name: "ETP Local NodePort: short-circuit to the cluster set, local set unmasqueraded",
@@ -147,7 +146,7 @@ func TestRenderOutcomes(t *testing.T) {
 				"ext": {"fib saddr type local meta mark set mark | 0x4000 goto cl_", "ip saddr 10.244.1.0/24 goto cl_", "goto lo_"},
 				"lo":  {"dnat ip to numgen"},
 			},
-			vips: map[string]string{"10.96.0.1:80": "int"},
+			vips: map[string]string{"10.96.0.1:80": "cl"},
 			nps:  map[uint16]string{30000: "ext"},
 		},
 		{
@@ -155,6 +154,16 @@ func TestRenderOutcomes(t *testing.T) {
 			port: mkPort(b, nodePort(30000), external(scopeLocal, false), cluster(fwd("10.244.2.5:8080")), local(dropSet())),
 			want: map[string][]string{"lo": {"drop"}},
 			nps:  map[uint16]string{30000: "ext"},
+		},
+		{
+			name: "ITP Local with a masquerading internal policy",
+			port: func() dataplane.Port {
+				p := mkPort(b, clusterIP("10.96.0.1", 80), internal(scopeLocal), local(fwd("10.244.1.5:8080")))
+				p.Service.Internal.Masquerade = true
+				return p
+			}(),
+			want: map[string][]string{"int": {"meta mark set mark | 0x4000 goto lo_ns/s.p/v4"}},
+			vips: map[string]string{"10.96.0.1:80": "int"},
 		},
 		{
 			name: "ETP Cluster masquerades",
@@ -172,7 +181,7 @@ func TestRenderOutcomes(t *testing.T) {
 			name: "no endpoints: reject",
 			port: mkPort(b, clusterIP("10.96.0.1", 80), cluster(rejectSet())),
 			want: map[string][]string{"cl": {"meta mark set mark | 0x8000"}},
-			vips: map[string]string{"10.96.0.1:80": "int"},
+			vips: map[string]string{"10.96.0.1:80": "cl"},
 		},
 		{
 			name: "affinity: a recording chain per backend",
@@ -181,7 +190,7 @@ func TestRenderOutcomes(t *testing.T) {
 				"cl":   {"dnat ip to ip saddr map @affcl_ns/s.p/v4", "numgen random mod 2 vmap"},
 				"bcl1": {"update @affcl_ns/s.p/v4 { ip saddr timeout 30s : 10.244.1.6 . 8080 }"},
 			},
-			vips: map[string]string{"10.96.0.1:80": "int"},
+			vips: map[string]string{"10.96.0.1:80": "cl"},
 		},
 	}
 	for _, c := range cases {

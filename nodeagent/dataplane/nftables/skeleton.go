@@ -83,17 +83,23 @@ func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*ske
 	}
 	nonPod = append(nonPod, newRule(f).setMark(cfg.masqBit).build())
 	check := []rule{newRule(f).ctNew().jump(chainRejectCheck).build()}
+	var services []rule
+	if len(cfg.podCIDRs) > 0 {
+		// Traffic to a ClusterIP from outside this node's pods is masqueraded, so replies
+		// come back through this node.
+		services = append(services, newRule(f).addrInSet("daddr", setClusterIPs).jump(chainNonPodMasq).build())
+	}
+	services = append(services,
+		newRule(f).frontendVmap(setVIPs).build(),
+		newRule(f).addrInSet("daddr", setNodePortAddrs).portVmap(setNodePorts).build())
 	s.chains = []skeletonChain{
 		// Base chains come last in creation order, so the chains they jump to exist.
-		{name: chainServices, rules: []rule{
-			newRule(f).frontendVmap(setVIPs).build(),
-			newRule(f).addrInSet("daddr", setNodePortAddrs).portVmap(setNodePorts).build(),
-		}},
+		{name: chainNonPodMasq, rules: nonPod},
+		{name: chainServices, rules: services},
 		{name: chainMasquerading, rules: []rule{
 			newRule(f).markSet(cfg.masqBit).clearMark(cfg.masqBit).masquerade().build(),
 			newRule(f).addrPairInSet(setHairpin).masquerade().build(),
 		}},
-		{name: chainNonPodMasq, rules: nonPod},
 		{name: chainRejectCheck, rules: []rule{
 			newRule(f).markSet(cfg.rejectBit).reject().build(),
 			newRule(f).addrInSet("daddr", setClusterIPs).reject().build(),
