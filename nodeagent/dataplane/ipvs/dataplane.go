@@ -86,6 +86,8 @@ type Dataplane struct {
 	addrs       map[netip.Addr]int
 	hairpin     map[netip.Addr]int
 	hairpinGone map[netip.Addr]bool
+	// hairpinAdopted are entries an earlier run left, looked at by the first Prune.
+	hairpinAdopted map[netip.Addr]bool
 	// complete turns true at the first Prune: from then on the applied ports are the whole
 	// desired state, and Reconcile may remove what none of them claims.
 	complete bool
@@ -157,9 +159,9 @@ func newDataplane(opts Options, h ipvsHandle, nft knftables.Interface, dev addrD
 		opts: opts, ipvs: h, nft: nft, dev: dev, ct: ct, now: time.Now,
 		ports: map[string]*portPlan{}, owner: map[vsKey]string{}, kernel: map[vsKey]*kernelVS{},
 		frontends: map[vsKey]feState{}, addrs: map[netip.Addr]int{}, hairpin: map[netip.Addr]int{},
-		hairpinGone: map[netip.Addr]bool{},
-		draining:    map[vsKey]map[netip.AddrPort]time.Time{},
-		stop:        make(chan struct{}), done: make(chan struct{}),
+		hairpinGone: map[netip.Addr]bool{}, hairpinAdopted: map[netip.Addr]bool{},
+		draining: map[vsKey]map[netip.AddrPort]time.Time{},
+		stop:     make(chan struct{}), done: make(chan struct{}),
 	}
 }
 

@@ -25,6 +25,19 @@ func (d *Dataplane) adopt(ctx context.Context) error {
 		}
 		d.frontends[k] = st
 	}
+	for _, set := range []string{"hairpin4", "hairpin6"} {
+		elems, err := d.nft.ListElements(ctx, "set", set)
+		if err != nil && !knftables.IsNotFound(err) {
+			return fmt.Errorf("listing %s: %w", set, err)
+		}
+		for _, e := range elems {
+			if a, err := netip.ParseAddr(e.Key[0]); err == nil && len(e.Key) == 2 {
+				// Present; it may serve a port not re-applied yet, so only Prune looks at it.
+				d.hairpin[a] += 0
+				d.hairpinAdopted[a] = true
+			}
+		}
+	}
 	addrs, err := d.dev.List()
 	if err != nil {
 		return err
@@ -132,6 +145,10 @@ func (d *Dataplane) Prune(ctx context.Context, keep map[string]bool) error {
 			gone = append(gone, a)
 		}
 	}
+	for a := range d.hairpinAdopted {
+		d.hairpinGone[a] = true
+	}
+	clear(d.hairpinAdopted)
 	if err := d.cleanupAfter(ctx, keys, gone); err != nil {
 		errs = append(errs, err)
 	}
