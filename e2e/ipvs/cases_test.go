@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -246,6 +247,16 @@ func TestVMDeletedVirtualServerComesBack(t *testing.T) {
 	if b, _, err := client.request("tcp", "10.96.0.20:80"); err != nil || b != "a" {
 		t.Errorf("after table repair: answered by %q (err %v), want a", b, err)
 	}
+	// And so does the service address removed from our device.
+	if out, err := exec.Command("ip", "addr", "del", "10.96.0.20/32", "dev", "ganglion-ipvs0").CombinedOutput(); err != nil {
+		t.Fatalf("ip addr del: %v: %s", err, out)
+	}
+	if err := d.Reconcile(context.Background()); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if b, _, err := client.request("tcp", "10.96.0.20:80"); err != nil || b != "a" {
+		t.Errorf("after address repair: answered by %q (err %v), want a", b, err)
+	}
 }
 
 func isTimeout(err error) bool {
@@ -322,4 +333,22 @@ func TestVMDrainIsBounded(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Errorf("drained real server %s still present", rs)
+}
+
+func TestVMWeightsAndStrictARP(t *testing.T) {
+	vm.RequireInside(t)
+	testenv.RequireRoot(t)
+	tp := setupTopology(t)
+	d := newDataplaneWith(t, ipvs.Options{Node: tp.node, StrictARP: true}, true)
+	s := svc{name: "weights", clusterIP: "10.96.0.25", sched: "wrr", cluster: []string{"a", "b"}, weights: map[string]uint32{"a": 3}}
+	applyAll(t, d, tp.port(s))
+	if seen := spread(t, tp.pods["client"], "tcp", "10.96.0.25:80", 8); seen["a"] <= seen["b"] || seen["b"] == 0 {
+		t.Errorf("wrr 3:1 answered %v, want mostly a and some b", seen)
+	}
+	for f, want := range map[string]string{"arp_ignore": "1", "arp_announce": "2"} {
+		got, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/" + f)
+		if err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("strict ARP: %s = %q (err %v), want %s", f, got, err, want)
+		}
+	}
 }

@@ -102,11 +102,13 @@ type svc struct {
 	// lb is a load-balancer IP (ETP Cluster) allowing only ranges when they are set.
 	lb     string
 	ranges []string
+	// weights overrides the weight (1) of some backends.
+	weights map[string]uint32
 }
 
 func (s svc) base() string { return "e2e/" + s.name + "/v4" }
 
-func (tp *topology) set(names []string, v6 bool, empty v1.TrafficAction) *v1.EndpointSet {
+func (tp *topology) set(names []string, v6 bool, empty v1.TrafficAction, weights map[string]uint32) *v1.EndpointSet {
 	if len(names) == 0 {
 		return &v1.EndpointSet{Action: empty}
 	}
@@ -116,7 +118,11 @@ func (tp *topology) set(names []string, v6 bool, empty v1.TrafficAction) *v1.End
 		if v6 {
 			a = tp.pods[n].addr6
 		}
-		es.Backends = append(es.Backends, &v1.Backend{Address: a.String(), Port: serverPort, Weight: 1})
+		w := weights[n]
+		if w == 0 {
+			w = 1
+		}
+		es.Backends = append(es.Backends, &v1.Backend{Address: a.String(), Port: serverPort, Weight: w})
 	}
 	return es
 }
@@ -143,7 +149,7 @@ func (tp *topology) port(s svc) dataplane.Port {
 		p.Cluster = &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_REJECT}
 		return p
 	}
-	p.Cluster = tp.set(s.cluster, s.v6, v1.TrafficAction_TRAFFIC_ACTION_REJECT)
+	p.Cluster = tp.set(s.cluster, s.v6, v1.TrafficAction_TRAFFIC_ACTION_REJECT, s.weights)
 	if s.lb != "" {
 		sp.Frontends = append(sp.Frontends, &v1.Frontend{Kind: v1.FrontendKind_FRONTEND_KIND_LOAD_BALANCER, Address: s.lb, Port: 80, SourceRanges: s.ranges})
 		sp.External = &v1.TrafficPolicy{Scope: v1.EndpointScope_ENDPOINT_SCOPE_CLUSTER, Masquerade: true}
@@ -153,7 +159,7 @@ func (tp *topology) port(s svc) dataplane.Port {
 		sp.External = &v1.TrafficPolicy{Scope: v1.EndpointScope_ENDPOINT_SCOPE_CLUSTER, Masquerade: true}
 		if s.etpLocal {
 			sp.External = &v1.TrafficPolicy{Scope: v1.EndpointScope_ENDPOINT_SCOPE_LOCAL}
-			p.Local = tp.set(s.local, s.v6, v1.TrafficAction_TRAFFIC_ACTION_DROP)
+			p.Local = tp.set(s.local, s.v6, v1.TrafficAction_TRAFFIC_ACTION_DROP, s.weights)
 		}
 	}
 	return p
