@@ -35,7 +35,7 @@ func TestVMClusterIPSpreadsAcrossBackends(t *testing.T) {
 		t.Errorf("pod request: source seen %q (err %v), want %s", src, err, client.addr)
 	}
 	// The node itself reaches the service too, masqueraded.
-	c, err := net.DialTimeout("tcp", "10.96.0.10:80", 10*time.Second)
+	c, err := net.DialTimeout("tcp", "10.96.0.10:80", 30*time.Second)
 	if err != nil {
 		t.Fatalf("host request: %v", err)
 	}
@@ -114,10 +114,10 @@ func TestVMRejects(t *testing.T) {
 	ok := svc{name: "ok", clusterIP: "10.96.0.16", cluster: []string{"a"}}
 	applyAll(t, d, tp.port(none), tp.port(ok))
 	client := tp.pods["client"]
-	if _, err := client.dial("tcp", "10.96.0.15:80", 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := client.dial("tcp", "10.96.0.15:80", 30*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("service without endpoints: dial error %v, want connection refused", err)
 	}
-	if _, err := client.dial("tcp", "10.96.0.16:81", 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := client.dial("tcp", "10.96.0.16:81", 30*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("unknown port on a service address: dial error %v, want connection refused", err)
 	}
 }
@@ -127,7 +127,7 @@ func TestVMGracefulTermination(t *testing.T) {
 	s := svc{name: "drain", clusterIP: "10.96.0.17", cluster: []string{"a", "b"}}
 	applyAll(t, d, tp.port(s))
 	client := tp.pods["client"]
-	c, err := client.dial("tcp", "10.96.0.17:80", 10*time.Second)
+	c, err := client.dial("tcp", "10.96.0.17:80", 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestVMUDPRealServerGoesAtOnce(t *testing.T) {
 	tp, d := guest(t)
 	s := svc{name: "udp-drain", udp: true, clusterIP: "10.96.0.18", cluster: []string{"a", "b"}}
 	applyAll(t, d, tp.port(s))
-	c, err := tp.pods["client"].dial("udp", "10.96.0.18:80", 10*time.Second)
+	c, err := tp.pods["client"].dial("udp", "10.96.0.18:80", 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,8 @@ func TestVMUDPRealServerGoesAtOnce(t *testing.T) {
 	// The same client socket (same flow) now reaches the remaining backend: its conntrack entry
 	// is gone. The first datagram may be lost while IPVS expires the old connection.
 	var got string
-	for range 3 {
+	c.timeout = 3 * time.Second
+	for range 5 {
 		if got, _, err = c.ask(); err == nil {
 			break
 		}
@@ -191,7 +192,7 @@ func TestVMRestartKeepsConnections(t *testing.T) {
 	d1 := newDataplane(t, tp, false)
 	s := svc{name: "restart", clusterIP: "10.96.0.19", cluster: []string{"a", "b"}}
 	applyAll(t, d1, tp.port(s))
-	c, err := tp.pods["client"].dial("tcp", "10.96.0.19:80", 10*time.Second)
+	c, err := tp.pods["client"].dial("tcp", "10.96.0.19:80", 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestVMDeletedVirtualServerComesBack(t *testing.T) {
 	if err := d.Reconcile(context.Background()); err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if _, err := client.dial("tcp", "10.96.0.20:81", 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := client.dial("tcp", "10.96.0.20:81", 30*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("unknown port after the table was repaired: %v, want refused", err)
 	}
 	if b, _, err := client.request("tcp", "10.96.0.20:80"); err != nil || b != "a" {
@@ -326,7 +327,7 @@ func TestVMDrainIsBounded(t *testing.T) {
 	s.cluster = []string{"b"}
 	applyAll(t, d, tp.port(s))
 	rs := tp.pods["a"].addr.String() + ":8080"
-	for range 200 {
+	for range 600 {
 		if _, ok := realServerWeight(t, "10.96.0.24:80", rs); !ok {
 			return
 		}

@@ -285,6 +285,8 @@ func (w pcWriter) Write(b []byte) (int, error) { return w.pc.WriteTo(b, w.addr) 
 type conn struct {
 	c  net.Conn
 	rd *bufio.Reader
+	// timeout bounds one ask; zero means 30 s.
+	timeout time.Duration
 }
 
 // dial connects from p to addr; the socket is created in p's namespace.
@@ -302,8 +304,14 @@ func (p *pod) dial(network, addr string, timeout time.Duration) (*conn, error) {
 }
 
 // ask sends a line and returns the server's answer: backend name and the client it saw.
+// The deadline is generous: the guest runs under emulation on a shared machine. Tests that
+// expect silence use their own short dial timeouts, which only err on the safe side.
 func (c *conn) ask() (backend, client string, err error) {
-	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	timeout := c.timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	_ = c.c.SetDeadline(time.Now().Add(timeout))
 	if _, err := c.c.Write([]byte("ping\n")); err != nil {
 		return "", "", err
 	}
@@ -322,7 +330,7 @@ func (c *conn) Close() { c.c.Close() }
 
 // request opens a fresh connection from p, asks once and closes it.
 func (p *pod) request(network, addr string) (backend, client string, err error) {
-	c, err := p.dial(network, addr, 10*time.Second)
+	c, err := p.dial(network, addr, 30*time.Second)
 	if err != nil {
 		return "", "", err
 	}
