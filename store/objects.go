@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -121,6 +122,29 @@ func (s *Store) DeleteRaw(ctx context.Context, path string) error {
 	}
 	if _, err := s.cli.Delete(ctx, s.prefix+path); err != nil {
 		return fmt.Errorf("store: delete %s: %w", path, err)
+	}
+	return nil
+}
+
+// HoldLease writes value at path under a lease of ttl and keeps the lease alive until ctx ends.
+// It does not revoke the lease then: the key outlives the holder by up to ttl, the grace in which
+// a restarting holder comes back unnoticed.
+func (s *Store) HoldLease(ctx context.Context, path string, value []byte, ttl time.Duration) error {
+	if !strings.HasPrefix(path, leasesSpace) {
+		return fmt.Errorf("store: %s is not a lease path", path)
+	}
+	lease, err := s.cli.Grant(ctx, int64(max(ttl/time.Second, 1)))
+	if err != nil {
+		return fmt.Errorf("store: grant lease for %s: %w", path, err)
+	}
+	if _, err := s.cli.Put(ctx, s.prefix+path, string(value), clientv3.WithLease(lease.ID)); err != nil {
+		return fmt.Errorf("store: put %s: %w", path, err)
+	}
+	ch, err := s.cli.KeepAlive(ctx, lease.ID)
+	if err != nil {
+		return fmt.Errorf("store: keep lease for %s: %w", path, err)
+	}
+	for range ch {
 	}
 	return nil
 }

@@ -38,8 +38,27 @@ func modelService(s *Service) *model.Service {
 			out.AffinityTimeoutSeconds = uint32(a.TimeoutSeconds)
 		}
 	}
+	if hc := sp.HealthCheck; hc != nil {
+		out.HealthCheck = modelHealthCheck(hc)
+	}
 	for _, p := range sp.Ports {
 		out.Ports = append(out.Ports, model.ServicePort{Name: p.Name, Protocol: model.Protocol(or(p.Protocol, "TCP")), Port: uint16(p.Port), NodePort: uint16(p.NodePort)})
+	}
+	return out
+}
+
+func modelHealthCheck(hc *HealthCheck) *model.HealthCheck {
+	out := &model.HealthCheck{
+		InitialDelaySeconds: uint32(hc.InitialDelaySeconds), PeriodSeconds: uint32(hc.PeriodSeconds),
+		TimeoutSeconds: uint32(hc.TimeoutSeconds), SuccessThreshold: uint32(hc.SuccessThreshold), FailureThreshold: uint32(hc.FailureThreshold),
+	}
+	switch {
+	case hc.HTTPGet != nil:
+		out.Action, out.Path, out.Port, out.Scheme = model.ProbeHTTPGet, hc.HTTPGet.Path, uint16(hc.HTTPGet.Port), hc.HTTPGet.Scheme
+	case hc.TCPSocket != nil:
+		out.Action, out.Port = model.ProbeTCPSocket, uint16(hc.TCPSocket.Port)
+	case hc.Exec != nil:
+		out.Action, out.Command = model.ProbeExec, hc.Exec.Command
 	}
 	return out
 }

@@ -22,11 +22,23 @@ import (
 type Source struct {
 	Store *store.Store
 	Log   *slog.Logger
+	// Grace is how long a node whose lease expired keeps its endpoints in use (default 5s): the
+	// lease's own TTL has already passed by then.
+	Grace time.Duration
 }
 
 // Run watches the store until ctx ends; synced is called after the first full read.
 func (s *Source) Run(ctx context.Context, hub *stream.Hub, synced func()) error {
 	st := newSourceState(s.Log)
+	grace := s.Grace
+	if grace == 0 {
+		grace = 5 * time.Second
+	}
+	st.schedule = func(node string) {
+		time.AfterFunc(grace, func() {
+			hub.Apply(time.Now(), 0, func(e *compute.Engine) compute.Delta { return st.expire(e, node) })
+		})
+	}
 	first := true
 	return s.Store.Watch(ctx, func(b store.Batch) {
 		hub.Apply(time.Now(), uint64(b.Revision), func(e *compute.Engine) compute.Delta { return st.apply(e, b) })
@@ -43,8 +55,11 @@ type sourceState struct {
 	services map[model.ServiceKey]*Service
 	backends map[model.ServiceKey][]model.SliceKey
 	failing  map[model.ServiceKey]map[netip.Addr]bool
-	slices   map[model.SliceKey]bool
-	nodes    map[string]bool
+	slices   map[model.SliceKey]*discoveryv1.EndpointSlice
+	nodes    map[string]*Node     // declared with apply
+	leased   map[string]leaseInfo // registered by a connected agent
+	down     map[string]bool      // lease expired past the grace: its endpoints are not used
+	schedule func(node string)    // calls expire after the grace
 }
 
 func newSourceState(log *slog.Logger) *sourceState {
@@ -52,16 +67,24 @@ func newSourceState(log *slog.Logger) *sourceState {
 		log = slog.Default()
 	}
 	return &sourceState{log: log, services: map[model.ServiceKey]*Service{}, backends: map[model.ServiceKey][]model.SliceKey{},
-		failing: map[model.ServiceKey]map[netip.Addr]bool{}, slices: map[model.SliceKey]bool{}, nodes: map[string]bool{}}
+		failing: map[model.ServiceKey]map[netip.Addr]bool{}, slices: map[model.SliceKey]*discoveryv1.EndpointSlice{},
+		nodes: map[string]*Node{}, leased: map[string]leaseInfo{}, down: map[string]bool{}, schedule: func(string) {}}
 }
 
 func (st *sourceState) apply(e *compute.Engine, b store.Batch) compute.Delta {
 	var d compute.Delta
+	var wasLeased map[string]leaseInfo
 	if b.Reset {
+		wasLeased = st.leased
 		d.Merge(st.clear(e))
 	}
 	for _, ev := range b.Events {
 		d.Merge(st.event(e, ev))
+	}
+	for n := range wasLeased {
+		if _, ok := st.leased[n]; !ok {
+			st.schedule(n) // expired while the watch was away
+		}
 	}
 	return d
 }
@@ -78,7 +101,7 @@ func (st *sourceState) clear(e *compute.Engine) compute.Delta {
 	for n := range st.nodes {
 		d.Merge(e.DeleteNode(n))
 	}
-	st.slices, st.nodes = map[model.SliceKey]bool{}, map[string]bool{}
+	st.slices, st.nodes, st.leased = map[model.SliceKey]*discoveryv1.EndpointSlice{}, map[string]*Node{}, map[string]leaseInfo{}
 	st.failing = map[model.ServiceKey]map[netip.Addr]bool{}
 	return d
 }
@@ -89,6 +112,9 @@ func (st *sourceState) event(e *compute.Engine, ev store.Event) compute.Delta {
 	}
 	if rest, ok := strings.CutPrefix(ev.Path, healthPrefix); ok {
 		return st.health(e, rest, ev)
+	}
+	if node, ok := strings.CutPrefix(ev.Path, leasePrefix); ok {
+		return st.lease(e, node, ev)
 	}
 	return compute.Delta{}
 }
@@ -105,7 +131,7 @@ func (st *sourceState) object(e *compute.Engine, k store.Key, ev store.Event) co
 			return e.DeleteSlice(sk)
 		case KindNode:
 			delete(st.nodes, k.Name)
-			return e.DeleteNode(k.Name)
+			return st.setNode(e, k.Name)
 		}
 		return compute.Delta{}
 	}
@@ -121,8 +147,87 @@ func (st *sourceState) object(e *compute.Engine, k store.Key, ev store.Event) co
 	case o.Slice != nil:
 		return st.setSlice(e, o.Slice)
 	default:
-		st.nodes[k.Name] = true
-		return e.SetNode(modelNode(o.Node))
+		st.nodes[k.Name] = o.Node
+		return st.setNode(e, k.Name)
+	}
+}
+
+// setNode puts what is known of a node into the engine: its declaration, else what its agent
+// registered; a node neither declared nor registered is forgotten.
+func (st *sourceState) setNode(e *compute.Engine, name string) compute.Delta {
+	if n := st.nodes[name]; n != nil {
+		mn := modelNode(n)
+		mn.Ready = !st.down[name]
+		return e.SetNode(mn)
+	}
+	if l, ok := st.leased[name]; ok {
+		return e.SetNode(&model.Node{Name: name, Zone: l.Zone, Addresses: addrs(l.Addresses), Labels: l.Labels, Ready: true})
+	}
+	return e.DeleteNode(name)
+}
+
+// lease follows a node's registration: leases/<node> appears when its agent connects and goes
+// away a TTL after it disconnects; the node is taken down a grace after that.
+func (st *sourceState) lease(e *compute.Engine, node string, ev store.Event) compute.Delta {
+	if ev.Delete {
+		delete(st.leased, node)
+		st.schedule(node)
+		return compute.Delta{}
+	}
+	var l leaseInfo
+	if err := json.Unmarshal(ev.Value, &l); err != nil {
+		st.log.Error("node lease unreadable", "node", node, "err", err)
+	}
+	st.leased[node] = l
+	d := st.setNode(e, node)
+	if st.down[node] {
+		delete(st.down, node)
+		st.log.Info("node is back: its endpoints are used again", "node", node)
+		d.Merge(st.resetNode(e, node))
+	}
+	return d
+}
+
+// expire takes a node down if its lease has not come back.
+func (st *sourceState) expire(e *compute.Engine, node string) compute.Delta {
+	if _, back := st.leased[node]; back || st.down[node] {
+		return compute.Delta{}
+	}
+	st.down[node] = true
+	st.log.Warn("node lease expired: its endpoints are no longer used", "node", node)
+	d := st.setNode(e, node)
+	d.Merge(st.resetNode(e, node))
+	return d
+}
+
+// resetNode recomputes every service and slice with endpoints on node.
+func (st *sourceState) resetNode(e *compute.Engine, node string) compute.Delta {
+	var d compute.Delta
+	for k, s := range st.services {
+		for _, b := range s.Spec.Backends {
+			if b.Node == node {
+				d.Merge(st.setService(e, k))
+				break
+			}
+		}
+	}
+	for _, s := range st.slices {
+		for _, ep := range s.Endpoints {
+			if ep.NodeName != nil && *ep.NodeName == node {
+				d.Merge(st.setSlice(e, s))
+				break
+			}
+		}
+	}
+	return d
+}
+
+// markDown makes the endpoints on down nodes unusable.
+func (st *sourceState) markDown(sl *model.EndpointSlice) {
+	for i := range sl.Endpoints {
+		if st.down[sl.Endpoints[i].NodeName] {
+			sl.Endpoints[i].Ready, sl.Endpoints[i].Serving = false, false
+		}
 	}
 }
 
@@ -134,7 +239,8 @@ func (st *sourceState) setSlice(e *compute.Engine, s *discoveryv1.EndpointSlice)
 		}
 		return compute.Delta{}
 	}
-	st.slices[ms.Key()] = true
+	st.slices[ms.Key()] = s
+	st.markDown(ms)
 	return e.SetSlice(ms)
 }
 
@@ -146,6 +252,7 @@ func (st *sourceState) setService(e *compute.Engine, k model.ServiceKey) compute
 	keep := map[model.SliceKey]bool{}
 	for _, sl := range fresh {
 		keep[sl.Key()] = true
+		st.markDown(sl)
 		d.Merge(e.SetSlice(sl))
 	}
 	for _, old := range st.backends[k] {

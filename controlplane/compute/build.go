@@ -33,13 +33,23 @@ type portPolicy struct {
 func (p portPolicy) usesCluster() bool { return !p.itpLocal || p.external }
 func (p portPolicy) usesLocal() bool   { return p.itpLocal || (p.etpLocal && p.external) }
 
-// buildService computes a proxied service's outputs. slicesOfSvc must be sorted by name.
-func buildService(svc *model.Service, slicesOfSvc []*model.EndpointSlice) []*portOutput {
-	var out []*portOutput
+// buildService computes a proxied service's resources, by name. slicesOfSvc must be sorted by name.
+func buildService(svc *model.Service, slicesOfSvc []*model.EndpointSlice) map[string]*layers {
+	out := map[string]*layers{}
 	for _, port := range svc.Ports {
 		for _, clusterIP := range svc.ClusterIPs {
-			out = append(out, buildPort(svc, port, clusterIP, slicesOfSvc))
+			o := buildPort(svc, port, clusterIP, slicesOfSvc)
+			out[o.service.Name] = &layers{def: o.service}
+			if o.cluster != nil {
+				out[o.cluster.def.Name] = o.cluster
+			}
+			if o.local != nil {
+				out[o.local.def.Name] = o.local
+			}
 		}
+	}
+	if p := probeLayers(svc, slicesOfSvc); p != nil {
+		out[resname.Join(svc.Namespace+"/"+svc.Name, resname.KindProbes)] = p
 	}
 	return out
 }
@@ -89,7 +99,7 @@ func buildPort(svc *model.Service, port model.ServicePort, clusterIP netip.Addr,
 		sp.HealthCheckNodePort = uint32(svc.HealthCheckNodePort)
 	}
 
-	out := &portOutput{base: base, service: newResource(resname.Join(base, resname.KindService), sp, nil)}
+	out := &portOutput{base: base, service: newResource(resname.Join(base, resname.KindService), &v1.Resource{Content: &v1.Resource_Service{Service: sp}})}
 	ts := targetsFor(slicesOfSvc, port, fam)
 	// An empty set refuses connections when the service has nothing usable anywhere, and silently
 	// drops them when the endpoints exist but this traffic may not use them.
@@ -107,7 +117,9 @@ func buildPort(svc *model.Service, port model.ServicePort, clusterIP netip.Addr,
 }
 
 func sealLayers(name string, l layeredSets, empty v1.TrafficAction, local bool) *layers {
-	seal := func(ts []target) *Resource { return newResource(name, nil, endpointSet(ts, empty, local)) }
+	seal := func(ts []target) *Resource {
+		return newResource(name, &v1.Resource{Content: &v1.Resource_Endpoints{Endpoints: endpointSet(ts, empty, local)}})
+	}
 	out := &layers{def: seal(l.def)}
 	if len(l.byZone) > 0 {
 		out.byZone = make(map[string]*Resource, len(l.byZone))

@@ -129,3 +129,36 @@ func TestProxyNameClaimsLabelledServices(t *testing.T) {
 		t.Error("a service labelled for another proxy is proxied")
 	}
 }
+
+func TestProbeSetsGoToTheNodesOfTheirEndpointsWhateverTheirCondition(t *testing.T) {
+	s := svc(func(s *model.Service) {
+		s.HealthCheck = &model.HealthCheck{Action: model.ProbeHTTPGet, Path: "/healthz", PeriodSeconds: 2, FailureThreshold: 2}
+	})
+	e := engineWith(t, s, []*model.EndpointSlice{slice("web-1", ep("10.1.0.1", "n1"), ep("10.1.0.2", "n1", notReady), ep("10.1.0.3", "n2"))}, testNodes...)
+	probes := func(node string) []string {
+		r := e.Resolve(node, "default/web/probes")
+		var out []string
+		for _, tg := range probeTargets(r) {
+			out = append(out, fmt.Sprintf("%s:%d", tg.Address, tg.Port))
+		}
+		return out
+	}
+	if got := probes("n1"); !slices.Equal(got, []string{"10.1.0.1:8080", "10.1.0.2:8080"}) {
+		t.Errorf("n1 probes %v: a not-ready endpoint must still be probed", got)
+	}
+	if got := probes("n3"); got != nil {
+		t.Errorf("n3 has no endpoints but probes %v", got)
+	}
+	var names []string
+	e.ForEach("n2", func(r *Resource) { names = append(names, r.Name) })
+	if !slices.Contains(names, "default/web/probes") {
+		t.Errorf("n2's state %v lacks its probe set", names)
+	}
+}
+
+func probeTargets(r *Resource) []*v1.ProbeTarget {
+	if r == nil {
+		return nil
+	}
+	return r.Msg.GetProbes().GetTargets()
+}

@@ -73,6 +73,37 @@ func (c *canon) endpointSet(e *v1.EndpointSet) {
 	}
 }
 
+func (c *canon) probeSet(p *v1.ProbeSet) {
+	c.str("probes/1")
+	c.str(p.Namespace)
+	c.str(p.Service)
+	hc := p.Check
+	switch a := hc.GetAction().(type) {
+	case *v1.HealthCheck_HttpGet:
+		c.str("http")
+		c.str(a.HttpGet.Path)
+		c.uint(uint64(a.HttpGet.Port))
+		c.str(a.HttpGet.Scheme)
+	case *v1.HealthCheck_TcpSocket:
+		c.str("tcp")
+		c.uint(uint64(a.TcpSocket.Port))
+	case *v1.HealthCheck_Exec:
+		c.str("exec")
+		c.uint(uint64(len(a.Exec.Command)))
+		for _, s := range a.Exec.Command {
+			c.str(s)
+		}
+	}
+	for _, v := range []uint32{hc.GetInitialDelaySeconds(), hc.GetPeriodSeconds(), hc.GetTimeoutSeconds(), hc.GetSuccessThreshold(), hc.GetFailureThreshold()} {
+		c.uint(uint64(v))
+	}
+	c.uint(uint64(len(p.Targets)))
+	for _, t := range p.Targets {
+		c.str(t.Address)
+		c.uint(uint64(t.Port))
+	}
+}
+
 // version hashes the encoding: 64 bits of SHA-256, hex, so collisions need ~2^32 live versions.
 func (c *canon) version() string {
 	sum := sha256.Sum256(c.b)

@@ -17,7 +17,7 @@ type Engine struct {
 	slices     map[model.ServiceKey]map[model.SliceKey]*model.EndpointSlice
 	sliceOwner map[model.SliceKey]model.ServiceKey
 	nodes      map[string]*model.Node
-	outputs    map[model.ServiceKey][]*portOutput
+	outputs    map[model.ServiceKey]map[string]*layers
 
 	// The three layers of state (see the package comment).
 	defaults map[string]*Resource
@@ -33,7 +33,7 @@ func NewEngine(opts Options) *Engine {
 		slices:     map[model.ServiceKey]map[model.SliceKey]*model.EndpointSlice{},
 		sliceOwner: map[model.SliceKey]model.ServiceKey{},
 		nodes:      map[string]*model.Node{},
-		outputs:    map[model.ServiceKey][]*portOutput{},
+		outputs:    map[model.ServiceKey]map[string]*layers{},
 		defaults:   map[string]*Resource{},
 		byZone:     map[string]map[string]*Resource{},
 		byNode:     map[string]map[string]*Resource{},
@@ -156,11 +156,17 @@ func (e *Engine) ForEach(node string, fn func(*Resource)) {
 		}
 		fn(r)
 	}
+	// Resources with no default (probe sets) exist only for the nodes that have one.
+	for name, r := range e.byNode[node] {
+		if e.defaults[name] == nil {
+			fn(r)
+		}
+	}
 }
 
 // NodeState returns every resource node holds, sorted by name.
 func (e *Engine) NodeState(node string) []*Resource {
-	out := make([]*Resource, 0, len(e.defaults))
+	out := make([]*Resource, 0, len(e.defaults)+len(e.byNode[node]))
 	e.ForEach(node, func(r *Resource) { out = append(out, r) })
 	slices.SortFunc(out, func(a, b *Resource) int { return cmp.Compare(a.Name, b.Name) })
 	return out
@@ -203,17 +209,16 @@ func (e *Engine) Nodes() []string { return slices.Sorted(maps.Keys(e.nodes)) }
 
 // recompute rebuilds one service's outputs, swaps them into the layers and reports what changed.
 func (e *Engine) recompute(key model.ServiceKey) Delta {
-	old := e.outputs[key]
-	var fresh []*portOutput
+	oldByName := e.outputs[key]
+	var freshByName map[string]*layers
 	if svc := e.services[key]; svc != nil && IgnoredReason(svc, e.opts) == "" {
-		fresh = buildService(svc, e.sortedSlices(key))
+		freshByName = buildService(svc, e.sortedSlices(key))
 	}
-	if len(fresh) == 0 {
+	if len(freshByName) == 0 {
 		delete(e.outputs, key)
 	} else {
-		e.outputs[key] = fresh
+		e.outputs[key] = freshByName
 	}
-	oldByName, freshByName := byName(old), byName(fresh)
 	var d Delta
 	for name, l := range oldByName {
 		d.diffLayers(name, l, freshByName[name])
@@ -234,22 +239,10 @@ func (e *Engine) sortedSlices(key model.ServiceKey) []*model.EndpointSlice {
 	return out
 }
 
-func byName(outs []*portOutput) map[string]*layers {
-	m := make(map[string]*layers, 3*len(outs))
-	for _, o := range outs {
-		m[o.service.Name] = &layers{def: o.service}
-		if o.cluster != nil {
-			m[o.cluster.def.Name] = o.cluster
-		}
-		if o.local != nil {
-			m[o.local.def.Name] = o.local
-		}
-	}
-	return m
-}
-
 func (e *Engine) place(name string, l *layers) {
-	e.defaults[name] = l.def
+	if l.def != nil {
+		e.defaults[name] = l.def
+	}
 	for z, r := range l.byZone {
 		if e.byZone[z] == nil {
 			e.byZone[z] = map[string]*Resource{}

@@ -17,15 +17,16 @@ type Resource struct {
 }
 
 // newResource seals content into a Resource: its version is the hash of the canonical encoding.
-func newResource(name string, svc *v1.ServicePort, eps *v1.EndpointSet) *Resource {
-	msg := &v1.Resource{Name: name}
+func newResource(name string, msg *v1.Resource) *Resource {
+	msg.Name = name
 	var c canon
-	if svc != nil {
-		c.servicePort(svc)
-		msg.Content = &v1.Resource_Service{Service: svc}
-	} else {
-		c.endpointSet(eps)
-		msg.Content = &v1.Resource_Endpoints{Endpoints: eps}
+	switch content := msg.Content.(type) {
+	case *v1.Resource_Service:
+		c.servicePort(content.Service)
+	case *v1.Resource_Endpoints:
+		c.endpointSet(content.Endpoints)
+	case *v1.Resource_Probes:
+		c.probeSet(content.Probes)
 	}
 	msg.Version = c.version()
 	wire, err := proto.Marshal(msg)
@@ -34,4 +35,12 @@ func newResource(name string, svc *v1.ServicePort, eps *v1.EndpointSet) *Resourc
 		panic("compute: marshal resource " + name + ": " + err.Error())
 	}
 	return &Resource{Name: name, Version: msg.Version, Msg: msg, Wire: wire}
+}
+
+// GetMsg returns the resource's message; nil-safe, for lookups that may find nothing.
+func (r *Resource) GetMsg() *v1.Resource {
+	if r == nil {
+		return nil
+	}
+	return r.Msg
 }

@@ -65,7 +65,9 @@ type Service struct {
 	HealthCheckNodePort    uint16
 	// Scheduler is the IPVS scheduler the service asks for; empty means the agent's default.
 	Scheduler string
-	Labels    map[string]string
+	// HealthCheck, when set, has agents probe the endpoints on their node.
+	HealthCheck *HealthCheck
+	Labels      map[string]string
 }
 
 // Key returns the service's key.
@@ -83,4 +85,26 @@ type ServicePort struct {
 	Protocol Protocol
 	Port     uint16
 	NodePort uint16
+}
+
+// ProbeAction is how a health check probes.
+type ProbeAction string
+
+// The probe actions of a Kubernetes readiness probe.
+const (
+	ProbeHTTPGet   ProbeAction = "httpGet"
+	ProbeTCPSocket ProbeAction = "tcpSocket"
+	ProbeExec      ProbeAction = "exec"
+)
+
+// HealthCheck is how the agents probe a service's endpoints on their nodes (bare-metal mode;
+// in Kubernetes the kubelet does it). Zero numbers take Kubernetes' probe defaults.
+type HealthCheck struct {
+	Action  ProbeAction
+	Path    string // httpGet
+	Scheme  string // httpGet: HTTP or HTTPS
+	Port    uint16 // httpGet, tcpSocket: 0 means the endpoint's port
+	Command []string
+
+	InitialDelaySeconds, PeriodSeconds, TimeoutSeconds, SuccessThreshold, FailureThreshold uint32
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
+	"github.com/ganglion-proxy/ganglion/internal/resname"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
 // Options tune the stream. Zero values take the defaults.
@@ -25,9 +27,21 @@ type Options struct {
 	SnapshotSlots int
 	// ChunkBytes splits updates larger than this (default 1 MiB).
 	ChunkBytes int
+	// Hooks let a source act on what agents say; nil hooks do nothing.
+	Hooks Hooks
 	// BehindWait is how long a replica waits to catch up with an agent that has seen a newer source
 	// revision before it turns the agent away (default 5s).
 	BehindWait time.Duration
+}
+
+// Hooks are called by agents' streams.
+type Hooks struct {
+	// OnConnect runs while an agent's stream is up, until ctx ends: bare-metal membership holds a
+	// lease for the node meanwhile.
+	OnConnect func(ctx context.Context, hello *v1.Hello)
+	// OnHealth receives probe results, already checked to be of endpoints the node was told to
+	// probe.
+	OnHealth func(node string, results []*v1.EndpointHealth)
 }
 
 func (o *Options) defaults() {
@@ -244,6 +258,24 @@ func (h *Hub) Sessions() map[string]SessionStatus {
 	out := make(map[string]SessionStatus, len(h.sessions))
 	for s := range h.sessions {
 		out[s.node] = s.status()
+	}
+	return out
+}
+
+// probed keeps the results that are about endpoints node was told to probe: an agent speaks for
+// its own node's endpoints only.
+func (h *Hub) probed(node string, results []*v1.EndpointHealth) []*v1.EndpointHealth {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*v1.EndpointHealth
+	for _, r := range results {
+		ps := h.engine.Resolve(node, resname.Join(r.Namespace+"/"+r.Service, resname.KindProbes)).GetMsg().GetProbes()
+		for _, t := range ps.GetTargets() {
+			if t.Address == r.Address {
+				out = append(out, r)
+				break
+			}
+		}
 	}
 	return out
 }

@@ -66,6 +66,9 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 			srv.hub.Revision(), hello.MinRevision)
 	}
 	log := srv.log.With("node", hello.NodeName)
+	if hook := srv.hub.opts.Hooks.OnConnect; hook != nil {
+		go hook(ctx, hello)
+	}
 	s := newSession(hello.NodeName, hello.AgentVersion)
 	// Registered before the difference is computed, so no change made meanwhile is missed.
 	srv.hub.register(s)
@@ -135,6 +138,9 @@ func (c *conn) initialDiff(hello *v1.Hello) ([]*compute.Resource, []string, erro
 		return nil, nil, err
 	}
 	req, err := c.stream.Recv()
+	for err == nil && c.health(req) {
+		req, err = c.stream.Recv()
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -280,6 +286,21 @@ func (c *conn) watchdog() func() bool {
 	return t.Stop
 }
 
+// health hands a health report to the hook, and says whether req was one: reports may come at
+// any time, even between a held request and its answer.
+func (c *conn) health(req *v1.StreamRequest) bool {
+	hr := req.GetHealthReport()
+	if hr == nil {
+		return false
+	}
+	if hook := c.srv.hub.opts.Hooks.OnHealth; hook != nil {
+		if ok := c.srv.hub.probed(c.s.node, hr.Endpoints); len(ok) > 0 {
+			hook(c.s.node, ok)
+		}
+	}
+	return true
+}
+
 // receive handles acknowledgements until the agent closes its side.
 func (c *conn) receive() error {
 	for {
@@ -290,9 +311,12 @@ func (c *conn) receive() error {
 		if err != nil {
 			return err
 		}
+		if c.health(req) {
+			continue
+		}
 		ack := req.GetAck()
 		if ack == nil {
-			return status.Error(codes.InvalidArgument, "expected an ack")
+			return status.Error(codes.InvalidArgument, "expected an ack or a health report")
 		}
 		rejected := make(map[string]rejection, len(ack.Rejections))
 		for _, r := range ack.Rejections {

@@ -10,6 +10,8 @@ const (
 	KindService = "service"
 	KindCluster = "cluster"
 	KindLocal   = "local"
+	// KindProbes is a per-node ProbeSet; its base is <ns>/<name>, not a port.
+	KindProbes = "probes"
 )
 
 // Join joins a service port's base name and a kind.

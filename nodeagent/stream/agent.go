@@ -32,12 +32,23 @@ type Config struct {
 	Log       *slog.Logger
 	// DialOptions are added to the defaults (plaintext, keepalive, sizes).
 	DialOptions []grpc.DialOption
+	// Node describes this node to the brain (bare-metal membership).
+	Node *v1.NodeInfo
+	// Prober, when set, probes this node's endpoints as the brain's probe sets say; its results
+	// go to the brain.
+	Prober Prober
 	// OnApply, when set, hears of every change applied to the dataplane, with its duration and the
 	// bases that failed: node-local servers (health checks, metrics) follow the state through it.
 	OnApply func(c dataplane.Change, took time.Duration, failed map[string]error)
 	// BackoffMin and BackoffMax bound the jittered exponential backoff between attempts
 	// (defaults 200ms and 10s).
 	BackoffMin, BackoffMax time.Duration
+}
+
+// Prober is what the agent needs of the health checker.
+type Prober interface {
+	Update([]*v1.ProbeSet)
+	Results() []*v1.EndpointHealth
 }
 
 // Agent keeps one node's dataplane in line with the brain.
@@ -51,6 +62,9 @@ type Agent struct {
 	brain    string // the address of the current stream, "" when disconnected
 	lastSync time.Time
 	down     time.Time // when the last stream ended
+
+	sendMu sync.Mutex // one sender at a time on the current stream
+	stream v1.AgentService_StreamClient
 }
 
 // New returns an agent with an empty state.
@@ -139,12 +153,18 @@ func (a *Agent) session(ctx context.Context, addr string) error {
 	}
 	a.mu.Lock()
 	digests := a.state.digests()
-	hello := &v1.Hello{NodeName: a.cfg.NodeName, AgentVersion: a.cfg.AgentVersion, HeldDigests: digests, MinRevision: a.revision}
+	hello := &v1.Hello{NodeName: a.cfg.NodeName, AgentVersion: a.cfg.AgentVersion, HeldDigests: digests, MinRevision: a.revision, Node: a.cfg.Node}
 	a.mu.Unlock()
-	if err := stream.Send(&v1.StreamRequest{Message: &v1.StreamRequest_Hello{Hello: hello}}); err != nil {
+	if err := a.send(stream, &v1.StreamRequest{Message: &v1.StreamRequest_Hello{Hello: hello}}); err != nil {
 		return fmt.Errorf("send hello: %w", err)
 	}
+	a.sendMu.Lock()
+	a.stream = stream
+	a.sendMu.Unlock()
 	defer func() {
+		a.sendMu.Lock()
+		a.stream = nil
+		a.sendMu.Unlock()
 		a.mu.Lock()
 		if a.brain != "" {
 			a.down = time.Now()
@@ -152,6 +172,12 @@ func (a *Agent) session(ctx context.Context, addr string) error {
 		a.brain = ""
 		a.mu.Unlock()
 	}()
+	// Results changed while no brain was listening are told again.
+	if a.cfg.Prober != nil {
+		if results := a.cfg.Prober.Results(); len(results) > 0 {
+			a.ReportHealth(results...)
+		}
+	}
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -173,9 +199,28 @@ func (a *Agent) session(ctx context.Context, addr string) error {
 		default:
 			return fmt.Errorf("unexpected message %T", resp.Message)
 		}
-		if err := stream.Send(reply); err != nil {
+		if err := a.send(stream, reply); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
+	}
+}
+
+func (a *Agent) send(s v1.AgentService_StreamClient, m *v1.StreamRequest) error {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	return s.Send(m)
+}
+
+// ReportHealth tells the brain of probe results. Without a stream they are dropped here: the
+// prober keeps them, and they are told again on the next connection.
+func (a *Agent) ReportHealth(results ...*v1.EndpointHealth) {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	if a.stream == nil {
+		return
+	}
+	if err := a.stream.Send(&v1.StreamRequest{Message: &v1.StreamRequest_HealthReport{HealthReport: &v1.HealthReport{Endpoints: results}}}); err != nil {
+		a.cfg.Log.Warn("health report not sent", "err", err)
 	}
 }
 
@@ -196,6 +241,9 @@ func (a *Agent) apply(ctx context.Context, addr string, u *v1.Update) *v1.Ack {
 		a.cfg.Log.Warn("resource rejected", "name", r.Name, "version", r.Version, "err", r.Error)
 	}
 	a.revision = max(a.revision, u.SourceRevision)
+	if a.cfg.Prober != nil {
+		a.cfg.Prober.Update(a.state.probeSets())
+	}
 	if u.SnapshotComplete {
 		// The state is now exactly what the brain wants: whatever else the dataplane owns, from an
 		// earlier run or a missed removal, can go.

@@ -42,6 +42,17 @@ func (h held) list(buckets []uint32, n int) []*v1.HeldResource {
 	return out
 }
 
+// probeSets returns every held probe set.
+func (h held) probeSets() []*v1.ProbeSet {
+	var out []*v1.ProbeSet
+	for _, r := range h {
+		if ps := r.GetProbes(); ps != nil {
+			out = append(out, ps)
+		}
+	}
+	return out
+}
+
 // bases returns the bases of every held port.
 func (h held) bases() map[string]bool {
 	out := map[string]bool{}
@@ -83,11 +94,13 @@ func (h held) port(base string) (dataplane.Port, bool, error) {
 func applyUpdate(h held, apply func(dataplane.Change) map[string]error, u *v1.Update) []*v1.Rejection {
 	prev := map[string]*v1.Resource{}
 	touched := map[string][]string{} // base -> names in this update
+	// Probe sets are not the dataplane's: they are held, and the prober follows them.
 	for _, r := range u.Upserts {
 		prev[r.Name] = h[r.Name]
 		h[r.Name] = r
-		b, _ := resname.Split(r.Name)
-		touched[b] = append(touched[b], r.Name)
+		if b, kind := resname.Split(r.Name); kind != resname.KindProbes {
+			touched[b] = append(touched[b], r.Name)
+		}
 	}
 	for _, name := range u.Removals {
 		if _, ok := h[name]; !ok {
@@ -95,8 +108,9 @@ func applyUpdate(h held, apply func(dataplane.Change) map[string]error, u *v1.Up
 		}
 		prev[name] = h[name]
 		delete(h, name)
-		b, _ := resname.Split(name)
-		touched[b] = append(touched[b], name)
+		if b, kind := resname.Split(name); kind != resname.KindProbes {
+			touched[b] = append(touched[b], name)
+		}
 	}
 
 	var change dataplane.Change

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
+	"github.com/ganglion-proxy/ganglion/controlplane/stream"
 )
 
 // runServe runs the brain until SIGINT or SIGTERM.
@@ -47,7 +48,11 @@ func runServe(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	b := brain.New(brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log})
+	opts := brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log}
+	if h, ok := src.(interface{ Hooks() stream.Hooks }); ok {
+		opts.Stream.Hooks = h.Hooks()
+	}
+	b := brain.New(opts)
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)

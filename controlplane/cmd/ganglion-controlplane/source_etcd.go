@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -16,12 +17,17 @@ import (
 	"github.com/ganglion-proxy/ganglion/store"
 )
 
-// etcdSource is the bare-metal source: the store, and the admin service that writes to it.
+// etcdSource is the bare-metal source: the store, the admin service that writes to it, and the
+// membership that registers agents' nodes and records their probe results.
 type etcdSource struct {
 	st  *store.Store
 	src *baremetal.Source
 	set baremetal.Settings
+	mem *baremetal.Membership
 }
+
+// Hooks are the stream hooks of bare-metal mode.
+func (e *etcdSource) Hooks() stream.Hooks { return e.mem.Hooks() }
 
 func (e *etcdSource) Run(ctx context.Context, hub *stream.Hub, synced func()) error {
 	defer e.st.Close()
@@ -36,6 +42,7 @@ func (e *etcdSource) Register(s *grpc.Server) {
 func init() {
 	var cfg store.Config
 	var endpoints, serviceCIDR, nodePorts string
+	var leaseTTL, grace time.Duration
 	sources["etcd"] = sourceDef{
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.DataDir, "etcd-data-dir", "/var/lib/ganglion/etcd", "with --source=etcd: the embedded etcd's data directory")
@@ -48,6 +55,8 @@ func init() {
 			fs.StringVar(&cfg.Prefix, "etcd-prefix", "/ganglion/", "the key prefix Ganglion owns")
 			fs.StringVar(&serviceCIDR, "service-cidr", "10.96.0.0/16", "where VIPs are allocated for services that give none")
 			fs.StringVar(&nodePorts, "node-port-range", "30000-32767", "the node port range")
+			fs.DurationVar(&leaseTTL, "node-lease-ttl", 10*time.Second, "how long a node stays registered after its agent's stream ends")
+			fs.DurationVar(&grace, "node-grace", 5*time.Second, "how long after its lease expires a node's endpoints stay in use")
 		},
 		build: func(log *slog.Logger) (source, error) {
 			set := baremetal.DefaultSettings()
@@ -67,7 +76,8 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return &etcdSource{st: st, src: &baremetal.Source{Store: st, Log: log}, set: set}, nil
+			return &etcdSource{st: st, src: &baremetal.Source{Store: st, Log: log, Grace: grace}, set: set,
+				mem: &baremetal.Membership{Store: st, LeaseTTL: leaseTTL, Log: log}}, nil
 		},
 	}
 }

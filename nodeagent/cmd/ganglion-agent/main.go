@@ -20,7 +20,9 @@ import (
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/nftables"
 	"github.com/ganglion-proxy/ganglion/nodeagent/node"
+	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
 	"github.com/ganglion-proxy/ganglion/nodeagent/stream"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -36,6 +38,7 @@ func main() {
 type flags struct {
 	nodeName, brains, backend, logLevel  string
 	nodeIPs, nodePortAddresses, podCIDRs string
+	zone                                 string
 	healthzAddr, metricsAddr             string
 	staleAfter, reconcileEvery           time.Duration
 }
@@ -50,6 +53,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.nodeIPs, "node-ip", "", "comma-separated node addresses for NodePorts (default: every global unicast address)")
 	fs.StringVar(&f.nodePortAddresses, "nodeport-addresses", "", "comma-separated CIDRs: NodePorts listen only on node addresses inside them")
 	fs.StringVar(&f.podCIDRs, "pod-cidr", "", "comma-separated CIDRs of this node's pods")
+	fs.StringVar(&f.zone, "zone", "", "this node's zone, registered with the brain in bare-metal mode")
 	fs.StringVar(&f.healthzAddr, "healthz-bind-address", "0.0.0.0:10256", "address of /healthz, /livez and /proxyMode; empty disables")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:10249", "address of /metrics; empty disables")
 	fs.DurationVar(&f.reconcileEvery, "reconcile-interval", 30*time.Second, "how often to repair kernel objects changed from outside")
@@ -77,7 +81,11 @@ func run(args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	dp, err := openDataplane(f, log)
+	self, err := nodeConfig(f)
+	if err != nil {
+		return err
+	}
+	dp, err := openDataplane(f, self, log)
 	if err != nil {
 		return err
 	}
@@ -93,11 +101,22 @@ func run(args []string) error {
 	}}
 	hc := node.NewHealthChecks(log, health.Healthy)
 	defer hc.Close()
+	prober := probe.New(func(r *v1.EndpointHealth) {
+		log.Info("endpoint probe changed", "service", r.Namespace+"/"+r.Service, "endpoint", r.Address, "ready", r.Ready)
+		agent.ReportHealth(r)
+	})
+	defer prober.Close()
+	info := &v1.NodeInfo{Zone: f.zone}
+	for _, a := range self.Addresses {
+		info.Addresses = append(info.Addresses, a.String())
+	}
 	agent = stream.New(stream.Config{
 		NodeName:     f.nodeName,
 		AgentVersion: version,
 		Brains:       strings.Split(f.brains, ","),
 		Dataplane:    dp,
+		Node:         info,
+		Prober:       prober,
 		Log:          log,
 		OnApply: func(c dataplane.Change, took time.Duration, failed map[string]error) {
 			metrics.Observe(c, took, failed)
@@ -127,23 +146,28 @@ func reconcileLoop(ctx context.Context, log *slog.Logger, dp dataplane.Dataplane
 	}
 }
 
-func openDataplane(f *flags, log *slog.Logger) (dataplane.Dataplane, error) {
+// nodeConfig reads what the flags say of this node.
+func nodeConfig(f *flags) (dataplane.Node, error) {
 	n := dataplane.Node{Name: f.nodeName}
 	var err error
 	if n.Addresses, err = parseAddrs(f.nodeIPs); err != nil {
-		return nil, fmt.Errorf("--node-ip: %w", err)
+		return n, fmt.Errorf("--node-ip: %w", err)
 	}
 	if len(n.Addresses) == 0 {
 		if n.Addresses, err = localAddrs(); err != nil {
-			return nil, fmt.Errorf("--node-ip: %w", err)
+			return n, fmt.Errorf("--node-ip: %w", err)
 		}
 	}
 	if n.NodePortAddresses, err = parsePrefixes(f.nodePortAddresses); err != nil {
-		return nil, fmt.Errorf("--nodeport-addresses: %w", err)
+		return n, fmt.Errorf("--nodeport-addresses: %w", err)
 	}
 	if n.PodCIDRs, err = parsePrefixes(f.podCIDRs); err != nil {
-		return nil, fmt.Errorf("--pod-cidr: %w", err)
+		return n, fmt.Errorf("--pod-cidr: %w", err)
 	}
+	return n, nil
+}
+
+func openDataplane(f *flags, n dataplane.Node, log *slog.Logger) (dataplane.Dataplane, error) {
 	switch f.backend {
 	case "recording":
 		return dataplane.NewRecording(), nil

@@ -29,6 +29,7 @@ type StreamRequest struct {
 	//	*StreamRequest_Hello
 	//	*StreamRequest_Ack
 	//	*StreamRequest_HeldList
+	//	*StreamRequest_HealthReport
 	Message       isStreamRequest_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -98,6 +99,15 @@ func (x *StreamRequest) GetHeldList() *HeldList {
 	return nil
 }
 
+func (x *StreamRequest) GetHealthReport() *HealthReport {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRequest_HealthReport); ok {
+			return x.HealthReport
+		}
+	}
+	return nil
+}
+
 type isStreamRequest_Message interface {
 	isStreamRequest_Message()
 }
@@ -114,11 +124,17 @@ type StreamRequest_HeldList struct {
 	HeldList *HeldList `protobuf:"bytes,3,opt,name=held_list,json=heldList,proto3,oneof"`
 }
 
+type StreamRequest_HealthReport struct {
+	HealthReport *HealthReport `protobuf:"bytes,4,opt,name=health_report,json=healthReport,proto3,oneof"`
+}
+
 func (*StreamRequest_Hello) isStreamRequest_Message() {}
 
 func (*StreamRequest_Ack) isStreamRequest_Message() {}
 
 func (*StreamRequest_HeldList) isStreamRequest_Message() {}
+
+func (*StreamRequest_HealthReport) isStreamRequest_Message() {}
 
 // Hello is an agent's first message: who it is and a summary of what it already holds.
 type Hello struct {
@@ -134,7 +150,10 @@ type Hello struct {
 	HeldDigests []uint64 `protobuf:"fixed64,4,rep,packed,name=held_digests,json=heldDigests,proto3" json:"held_digests,omitempty"`
 	// MinRevision is the highest source revision the agent has applied: a brain replica that has not
 	// seen it yet is behind, and the agent must not move back to it.
-	MinRevision   uint64 `protobuf:"varint,5,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	MinRevision uint64 `protobuf:"varint,5,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	// Node describes the agent's node. In bare-metal mode the brain registers it and holds a lease
+	// for it while the stream is up; in Kubernetes mode the Node object is the truth.
+	Node          *NodeInfo `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +223,189 @@ func (x *Hello) GetMinRevision() uint64 {
 	return 0
 }
 
+func (x *Hello) GetNode() *NodeInfo {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// NodeInfo is what an agent knows of its own node.
+type NodeInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Addresses     []string               `protobuf:"bytes,1,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Zone          string                 `protobuf:"bytes,2,opt,name=zone,proto3" json:"zone,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeInfo) Reset() {
+	*x = NodeInfo{}
+	mi := &file_ganglion_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeInfo) ProtoMessage() {}
+
+func (x *NodeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
+func (*NodeInfo) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NodeInfo) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// HealthReport carries results of the agent's probes of its node's endpoints: transitions, and
+// after (re)connecting, every result that differs from the default (ready).
+type HealthReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoints     []*EndpointHealth      `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthReport) Reset() {
+	*x = HealthReport{}
+	mi := &file_ganglion_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthReport) ProtoMessage() {}
+
+func (x *HealthReport) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthReport.ProtoReflect.Descriptor instead.
+func (*HealthReport) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HealthReport) GetEndpoints() []*EndpointHealth {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+// EndpointHealth is one endpoint's probe result.
+type EndpointHealth struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Service       string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Ready         bool                   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointHealth) Reset() {
+	*x = EndpointHealth{}
+	mi := &file_ganglion_v1_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointHealth) ProtoMessage() {}
+
+func (x *EndpointHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointHealth.ProtoReflect.Descriptor instead.
+func (*EndpointHealth) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EndpointHealth) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *EndpointHealth) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *EndpointHealth) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *EndpointHealth) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
 // HeldList answers a HeldRequest: every held resource in the requested buckets.
 type HeldList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -214,7 +416,7 @@ type HeldList struct {
 
 func (x *HeldList) Reset() {
 	*x = HeldList{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[2]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +428,7 @@ func (x *HeldList) String() string {
 func (*HeldList) ProtoMessage() {}
 
 func (x *HeldList) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[2]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +441,7 @@ func (x *HeldList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldList.ProtoReflect.Descriptor instead.
 func (*HeldList) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeldList) GetResources() []*HeldResource {
@@ -260,7 +462,7 @@ type HeldResource struct {
 
 func (x *HeldResource) Reset() {
 	*x = HeldResource{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[3]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +474,7 @@ func (x *HeldResource) String() string {
 func (*HeldResource) ProtoMessage() {}
 
 func (x *HeldResource) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[3]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +487,7 @@ func (x *HeldResource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldResource.ProtoReflect.Descriptor instead.
 func (*HeldResource) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeldResource) GetName() string {
@@ -314,7 +516,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[4]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +528,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[4]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +541,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Ack) GetGeneration() uint64 {
@@ -368,7 +570,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[5]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +582,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[5]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +595,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Rejection) GetName() string {
@@ -431,7 +633,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[6]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +645,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[6]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +658,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StreamResponse) GetMessage() isStreamResponse_Message {
@@ -510,7 +712,7 @@ type HeldRequest struct {
 
 func (x *HeldRequest) Reset() {
 	*x = HeldRequest{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[7]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +724,7 @@ func (x *HeldRequest) String() string {
 func (*HeldRequest) ProtoMessage() {}
 
 func (x *HeldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[7]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +737,7 @@ func (x *HeldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldRequest.ProtoReflect.Descriptor instead.
 func (*HeldRequest) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HeldRequest) GetBuckets() []uint32 {
@@ -564,7 +766,7 @@ type Update struct {
 
 func (x *Update) Reset() {
 	*x = Update{}
-	mi := &file_ganglion_v1_agent_proto_msgTypes[8]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +778,7 @@ func (x *Update) String() string {
 func (*Update) ProtoMessage() {}
 
 func (x *Update) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_agent_proto_msgTypes[8]
+	mi := &file_ganglion_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +791,7 @@ func (x *Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Update.ProtoReflect.Descriptor instead.
 func (*Update) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_ganglion_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Update) GetGeneration() uint64 {
@@ -631,18 +833,34 @@ var File_ganglion_v1_agent_proto protoreflect.FileDescriptor
 
 const file_ganglion_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x17ganglion/v1/agent.proto\x12\vganglion.v1\x1a\x17ganglion/v1/state.proto\"\xa2\x01\n" +
+	"\x17ganglion/v1/agent.proto\x12\vganglion.v1\x1a\x17ganglion/v1/state.proto\"\xe4\x01\n" +
 	"\rStreamRequest\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.ganglion.v1.HelloH\x00R\x05hello\x12$\n" +
 	"\x03ack\x18\x02 \x01(\v2\x10.ganglion.v1.AckH\x00R\x03ack\x124\n" +
-	"\theld_list\x18\x03 \x01(\v2\x15.ganglion.v1.HeldListH\x00R\bheldListB\t\n" +
-	"\amessage\"\xb3\x01\n" +
+	"\theld_list\x18\x03 \x01(\v2\x15.ganglion.v1.HeldListH\x00R\bheldList\x12@\n" +
+	"\rhealth_report\x18\x04 \x01(\v2\x19.ganglion.v1.HealthReportH\x00R\fhealthReportB\t\n" +
+	"\amessage\"\xde\x01\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x12\"\n" +
 	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\x12!\n" +
 	"\fheld_digests\x18\x04 \x03(\x06R\vheldDigests\x12!\n" +
-	"\fmin_revision\x18\x05 \x01(\x04R\vminRevision\"C\n" +
+	"\fmin_revision\x18\x05 \x01(\x04R\vminRevision\x12)\n" +
+	"\x04node\x18\x06 \x01(\v2\x15.ganglion.v1.NodeInfoR\x04node\"\xb2\x01\n" +
+	"\bNodeInfo\x12\x1c\n" +
+	"\taddresses\x18\x01 \x03(\tR\taddresses\x12\x12\n" +
+	"\x04zone\x18\x02 \x01(\tR\x04zone\x129\n" +
+	"\x06labels\x18\x03 \x03(\v2!.ganglion.v1.NodeInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
+	"\fHealthReport\x129\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x1b.ganglion.v1.EndpointHealthR\tendpoints\"x\n" +
+	"\x0eEndpointHealth\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05ready\x18\x04 \x01(\bR\x05ready\"C\n" +
 	"\bHeldList\x127\n" +
 	"\tresources\x18\x01 \x03(\v2\x19.ganglion.v1.HeldResourceR\tresources\"<\n" +
 	"\fHeldResource\x12\x12\n" +
@@ -688,35 +906,43 @@ func file_ganglion_v1_agent_proto_rawDescGZIP() []byte {
 	return file_ganglion_v1_agent_proto_rawDescData
 }
 
-var file_ganglion_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_ganglion_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_ganglion_v1_agent_proto_goTypes = []any{
 	(*StreamRequest)(nil),  // 0: ganglion.v1.StreamRequest
 	(*Hello)(nil),          // 1: ganglion.v1.Hello
-	(*HeldList)(nil),       // 2: ganglion.v1.HeldList
-	(*HeldResource)(nil),   // 3: ganglion.v1.HeldResource
-	(*Ack)(nil),            // 4: ganglion.v1.Ack
-	(*Rejection)(nil),      // 5: ganglion.v1.Rejection
-	(*StreamResponse)(nil), // 6: ganglion.v1.StreamResponse
-	(*HeldRequest)(nil),    // 7: ganglion.v1.HeldRequest
-	(*Update)(nil),         // 8: ganglion.v1.Update
-	(*Resource)(nil),       // 9: ganglion.v1.Resource
+	(*NodeInfo)(nil),       // 2: ganglion.v1.NodeInfo
+	(*HealthReport)(nil),   // 3: ganglion.v1.HealthReport
+	(*EndpointHealth)(nil), // 4: ganglion.v1.EndpointHealth
+	(*HeldList)(nil),       // 5: ganglion.v1.HeldList
+	(*HeldResource)(nil),   // 6: ganglion.v1.HeldResource
+	(*Ack)(nil),            // 7: ganglion.v1.Ack
+	(*Rejection)(nil),      // 8: ganglion.v1.Rejection
+	(*StreamResponse)(nil), // 9: ganglion.v1.StreamResponse
+	(*HeldRequest)(nil),    // 10: ganglion.v1.HeldRequest
+	(*Update)(nil),         // 11: ganglion.v1.Update
+	nil,                    // 12: ganglion.v1.NodeInfo.LabelsEntry
+	(*Resource)(nil),       // 13: ganglion.v1.Resource
 }
 var file_ganglion_v1_agent_proto_depIdxs = []int32{
-	1, // 0: ganglion.v1.StreamRequest.hello:type_name -> ganglion.v1.Hello
-	4, // 1: ganglion.v1.StreamRequest.ack:type_name -> ganglion.v1.Ack
-	2, // 2: ganglion.v1.StreamRequest.held_list:type_name -> ganglion.v1.HeldList
-	3, // 3: ganglion.v1.HeldList.resources:type_name -> ganglion.v1.HeldResource
-	5, // 4: ganglion.v1.Ack.rejections:type_name -> ganglion.v1.Rejection
-	8, // 5: ganglion.v1.StreamResponse.update:type_name -> ganglion.v1.Update
-	7, // 6: ganglion.v1.StreamResponse.held_request:type_name -> ganglion.v1.HeldRequest
-	9, // 7: ganglion.v1.Update.upserts:type_name -> ganglion.v1.Resource
-	0, // 8: ganglion.v1.AgentService.Stream:input_type -> ganglion.v1.StreamRequest
-	6, // 9: ganglion.v1.AgentService.Stream:output_type -> ganglion.v1.StreamResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	1,  // 0: ganglion.v1.StreamRequest.hello:type_name -> ganglion.v1.Hello
+	7,  // 1: ganglion.v1.StreamRequest.ack:type_name -> ganglion.v1.Ack
+	5,  // 2: ganglion.v1.StreamRequest.held_list:type_name -> ganglion.v1.HeldList
+	3,  // 3: ganglion.v1.StreamRequest.health_report:type_name -> ganglion.v1.HealthReport
+	2,  // 4: ganglion.v1.Hello.node:type_name -> ganglion.v1.NodeInfo
+	12, // 5: ganglion.v1.NodeInfo.labels:type_name -> ganglion.v1.NodeInfo.LabelsEntry
+	4,  // 6: ganglion.v1.HealthReport.endpoints:type_name -> ganglion.v1.EndpointHealth
+	6,  // 7: ganglion.v1.HeldList.resources:type_name -> ganglion.v1.HeldResource
+	8,  // 8: ganglion.v1.Ack.rejections:type_name -> ganglion.v1.Rejection
+	11, // 9: ganglion.v1.StreamResponse.update:type_name -> ganglion.v1.Update
+	10, // 10: ganglion.v1.StreamResponse.held_request:type_name -> ganglion.v1.HeldRequest
+	13, // 11: ganglion.v1.Update.upserts:type_name -> ganglion.v1.Resource
+	0,  // 12: ganglion.v1.AgentService.Stream:input_type -> ganglion.v1.StreamRequest
+	9,  // 13: ganglion.v1.AgentService.Stream:output_type -> ganglion.v1.StreamResponse
+	13, // [13:14] is the sub-list for method output_type
+	12, // [12:13] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_agent_proto_init() }
@@ -729,8 +955,9 @@ func file_ganglion_v1_agent_proto_init() {
 		(*StreamRequest_Hello)(nil),
 		(*StreamRequest_Ack)(nil),
 		(*StreamRequest_HeldList)(nil),
+		(*StreamRequest_HealthReport)(nil),
 	}
-	file_ganglion_v1_agent_proto_msgTypes[6].OneofWrappers = []any{
+	file_ganglion_v1_agent_proto_msgTypes[9].OneofWrappers = []any{
 		(*StreamResponse_Update)(nil),
 		(*StreamResponse_HeldRequest)(nil),
 	}
@@ -740,7 +967,7 @@ func file_ganglion_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ganglion_v1_agent_proto_rawDesc), len(file_ganglion_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -301,6 +301,7 @@ type Resource struct {
 	//
 	//	*Resource_Service
 	//	*Resource_Endpoints
+	//	*Resource_Probes
 	Content       isResource_Content `protobuf_oneof:"content"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -375,6 +376,15 @@ func (x *Resource) GetEndpoints() *EndpointSet {
 	return nil
 }
 
+func (x *Resource) GetProbes() *ProbeSet {
+	if x != nil {
+		if x, ok := x.Content.(*Resource_Probes); ok {
+			return x.Probes
+		}
+	}
+	return nil
+}
+
 type isResource_Content interface {
 	isResource_Content()
 }
@@ -387,9 +397,15 @@ type Resource_Endpoints struct {
 	Endpoints *EndpointSet `protobuf:"bytes,4,opt,name=endpoints,proto3,oneof"`
 }
 
+type Resource_Probes struct {
+	Probes *ProbeSet `protobuf:"bytes,5,opt,name=probes,proto3,oneof"`
+}
+
 func (*Resource_Service) isResource_Content() {}
 
 func (*Resource_Endpoints) isResource_Content() {}
+
+func (*Resource_Probes) isResource_Content() {}
 
 // Frontend is one address and port where the service accepts traffic.
 type Frontend struct {
@@ -830,16 +846,433 @@ func (x *EndpointSet) GetLocalReadyEndpoints() uint32 {
 	return 0
 }
 
+// ProbeSet tells an agent to probe its node's endpoints of one service. It lists every endpoint
+// on the node whatever its condition: a failing one must be probed to come back.
+type ProbeSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Service       string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Check         *HealthCheck           `protobuf:"bytes,3,opt,name=check,proto3" json:"check,omitempty"`
+	Targets       []*ProbeTarget         `protobuf:"bytes,4,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbeSet) Reset() {
+	*x = ProbeSet{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbeSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbeSet) ProtoMessage() {}
+
+func (x *ProbeSet) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbeSet.ProtoReflect.Descriptor instead.
+func (*ProbeSet) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ProbeSet) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ProbeSet) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ProbeSet) GetCheck() *HealthCheck {
+	if x != nil {
+		return x.Check
+	}
+	return nil
+}
+
+func (x *ProbeSet) GetTargets() []*ProbeTarget {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+// ProbeTarget is one endpoint to probe.
+type ProbeTarget struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// Port is the endpoint's port, used when the check names none.
+	Port          uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbeTarget) Reset() {
+	*x = ProbeTarget{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbeTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbeTarget) ProtoMessage() {}
+
+func (x *ProbeTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbeTarget.ProtoReflect.Descriptor instead.
+func (*ProbeTarget) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ProbeTarget) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ProbeTarget) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+// HealthCheck has the fields of a Kubernetes readiness probe. Exactly one action is set.
+type HealthCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Action:
+	//
+	//	*HealthCheck_HttpGet
+	//	*HealthCheck_TcpSocket
+	//	*HealthCheck_Exec
+	Action              isHealthCheck_Action `protobuf_oneof:"action"`
+	InitialDelaySeconds uint32               `protobuf:"varint,4,opt,name=initial_delay_seconds,json=initialDelaySeconds,proto3" json:"initial_delay_seconds,omitempty"`
+	PeriodSeconds       uint32               `protobuf:"varint,5,opt,name=period_seconds,json=periodSeconds,proto3" json:"period_seconds,omitempty"`
+	TimeoutSeconds      uint32               `protobuf:"varint,6,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	SuccessThreshold    uint32               `protobuf:"varint,7,opt,name=success_threshold,json=successThreshold,proto3" json:"success_threshold,omitempty"`
+	FailureThreshold    uint32               `protobuf:"varint,8,opt,name=failure_threshold,json=failureThreshold,proto3" json:"failure_threshold,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *HealthCheck) Reset() {
+	*x = HealthCheck{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck) ProtoMessage() {}
+
+func (x *HealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
+func (*HealthCheck) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HealthCheck) GetAction() isHealthCheck_Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetHttpGet() *HTTPGetAction {
+	if x != nil {
+		if x, ok := x.Action.(*HealthCheck_HttpGet); ok {
+			return x.HttpGet
+		}
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetTcpSocket() *TCPSocketAction {
+	if x != nil {
+		if x, ok := x.Action.(*HealthCheck_TcpSocket); ok {
+			return x.TcpSocket
+		}
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetExec() *ExecAction {
+	if x != nil {
+		if x, ok := x.Action.(*HealthCheck_Exec); ok {
+			return x.Exec
+		}
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetInitialDelaySeconds() uint32 {
+	if x != nil {
+		return x.InitialDelaySeconds
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetPeriodSeconds() uint32 {
+	if x != nil {
+		return x.PeriodSeconds
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetTimeoutSeconds() uint32 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetSuccessThreshold() uint32 {
+	if x != nil {
+		return x.SuccessThreshold
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetFailureThreshold() uint32 {
+	if x != nil {
+		return x.FailureThreshold
+	}
+	return 0
+}
+
+type isHealthCheck_Action interface {
+	isHealthCheck_Action()
+}
+
+type HealthCheck_HttpGet struct {
+	HttpGet *HTTPGetAction `protobuf:"bytes,1,opt,name=http_get,json=httpGet,proto3,oneof"`
+}
+
+type HealthCheck_TcpSocket struct {
+	TcpSocket *TCPSocketAction `protobuf:"bytes,2,opt,name=tcp_socket,json=tcpSocket,proto3,oneof"`
+}
+
+type HealthCheck_Exec struct {
+	Exec *ExecAction `protobuf:"bytes,3,opt,name=exec,proto3,oneof"`
+}
+
+func (*HealthCheck_HttpGet) isHealthCheck_Action() {}
+
+func (*HealthCheck_TcpSocket) isHealthCheck_Action() {}
+
+func (*HealthCheck_Exec) isHealthCheck_Action() {}
+
+// HTTPGetAction passes on a 2xx or 3xx answer.
+type HTTPGetAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Port  uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// Scheme is HTTP or HTTPS (certificates are not verified, as with kubelet probes).
+	Scheme        string `protobuf:"bytes,3,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPGetAction) Reset() {
+	*x = HTTPGetAction{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPGetAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPGetAction) ProtoMessage() {}
+
+func (x *HTTPGetAction) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPGetAction.ProtoReflect.Descriptor instead.
+func (*HTTPGetAction) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HTTPGetAction) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HTTPGetAction) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *HTTPGetAction) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+// TCPSocketAction passes when a connection opens.
+type TCPSocketAction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Port          uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TCPSocketAction) Reset() {
+	*x = TCPSocketAction{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TCPSocketAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TCPSocketAction) ProtoMessage() {}
+
+func (x *TCPSocketAction) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TCPSocketAction.ProtoReflect.Descriptor instead.
+func (*TCPSocketAction) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TCPSocketAction) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+// ExecAction runs a command on the node; exit 0 passes. The endpoint's address and port are in
+// the environment as PROBE_ADDRESS and PROBE_PORT.
+type ExecAction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecAction) Reset() {
+	*x = ExecAction{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecAction) ProtoMessage() {}
+
+func (x *ExecAction) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecAction.ProtoReflect.Descriptor instead.
+func (*ExecAction) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExecAction) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
 var File_ganglion_v1_state_proto protoreflect.FileDescriptor
 
 const file_ganglion_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x17ganglion/v1/state.proto\x12\vganglion.v1\"\xb3\x01\n" +
+	"\x17ganglion/v1/state.proto\x12\vganglion.v1\"\xe4\x01\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x124\n" +
 	"\aservice\x18\x03 \x01(\v2\x18.ganglion.v1.ServicePortH\x00R\aservice\x128\n" +
-	"\tendpoints\x18\x04 \x01(\v2\x18.ganglion.v1.EndpointSetH\x00R\tendpointsB\t\n" +
+	"\tendpoints\x18\x04 \x01(\v2\x18.ganglion.v1.EndpointSetH\x00R\tendpoints\x12/\n" +
+	"\x06probes\x18\x05 \x01(\v2\x15.ganglion.v1.ProbeSetH\x00R\x06probesB\t\n" +
 	"\acontent\"\x8c\x01\n" +
 	"\bFrontend\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.ganglion.v1.FrontendKindR\x04kind\x12\x18\n" +
@@ -874,7 +1307,35 @@ const file_ganglion_v1_state_proto_rawDesc = "" +
 	"\vEndpointSet\x122\n" +
 	"\x06action\x18\x01 \x01(\x0e2\x1a.ganglion.v1.TrafficActionR\x06action\x120\n" +
 	"\bbackends\x18\x02 \x03(\v2\x14.ganglion.v1.BackendR\bbackends\x122\n" +
-	"\x15local_ready_endpoints\x18\x03 \x01(\rR\x13localReadyEndpoints*M\n" +
+	"\x15local_ready_endpoints\x18\x03 \x01(\rR\x13localReadyEndpoints\"\xa6\x01\n" +
+	"\bProbeSet\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12.\n" +
+	"\x05check\x18\x03 \x01(\v2\x18.ganglion.v1.HealthCheckR\x05check\x122\n" +
+	"\atargets\x18\x04 \x03(\v2\x18.ganglion.v1.ProbeTargetR\atargets\";\n" +
+	"\vProbeTarget\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"\x9c\x03\n" +
+	"\vHealthCheck\x127\n" +
+	"\bhttp_get\x18\x01 \x01(\v2\x1a.ganglion.v1.HTTPGetActionH\x00R\ahttpGet\x12=\n" +
+	"\n" +
+	"tcp_socket\x18\x02 \x01(\v2\x1c.ganglion.v1.TCPSocketActionH\x00R\ttcpSocket\x12-\n" +
+	"\x04exec\x18\x03 \x01(\v2\x17.ganglion.v1.ExecActionH\x00R\x04exec\x122\n" +
+	"\x15initial_delay_seconds\x18\x04 \x01(\rR\x13initialDelaySeconds\x12%\n" +
+	"\x0eperiod_seconds\x18\x05 \x01(\rR\rperiodSeconds\x12'\n" +
+	"\x0ftimeout_seconds\x18\x06 \x01(\rR\x0etimeoutSeconds\x12+\n" +
+	"\x11success_threshold\x18\a \x01(\rR\x10successThreshold\x12+\n" +
+	"\x11failure_threshold\x18\b \x01(\rR\x10failureThresholdB\b\n" +
+	"\x06action\"O\n" +
+	"\rHTTPGetAction\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x16\n" +
+	"\x06scheme\x18\x03 \x01(\tR\x06scheme\"%\n" +
+	"\x0fTCPSocketAction\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"&\n" +
+	"\n" +
+	"ExecAction\x12\x18\n" +
+	"\acommand\x18\x01 \x03(\tR\acommand*M\n" +
 	"\bIPFamily\x12\x19\n" +
 	"\x15IP_FAMILY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eIP_FAMILY_IPV4\x10\x01\x12\x12\n" +
@@ -913,7 +1374,7 @@ func file_ganglion_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_ganglion_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_ganglion_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_ganglion_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_ganglion_v1_state_proto_goTypes = []any{
 	(IPFamily)(0),           // 0: ganglion.v1.IPFamily
 	(Protocol)(0),           // 1: ganglion.v1.Protocol
@@ -927,25 +1388,37 @@ var file_ganglion_v1_state_proto_goTypes = []any{
 	(*ServicePort)(nil),     // 9: ganglion.v1.ServicePort
 	(*Backend)(nil),         // 10: ganglion.v1.Backend
 	(*EndpointSet)(nil),     // 11: ganglion.v1.EndpointSet
+	(*ProbeSet)(nil),        // 12: ganglion.v1.ProbeSet
+	(*ProbeTarget)(nil),     // 13: ganglion.v1.ProbeTarget
+	(*HealthCheck)(nil),     // 14: ganglion.v1.HealthCheck
+	(*HTTPGetAction)(nil),   // 15: ganglion.v1.HTTPGetAction
+	(*TCPSocketAction)(nil), // 16: ganglion.v1.TCPSocketAction
+	(*ExecAction)(nil),      // 17: ganglion.v1.ExecAction
 }
 var file_ganglion_v1_state_proto_depIdxs = []int32{
 	9,  // 0: ganglion.v1.Resource.service:type_name -> ganglion.v1.ServicePort
 	11, // 1: ganglion.v1.Resource.endpoints:type_name -> ganglion.v1.EndpointSet
-	2,  // 2: ganglion.v1.Frontend.kind:type_name -> ganglion.v1.FrontendKind
-	3,  // 3: ganglion.v1.TrafficPolicy.scope:type_name -> ganglion.v1.EndpointScope
-	0,  // 4: ganglion.v1.ServicePort.family:type_name -> ganglion.v1.IPFamily
-	1,  // 5: ganglion.v1.ServicePort.protocol:type_name -> ganglion.v1.Protocol
-	6,  // 6: ganglion.v1.ServicePort.frontends:type_name -> ganglion.v1.Frontend
-	7,  // 7: ganglion.v1.ServicePort.session_affinity:type_name -> ganglion.v1.SessionAffinity
-	8,  // 8: ganglion.v1.ServicePort.internal:type_name -> ganglion.v1.TrafficPolicy
-	8,  // 9: ganglion.v1.ServicePort.external:type_name -> ganglion.v1.TrafficPolicy
-	4,  // 10: ganglion.v1.EndpointSet.action:type_name -> ganglion.v1.TrafficAction
-	10, // 11: ganglion.v1.EndpointSet.backends:type_name -> ganglion.v1.Backend
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 2: ganglion.v1.Resource.probes:type_name -> ganglion.v1.ProbeSet
+	2,  // 3: ganglion.v1.Frontend.kind:type_name -> ganglion.v1.FrontendKind
+	3,  // 4: ganglion.v1.TrafficPolicy.scope:type_name -> ganglion.v1.EndpointScope
+	0,  // 5: ganglion.v1.ServicePort.family:type_name -> ganglion.v1.IPFamily
+	1,  // 6: ganglion.v1.ServicePort.protocol:type_name -> ganglion.v1.Protocol
+	6,  // 7: ganglion.v1.ServicePort.frontends:type_name -> ganglion.v1.Frontend
+	7,  // 8: ganglion.v1.ServicePort.session_affinity:type_name -> ganglion.v1.SessionAffinity
+	8,  // 9: ganglion.v1.ServicePort.internal:type_name -> ganglion.v1.TrafficPolicy
+	8,  // 10: ganglion.v1.ServicePort.external:type_name -> ganglion.v1.TrafficPolicy
+	4,  // 11: ganglion.v1.EndpointSet.action:type_name -> ganglion.v1.TrafficAction
+	10, // 12: ganglion.v1.EndpointSet.backends:type_name -> ganglion.v1.Backend
+	14, // 13: ganglion.v1.ProbeSet.check:type_name -> ganglion.v1.HealthCheck
+	13, // 14: ganglion.v1.ProbeSet.targets:type_name -> ganglion.v1.ProbeTarget
+	15, // 15: ganglion.v1.HealthCheck.http_get:type_name -> ganglion.v1.HTTPGetAction
+	16, // 16: ganglion.v1.HealthCheck.tcp_socket:type_name -> ganglion.v1.TCPSocketAction
+	17, // 17: ganglion.v1.HealthCheck.exec:type_name -> ganglion.v1.ExecAction
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_state_proto_init() }
@@ -956,6 +1429,12 @@ func file_ganglion_v1_state_proto_init() {
 	file_ganglion_v1_state_proto_msgTypes[0].OneofWrappers = []any{
 		(*Resource_Service)(nil),
 		(*Resource_Endpoints)(nil),
+		(*Resource_Probes)(nil),
+	}
+	file_ganglion_v1_state_proto_msgTypes[9].OneofWrappers = []any{
+		(*HealthCheck_HttpGet)(nil),
+		(*HealthCheck_TcpSocket)(nil),
+		(*HealthCheck_Exec)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -963,7 +1442,7 @@ func file_ganglion_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ganglion_v1_state_proto_rawDesc), len(file_ganglion_v1_state_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   7,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,171 @@
+package baremetal_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ganglion-proxy/ganglion/controlplane/baremetal"
+	"github.com/ganglion-proxy/ganglion/controlplane/brain"
+	"github.com/ganglion-proxy/ganglion/controlplane/stream"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
+	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
+	"github.com/ganglion-proxy/ganglion/store"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func freeURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
+// backendServer answers /healthz with whatever status is set, on addr.
+func backendServer(t *testing.T, addr string) *atomic.Int32 {
+	t.Helper()
+	code := &atomic.Int32{}
+	code.Store(200)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(int(code.Load())) })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return code
+}
+
+type testAgent struct {
+	dp     *dataplane.Recording
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startAgent(t *testing.T, node, brainAddr string) *testAgent {
+	t.Helper()
+	ta := &testAgent{dp: dataplane.NewRecording(), done: make(chan struct{})}
+	var a *agentstream.Agent
+	p := probe.New(func(r *v1.EndpointHealth) { a.ReportHealth(r) })
+	a = agentstream.New(agentstream.Config{NodeName: node, Brains: []string{brainAddr}, Dataplane: ta.dp, Log: quiet,
+		Node: &v1.NodeInfo{Zone: "z"}, Prober: p, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	ta.cancel = cancel
+	go func() { defer close(ta.done); defer p.Close(); a.Run(ctx) }()
+	t.Cleanup(ta.stop)
+	return ta
+}
+
+func (a *testAgent) stop() {
+	a.cancel()
+	<-a.done
+}
+
+// backends returns the cluster set a node programs for default/web.
+func (a *testAgent) backends() []string {
+	var out []string
+	for _, b := range a.dp.Ports()["default/web/v4"].Cluster.GetBackends() {
+		out = append(out, b.Address)
+	}
+	return out
+}
+
+func eventually(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestHealthChecksAndNodeLeases runs the brain in bare-metal mode on an embedded etcd with two
+// agents that probe their own backends: a failing HTTP check takes a backend out on every node and
+// passing brings it back; an agent that goes away has its node's backends taken out once its
+// lease expires, and they return when it comes back.
+func TestHealthChecksAndNodeLeases(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), Log: quiet, EtcdLogLevel: "panic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	mem := &baremetal.Membership{Store: st, LeaseTTL: 2 * time.Second, Log: quiet}
+	b := brain.New(brain.Options{Log: quiet, Stream: stream.Options{Hooks: mem.Hooks()}})
+	v1.RegisterAdminServiceServer(b.GRPC(), &baremetal.Admin{Store: st, Settings: baremetal.DefaultSettings()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go (&baremetal.Source{Store: st, Log: quiet, Grace: time.Second}).Run(ctx, b.Hub, b.MarkSynced)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.Serve(lis)
+	defer b.Stop()
+
+	l1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l1.Addr().(*net.TCPAddr).Port
+	l1.Close()
+	one := backendServer(t, fmt.Sprintf("127.0.0.1:%d", port))
+	backendServer(t, fmt.Sprintf("127.0.0.2:%d", port))
+	objs, err := baremetal.Decode("test", []byte(fmt.Sprintf(`apiVersion: ganglion-proxy.io/v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: ganglion-proxy.io/v1
+kind: Node
+metadata: {name: n2}
+---
+apiVersion: ganglion-proxy.io/v1
+kind: Service
+metadata: {name: web}
+spec:
+  vips: [10.0.0.10]
+  ports: [{port: 80, targetPort: %d}]
+  healthCheck: {httpGet: {path: /healthz}, periodSeconds: 1, failureThreshold: 2, successThreshold: 2}
+  backends: [{address: 127.0.0.1, node: n1}, {address: 127.0.0.2, node: n2}]
+`, port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := baremetal.Apply(ctx, st, objs, baremetal.DefaultSettings(), false); err != nil {
+		t.Fatal(err)
+	}
+	a1 := startAgent(t, "n1", lis.Addr().String())
+	a2 := startAgent(t, "n2", lis.Addr().String())
+	both := func(a *testAgent) bool { return slices.Equal(a.backends(), []string{"127.0.0.1", "127.0.0.2"}) }
+	onlyTwo := func(a *testAgent) bool { return slices.Equal(a.backends(), []string{"127.0.0.2"}) }
+	eventually(t, "both nodes forward to both backends", func() bool { return both(a1) && both(a2) })
+
+	one.Store(500)
+	took := eventually(t, "the failing backend out on every node", func() bool { return onlyTwo(a1) && onlyTwo(a2) })
+	t.Logf("backend removed everywhere %v after its check started failing (period 1s x failureThreshold 2)", took.Round(time.Millisecond))
+	one.Store(200)
+	took = eventually(t, "the backend back on every node", func() bool { return both(a1) && both(a2) })
+	t.Logf("backend back everywhere %v after its check passed again (successThreshold 2)", took.Round(time.Millisecond))
+
+	a2.stop()
+	took = eventually(t, "n2's backend out once its lease expired", func() bool {
+		return slices.Equal(a1.backends(), []string{"127.0.0.1"})
+	})
+	t.Logf("node n2's backend removed %v after its agent left (lease TTL 2s + grace 1s)", took.Round(time.Millisecond))
+	a2 = startAgent(t, "n2", lis.Addr().String())
+	eventually(t, "n2's backend back with its agent", func() bool { return both(a1) && both(a2) })
+}
