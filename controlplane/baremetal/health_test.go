@@ -17,8 +17,8 @@ import (
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
 	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
-	"github.com/ganglion-proxy/ganglion/store"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+	"github.com/ganglion-proxy/ganglion/store"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
