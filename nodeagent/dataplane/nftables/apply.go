@@ -107,6 +107,7 @@ func (d *Dataplane) Prune(_ context.Context, keep map[string]bool) error {
 				tx.remove(base)
 			}
 		}
+		tx.gcClasses()
 		for a := range t.k.clusterIPs {
 			tx.ips[a] = true
 		}
@@ -158,6 +159,7 @@ func (d *Dataplane) commit(txs ...*txn) error {
 		}
 		msgs += tx.messages
 	}
+	d.lastMessages = msgs
 	// One acknowledgement of about a kilobyte of buffer per message (what nft itself allows).
 	if err := setBuffers(d.sock, max(4<<20, (msgs+16)*1024)); err != nil {
 		rollback()

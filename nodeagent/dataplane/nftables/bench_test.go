@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
 
@@ -61,7 +63,8 @@ func benchPorts(n int) []dataplane.Port {
 // medianApplyOneChange applies an endpoint change of one service, alternately, and returns the
 // median time of Apply.
 func medianApplyOneChange(b *testing.B, d *Dataplane, n int) time.Duration {
-	i := n / 2
+	// A service of the same shape (ClusterIP and NodePort) in both tables.
+	i := min(n/2, 1999)
 	var ds []time.Duration
 	for k := range benchSamples {
 		p := benchPort(i, k%2)
@@ -74,7 +77,11 @@ func medianApplyOneChange(b *testing.B, d *Dataplane, n int) time.Duration {
 			b.Fatal(errs)
 		}
 		ds = append(ds, time.Since(start))
+		if d.lastMessages == 0 {
+			b.Fatalf("sample %d changed nothing", k)
+		}
 	}
+	b.Logf("n=%d: %d messages per change", n, d.lastMessages)
 	return median(ds)
 }
 
@@ -162,45 +169,47 @@ func nftLoad(b *testing.B, ports []dataplane.Port) time.Duration {
 	return took
 }
 
-// nftScript renders the IPv4 table for ports in nft syntax from the same rule texts Apply sends.
+// nftScript renders the IPv4 table for ports in nft syntax from the same objects Apply sends:
+// the skeleton, the forwarding classes in use, and the data path's elements.
 func nftScript(ports []dataplane.Port) (string, error) {
 	info := dataplane.Node{Addresses: []netip.Addr{netip.MustParseAddr(nodeIP)},
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")}}
-	ids := map[string]uint32{}
 	cfg := &renderConfig{podCIDRs: info.PodCIDRs, masqBit: DefaultMasqueradeBit, rejectBit: DefaultRejectBit,
-		setID: func(chain string) (uint32, error) {
-			if _, ok := ids[chain]; !ok {
-				ids[chain] = uint32(len(ids) + 1)
-			}
-			return ids[chain], nil
-		}}
+		setID: func(string) (uint32, error) { return 0, fmt.Errorf("chain-path port in the benchmark") }}
 	skel, err := newSkeleton(familyV4, cfg, nodePortAddrs(familyV4, info.Addresses, nil))
 	if err != nil {
 		return "", err
 	}
-	var s strings.Builder
-	fmt.Fprintf(&s, "table ip %s {\n", TableName)
-	for i := range uint32(endpointBuckets) {
-		fmt.Fprintf(&s, "map %s { typeof numgen random mod %d : ip daddr . tcp dport; flags interval; }\n", bucketOf(i), slotCount)
-	}
-	fmt.Fprintf(&s, "map %s { type ipv4_addr . inet_proto . inet_service : verdict; }\n", setVIPs)
-	fmt.Fprintf(&s, "map %s { type inet_proto . inet_service : verdict; }\n", setNodePorts)
-	fmt.Fprintf(&s, "set %s { type ipv4_addr; }\nset %s { type ipv4_addr; }\n", setNodePortAddrs, setClusterIPs)
-	fmt.Fprintf(&s, "set %s { type ipv4_addr . ipv4_addr; }\n", setHairpin)
-	var objs []*portObjects
+	classes := map[classKey]bool{}
+	var data []dataElem
+	clusterIPs, pairs := map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	for _, p := range ports {
 		o, err := render(cfg, p)
 		if err != nil {
 			return "", err
 		}
-		objs = append(objs, o)
-		for _, name := range slices.Sorted(maps.Keys(o.chains)) {
-			fmt.Fprintf(&s, "chain %s {\n", name)
-			for _, r := range o.chains[name] {
-				fmt.Fprintf(&s, "%s\n", r.text)
-			}
-			s.WriteString("}\n")
+		maps.Copy(classes, o.classes)
+		for _, e := range o.data {
+			data = append(data, e)
 		}
+		for _, a := range o.clusterIPs {
+			clusterIPs[a] = true
+		}
+		for _, a := range o.hairpin {
+			pairs[a] = true
+		}
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "table ip %s {\n", TableName)
+	for _, set := range skel.sets {
+		fmt.Fprintf(&s, "%s %s { %s; }\n", kindWord(set), set.Name, nftTypeOf(set.Name))
+	}
+	for c := range classes {
+		fmt.Fprintf(&s, "set %s { %s; }\n", dataSet(c.space, c.route, classOf(c.k)), nftTypeOf(dataSet(c.space, c.route, "x")))
+	}
+	for c := range classes {
+		// nft wants a protocol match before a port mapping; the kernel does not.
+		fmt.Fprintf(&s, "chain %s {\nmeta l4proto { tcp, udp, sctp } %s\n}\n", pickChain(c), pickRule(familyV4, c).text)
 	}
 	for _, c := range skel.chains {
 		fmt.Fprintf(&s, "chain %s {\n", c.name)
@@ -210,39 +219,76 @@ func nftScript(ports []dataplane.Port) (string, error) {
 				chainFilterForward: "filter hook forward priority 0", chainFilterOutput: "filter hook output priority -90"}
 			fmt.Fprintf(&s, "type %s;\n", hooks[c.name])
 		}
-		for _, r := range c.rules {
+		rules := c.rules
+		if c.name == chainServices {
+			rules = servicesRules(familyV4, cfg, classes)
+		}
+		for _, r := range rules {
 			fmt.Fprintf(&s, "%s\n", r.text)
 		}
 		s.WriteString("}\n")
 	}
 	s.WriteString("}\n")
-	pairs := map[netip.Addr]bool{}
-	for _, o := range objs {
-		for k, c := range o.vips {
-			fmt.Fprintf(&s, "add element ip %s %s { %s . %s . %d : goto %s }\n", TableName, setVIPs, k.addr, protoWord(k.proto), k.port, c)
-		}
-		for k, c := range o.nodeports {
-			fmt.Fprintf(&s, "add element ip %s %s { %s . %d : goto %s }\n", TableName, setNodePorts, protoWord(k.proto), k.port, c)
-		}
-		for _, a := range o.clusterIPs {
-			fmt.Fprintf(&s, "add element ip %s %s { %s }\n", TableName, setClusterIPs, a)
-		}
-		for _, a := range o.hairpin {
-			pairs[a] = true
-		}
-		for id, es := range o.ep {
-			var els []string
-			for i := 0; i+1 < len(es); i += 2 {
-				a, _ := netip.AddrFromSlice(es[i].Val[:4])
-				els = append(els, fmt.Sprintf("%d-%d : %s . %d", binary.BigEndian.Uint32(es[i].Key),
-					binary.BigEndian.Uint32(es[i+1].Key)-1, a, binary.BigEndian.Uint16(es[i].Val[4:])))
-			}
-			fmt.Fprintf(&s, "add element ip %s %s { %s }\n", TableName, bucketOf(id), strings.Join(els, ", "))
-		}
+	for _, e := range data {
+		fmt.Fprintf(&s, "add element ip %s %s { %s }\n", TableName, e.set, nftElem(e))
+	}
+	for a := range clusterIPs {
+		fmt.Fprintf(&s, "add element ip %s %s { %s }\n", TableName, setClusterIPs, a)
 	}
 	for a := range pairs {
 		fmt.Fprintf(&s, "add element ip %s %s { %s . %s }\n", TableName, setHairpin, a, a)
 	}
 	fmt.Fprintf(&s, "add element ip %s %s { %s }\n", TableName, setNodePortAddrs, nodeIP)
 	return s.String(), nil
+}
+
+func kindWord(s *nftables.Set) string {
+	if s.IsMap {
+		return "map"
+	}
+	return "set"
+}
+
+// nftTypeOf is the nft declaration of a skeleton set's type (IPv4).
+func nftTypeOf(name string) string {
+	const fe, np = "ipv4_addr . inet_proto . inet_service", "inet_proto . inet_service"
+	switch {
+	case name == setVIPs:
+		return "type " + fe + " : verdict"
+	case name == setNodePorts:
+		return "type " + np + " : verdict"
+	case name == setNodePortAddrs, name == setClusterIPs:
+		return "type ipv4_addr"
+	case name == setHairpin:
+		return "type ipv4_addr . ipv4_addr"
+	case strings.HasPrefix(name, setEndpoints):
+		return fmt.Sprintf("typeof numgen random mod %d : ip daddr . tcp dport; flags interval", slotCount)
+	case strings.HasPrefix(name, spaceFE) && strings.HasSuffix(name, "-ep"):
+		return "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"
+	case strings.HasSuffix(name, "-ep"):
+		return "typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"
+	case strings.HasPrefix(name, spaceFE):
+		return "type " + fe
+	}
+	return "type " + np
+}
+
+// nftElem writes a data element as nft reads it (IPv4).
+func nftElem(e dataElem) string {
+	k := e.key
+	var parts []string
+	if strings.HasPrefix(e.set, spaceFE) {
+		a, _ := netip.AddrFromSlice(k[:4])
+		parts, k = append(parts, a.String()), k[4:]
+	}
+	parts = append(parts, protoWord(k[0]), fmt.Sprint(binary.BigEndian.Uint16(k[4:6])))
+	if len(k) > 8 {
+		parts = append(parts, fmt.Sprint(binary.NativeEndian.Uint32(k[8:12])))
+	}
+	out := strings.Join(parts, " . ") + fmt.Sprintf(" comment %q", e.owner)
+	if e.val != nil {
+		a, _ := netip.AddrFromSlice(e.val[:4])
+		out += fmt.Sprintf(" : %s . %d", a, binary.BigEndian.Uint16(e.val[4:6]))
+	}
+	return out
 }

@@ -89,7 +89,7 @@ const (
 	slotBits        = 12
 	slotCount       = 1 << slotBits
 	maxSetID        = 1<<(32-slotBits) - 1
-	endpointBuckets = 256
+	endpointBuckets = 16
 )
 
 // bucketOf names the endpoint map that holds set id.

@@ -79,9 +79,34 @@ func (d *dumper) state() (*kernelState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list sets: %w", err)
 	}
+	static := map[string]bool{}
+	f := familyV4
+	if d.table.Family == nftables.TableFamilyIPv6 {
+		f = familyV6
+	}
+	defs, err := staticDataSets(f)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range defs {
+		static[s.Name] = true
+	}
 	for _, s := range sets {
 		if _, _, ok := parseObjectName(s.Name); ok {
 			k.sets[s.Name] = true
+			continue
+		}
+		c, isClass := parseClassSet(s.Name)
+		if isClass {
+			k.classes[c] = true
+		}
+		if isClass || static[s.Name] {
+			if err := d.readSet(s.Name, func(e nftables.SetElement, _ string) {
+				de := dataElem{set: s.Name, key: e.Key, val: e.Val, owner: e.Comment}
+				k.data[de.id()] = de
+			}); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return k, d.elements(k)
@@ -199,6 +224,8 @@ func decodeElements(b []byte, fn func(e nftables.SetElement, chain string)) erro
 								}
 								return nil
 							})
+						case unix.NFTA_SET_ELEM_USERDATA:
+							e.Comment, _ = userdata.GetString(el.Bytes(), userdata.NFTNL_UDATA_SET_ELEM_COMMENT)
 						case unix.NFTA_SET_ELEM_FLAGS:
 							e.IntervalEnd = el.Uint32()&unix.NFT_SET_ELEM_INTERVAL_END != 0
 						case unix.NFTA_SET_ELEM_DATA:

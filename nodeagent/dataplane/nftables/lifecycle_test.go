@@ -21,7 +21,8 @@ func TestReconcileRepairsOutsideChanges(t *testing.T) {
 	l := newLab(t, 2)
 	d := l.dataplane(t)
 	apply(t, d, webPort(ep(podIP(1))),
-		mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30080), external(scopeCluster, true), cluster(fwd(ep(podIP(1))))))
+		mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30080), external(scopeCluster, true), cluster(fwd(ep(podIP(1))))),
+		mkPort("default/sticky:http/v4", clusterIP("10.96.0.12", 80), affinity(60), cluster(fwd(ep(podIP(1))))))
 	works := func(when string) {
 		t.Helper()
 		if g, err := tcpAsk(l.pods[1], "10.96.0.10:80"); err != nil || backendOf(g) != "pod1" {
@@ -30,21 +31,29 @@ func TestReconcileRepairsOutsideChanges(t *testing.T) {
 		if g, err := tcpAsk(l.client, hostPort(nodeIP, 30080)); err != nil || backendOf(g) != "pod1" {
 			t.Fatalf("%s: NodePort gave %q, %v", when, g, err)
 		}
+		if g, err := tcpAsk(l.pods[1], "10.96.0.12:80"); err != nil || backendOf(g) != "pod1" {
+			t.Fatalf("%s: a port with chains of its own gave %q, %v", when, g, err)
+		}
 	}
 	works("before")
 	cases := []struct {
 		name   string
 		breaks [][]string
 	}{
-		{"map element deleted", [][]string{{"nft", "delete", "element", "ip", TableName, setVIPs, "{ 10.96.0.10 . tcp . 80 }"}}},
-		{"chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, "cl_default/web.http/v4"}}},
-		{"chain deleted", [][]string{
-			{"nft", "delete", "element", "ip", TableName, setNodePorts, "{ tcp . 30080 }"},
-			{"nft", "flush", "chain", "ip", TableName, "ext_default/np.http/v4"},
-			{"nft", "delete", "chain", "ip", TableName, "ext_default/np.http/v4"}}},
+		{"class element deleted", [][]string{{"nft", "delete", "element", "ip", TableName, "fe-k1", "{ 10.96.0.10 . tcp . 80 }"}}},
+		{"endpoint element deleted", [][]string{{"nft", "delete", "element", "ip", TableName, "np-ep", "{ tcp . 30080 . 0x00000000 }"}}},
+		{"shared chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, "pick-fe-k1"}}},
+		{"services chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, chainServices}}},
+		{"port chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, "cl_default/sticky.http/v4"}}},
+		{"port chain deleted", [][]string{
+			{"nft", "delete", "element", "ip", TableName, setVIPs, "{ 10.96.0.12 . tcp . 80 }"},
+			{"nft", "flush", "chain", "ip", TableName, "cl_default/sticky.http/v4"},
+			{"nft", "delete", "chain", "ip", TableName, "cl_default/sticky.http/v4"}}},
 		{"base chain deleted", [][]string{{"nft", "delete", "chain", "ip", TableName, chainNatPrerouting}}},
 		{"table deleted", [][]string{{"nft", "delete", "table", "ip", TableName}}},
-		{"foreign element added", [][]string{{"nft", "add", "element", "ip", TableName, setVIPs, "{ 10.96.0.99 . tcp . 80 : goto cl_default/web.http/v4 }"}}},
+		{"foreign elements added", [][]string{
+			{"nft", "add", "element", "ip", TableName, setVIPs, "{ 10.96.0.99 . tcp . 80 : goto cl_default/sticky.http/v4 }"},
+			{"nft", "add", "element", "ip", TableName, "fe-k1", "{ 10.96.0.99 . tcp . 81 }"}}},
 	}
 	for _, c := range cases {
 		for _, cmd := range c.breaks {
@@ -58,12 +67,16 @@ func TestReconcileRepairsOutsideChanges(t *testing.T) {
 			t.Fatalf("%s: an element added by hand survived Reconcile:\n%s", c.name, out)
 		}
 	}
-	// Reconcile of a table that matches changes nothing.
-	before := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName)
+	// Reconcile of a table that matches changes nothing (affinity entries age meanwhile).
+	expires := regexp.MustCompile(`expires \S+`)
+	list := func() string {
+		return expires.ReplaceAllString(l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName), "")
+	}
+	before := list()
 	if err := d.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if after := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName); after != before {
+	if after := list(); after != before {
 		t.Fatalf("Reconcile of an intact table rewrote it:\n%s\nbecame\n%s", before, after)
 	}
 }
@@ -113,6 +126,9 @@ func TestRestartKeepsConnectionsAndPrunesLeftovers(t *testing.T) {
 		t.Fatalf("new connection before re-apply: %q", g)
 	}
 	apply(t, d2, web)
+	if d2.lastMessages != 0 {
+		t.Fatalf("re-applying what the table holds sent %d messages, want none", d2.lastMessages)
+	}
 	if got := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName); got != handles {
 		t.Fatalf("re-applying the same port rewrote the table:\n%s\nbecame\n%s", handles, got)
 	}

@@ -36,6 +36,8 @@ type Dataplane struct {
 	dumpNL *netlink.Conn
 	ct     *vnl.Handle
 	tables []*familyTable
+	// lastMessages counts the netlink messages of the last transaction, for tests.
+	lastMessages int
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)

@@ -96,6 +96,21 @@ func (tx *txn) repair(tableMissing bool) {
 	for _, c := range t.skel.chains {
 		wantChains[c.name] = true
 	}
+	for c := range t.k.classes {
+		wantChains[pickChain(c)] = true
+		tx.writeChain(pickChain(c), []rule{pickRule(t.f, c)})
+	}
+	wantData := map[string]bool{}
+	for _, o := range t.ports {
+		for id := range o.data {
+			wantData[id] = true
+		}
+	}
+	for id, e := range t.k.data {
+		if !wantData[id] {
+			tx.delData(e)
+		}
+	}
 	for id := range t.k.ep {
 		if chain, ok := t.byID[id]; !ok || !wantChains[chain] {
 			tx.setEndpoints(id, nil) // a set nobody owns: added by hand, or a port's leftover
@@ -121,6 +136,7 @@ func (tx *txn) repair(tableMissing bool) {
 			tx.removeSet(name)
 		}
 	}
+	tx.gcClasses()
 	if !restored {
 		// Shared elements nobody references: added by hand, or left by an earlier run.
 		for a := range t.k.clusterIPs {
@@ -140,6 +156,9 @@ func (tx *txn) ensureSkeleton() {
 		tx.at(phaseCreate, addSetOp(t.table, s))
 	}
 	for _, c := range t.skel.chains {
+		if c.name == chainServices {
+			c.rules = servicesRules(t.f, t.cfg, t.k.classes)
+		}
 		hs := ruleHashes(c.rules)
 		cur, exists := t.k.chains[c.name]
 		if exists && sameHashes(cur, hs) {

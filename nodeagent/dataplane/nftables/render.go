@@ -46,7 +46,11 @@ type portObjects struct {
 	// sets are the port's named sets: affinity maps and endpoint maps.
 	sets map[string]*nftables.Set
 	// ep holds, per endpoint set id, the port's elements of the table-wide endpoint map.
-	ep         map[uint32][]nftables.SetElement
+	ep map[uint32][]nftables.SetElement
+	// data are the port's elements in the data path's sets, by dataElem.id; classes the
+	// forwarding classes they use.
+	data       map[string]dataElem
+	classes    map[classKey]bool
 	vips       map[vipKey]string
 	nodeports  map[npKey]string
 	clusterIPs []netip.Addr
@@ -84,9 +88,13 @@ func render(cfg *renderConfig, p dataplane.Port) (*portObjects, error) {
 	}
 	r := &renderer{cfg: cfg, f: f, proto: proto, p: p, o: &portObjects{
 		base: p.Base, fam: f, chains: map[string][]rule{}, sets: map[string]*nftables.Set{},
-		ep: map[uint32][]nftables.SetElement{}, vips: map[vipKey]string{}, nodeports: map[npKey]string{}, udp: proto == 17,
+		ep: map[uint32][]nftables.SetElement{}, data: map[string]dataElem{}, classes: map[classKey]bool{}, vips: map[vipKey]string{}, nodeports: map[npKey]string{}, udp: proto == 17,
 	}}
-	if err := r.frontends(); err != nil {
+	build := r.dataFrontends
+	if usesChains(sp) {
+		build = r.frontends
+	}
+	if err := build(); err != nil {
 		return nil, err
 	}
 	slices.SortFunc(r.o.hairpin, netip.Addr.Compare)

@@ -120,40 +120,58 @@ func renderText(t *testing.T, p dataplane.Port) (map[string]string, *portObjects
 	return out, o, nil
 }
 
-func TestRenderOutcomes(t *testing.T) {
+// dataText writes a port's data elements as "<set> <key> [: <value>]", sorted.
+func dataText(o *portObjects) []string {
+	var out []string
+	for _, e := range o.data {
+		text, _, _ := strings.Cut(nftElem(e), " comment ")
+		if _, val, ok := strings.Cut(nftElem(e), " : "); ok {
+			text += " : " + val
+		}
+		out = append(out, e.set+" "+text)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestRenderDataPath(t *testing.T) {
 	const b = "ns/s:p/v4"
+	weighted := fwd("10.244.1.5:8080", "10.244.1.6:8080")
+	weighted.Backends[0].Weight, weighted.Backends[1].Weight = 1, 2
 	cases := []struct {
 		name string
 		port dataplane.Port
-		// want maps chain names (without the base) to substrings their text must contain.
-		want map[string][]string
-		vips map[string]string // "addr:port" → chain kind
-		nps  map[uint16]string
+		want []string
 	}{
 		{
 			name: "ClusterIP over the cluster set",
 			port: mkPort(b, clusterIP("10.96.0.1", 80), cluster(fwd("10.244.1.5:8080"))),
-			want: map[string][]string{
-				"cl": {"meta l4proto tcp dnat ip to numgen random mod 4096 offset 4096 map @endpoints-01", "meta mark set mark | 0x8000"},
-			},
-			vips: map[string]string{"10.96.0.1:80": "cl"},
+			want: []string{"fe-ep 10.96.0.1 . tcp . 80 . 0 : 10.244.1.5 . 8080", "fe-k1 10.96.0.1 . tcp . 80"},
 		},
 		{
-			name: "ETP Local NodePort: short-circuit to the cluster set, local set unmasqueraded",
+			name: "weights become slots",
+			port: mkPort(b, clusterIP("10.96.0.1", 80), cluster(weighted)),
+			want: []string{
+				"fe-ep 10.96.0.1 . tcp . 80 . 0 : 10.244.1.5 . 8080",
+				"fe-ep 10.96.0.1 . tcp . 80 . 1 : 10.244.1.6 . 8080",
+				"fe-ep 10.96.0.1 . tcp . 80 . 2 : 10.244.1.6 . 8080",
+				"fe-k3 10.96.0.1 . tcp . 80",
+			},
+		},
+		{
+			name: "ETP Local NodePort: local set unmasqueraded, short-circuit to the cluster set",
 			port: mkPort(b, clusterIP("10.96.0.1", 80), nodePort(30000), external(scopeLocal, false),
 				cluster(fwd("10.244.2.5:8080")), local(fwd("10.244.1.5:8080"))),
-			want: map[string][]string{
-				"ext": {"fib saddr type local meta mark set mark | 0x4000 goto cl_", "ip saddr 10.244.1.0/24 goto cl_", "goto lo_"},
-				"lo":  {"dnat ip to numgen"},
+			want: []string{
+				"fe-ep 10.96.0.1 . tcp . 80 . 0 : 10.244.2.5 . 8080", "fe-k1 10.96.0.1 . tcp . 80",
+				"np-ep tcp . 30000 . 0 : 10.244.1.5 . 8080", "np-k1 tcp . 30000",
+				"np-sc-ep tcp . 30000 . 0 : 10.244.2.5 . 8080", "np-sc-k1 tcp . 30000",
 			},
-			vips: map[string]string{"10.96.0.1:80": "cl"},
-			nps:  map[uint16]string{30000: "ext"},
 		},
 		{
 			name: "ETP Local with an empty local set drops",
 			port: mkPort(b, nodePort(30000), external(scopeLocal, false), cluster(fwd("10.244.2.5:8080")), local(dropSet())),
-			want: map[string][]string{"lo": {"drop"}},
-			nps:  map[uint16]string{30000: "ext"},
+			want: []string{"np-drop tcp . 30000", "np-sc-ep tcp . 30000 . 0 : 10.244.2.5 . 8080", "np-sc-k1 tcp . 30000"},
 		},
 		{
 			name: "ITP Local with a masquerading internal policy",
@@ -162,26 +180,56 @@ func TestRenderOutcomes(t *testing.T) {
 				p.Service.Internal.Masquerade = true
 				return p
 			}(),
-			want: map[string][]string{"int": {"meta mark set mark | 0x4000 goto lo_ns/s.p/v4"}},
-			vips: map[string]string{"10.96.0.1:80": "int"},
+			want: []string{"fe-ep 10.96.0.1 . tcp . 80 . 0 : 10.244.1.5 . 8080", "fe-k1 10.96.0.1 . tcp . 80", "fe-masq 10.96.0.1 . tcp . 80"},
 		},
 		{
-			name: "ETP Cluster masquerades",
+			name: "ETP Cluster external IP masquerades",
 			port: mkPort(b, frontend(kindEIP, "192.0.2.1", 80), external(scopeCluster, true), cluster(fwd("10.244.2.5:8080"))),
-			want: map[string][]string{"ext": {"meta mark set mark | 0x4000 ; goto cl_"}},
-			vips: map[string]string{"192.0.2.1:80": "ext"},
-		},
-		{
-			name: "LB source ranges",
-			port: mkPort(b, frontend(kindLB, "192.0.2.2", 443, "198.51.100.0/24", "2001:db8::/32"), external(scopeCluster, true), cluster(fwd("10.244.2.5:8080"))),
-			want: map[string][]string{"fw0": {"ip saddr 198.51.100.0/24 goto ext_ns/s.p/v4 ; drop"}},
-			vips: map[string]string{"192.0.2.2:443": "fw0"},
+			want: []string{
+				"fe-ep 192.0.2.1 . tcp . 80 . 0 : 10.244.2.5 . 8080", "fe-k1 192.0.2.1 . tcp . 80", "fe-masq 192.0.2.1 . tcp . 80",
+				"fe-sc-ep 192.0.2.1 . tcp . 80 . 0 : 10.244.2.5 . 8080", "fe-sc-k1 192.0.2.1 . tcp . 80",
+			},
 		},
 		{
 			name: "no endpoints: reject",
 			port: mkPort(b, clusterIP("10.96.0.1", 80), cluster(rejectSet())),
-			want: map[string][]string{"cl": {"meta mark set mark | 0x8000"}},
-			vips: map[string]string{"10.96.0.1:80": "cl"},
+			want: []string{"fe-reject 10.96.0.1 . tcp . 80"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, o, err := renderText(t, c.port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(o.chains) != 0 || len(o.vips) != 0 || len(o.nodeports) != 0 {
+				t.Errorf("a data-path port got chains %v, vips %v, nodeports %v", o.chains, o.vips, o.nodeports)
+			}
+			if got := dataText(o); !slices.Equal(got, c.want) {
+				t.Errorf("elements\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(c.want, "\n  "))
+			}
+		})
+	}
+}
+
+func TestRenderChainPath(t *testing.T) {
+	const b = "ns/s:p/v4"
+	cases := []struct {
+		name string
+		port dataplane.Port
+		// want maps chain kinds to substrings their rules' text must contain.
+		want map[string][]string
+		vips map[string]string // "addr:port" → chain kind
+	}{
+		{
+			name: "LB source ranges",
+			port: mkPort(b, frontend(kindLB, "192.0.2.2", 443, "198.51.100.0/24", "2001:db8::/32"), external(scopeCluster, true), cluster(fwd("10.244.2.5:8080"))),
+			want: map[string][]string{
+				"fw0": {"ip saddr 198.51.100.0/24 goto ext_ns/s.p/v4 ; drop"},
+				"ext": {"fib saddr type local meta mark set mark | 0x4000 goto cl_", "ip saddr 10.244.1.0/24 goto cl_", "meta mark set mark | 0x4000 ; goto cl_"},
+				"cl":  {"dnat ip to numgen random mod 4096 offset 4096 map @endpoints-01", "meta mark set mark | 0x8000"},
+			},
+			vips: map[string]string{"192.0.2.2:443": "fw0"},
 		},
 		{
 			name: "affinity: a recording chain per backend",
@@ -211,18 +259,13 @@ func TestRenderOutcomes(t *testing.T) {
 					}
 				}
 			}
-			if len(o.vips) != len(c.vips) || len(o.nodeports) != len(c.nps) {
-				t.Fatalf("vips %v nodeports %v, want %v %v", o.vips, o.nodeports, c.vips, c.nps)
+			if len(o.vips) != len(c.vips) || len(o.data) != 0 {
+				t.Fatalf("vips %v data %v, want vips %v", o.vips, o.data, c.vips)
 			}
 			for k, chain := range o.vips {
 				kind, _, _ := parseObjectName(chain)
 				if want := c.vips[netip.AddrPortFrom(k.addr, k.port).String()]; kind != want {
 					t.Errorf("frontend %v → %s, want kind %s", k, chain, want)
-				}
-			}
-			for k, chain := range o.nodeports {
-				if kind, _, _ := parseObjectName(chain); kind != c.nps[k.port] {
-					t.Errorf("nodeport %v → %s, want kind %s", k, chain, c.nps[k.port])
 				}
 			}
 		})

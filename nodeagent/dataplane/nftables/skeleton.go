@@ -66,13 +66,16 @@ func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*ske
 	s := &skeleton{nodePortAddrs: nodePortAddrs}
 	// Sets are found by a linear search of the table's sets: the ones every change touches come
 	// first, before any per-port set.
-	s.sets = []*nftables.Set{
+	if s.sets, err = staticDataSets(f); err != nil {
+		return nil, err
+	}
+	s.sets = append(s.sets, []*nftables.Set{
 		{Name: setVIPs, KeyType: vipType, DataType: nftables.TypeVerdict, IsMap: true, Concatenation: true},
 		{Name: setNodePorts, KeyType: npType, DataType: nftables.TypeVerdict, IsMap: true, Concatenation: true},
 		{Name: setNodePortAddrs, KeyType: f.addrType},
 		{Name: setClusterIPs, KeyType: f.addrType},
 		{Name: setHairpin, KeyType: pairType, Concatenation: true},
-	}
+	}...)
 	for i := range uint32(endpointBuckets) {
 		s.sets = append(s.sets, &nftables.Set{Name: bucketOf(i), KeyType: nftables.TypeInteger, DataType: epType, IsMap: true, Interval: true})
 	}
@@ -83,19 +86,10 @@ func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*ske
 	}
 	nonPod = append(nonPod, newRule(f).setMark(cfg.masqBit).build())
 	check := []rule{newRule(f).ctNew().jump(chainRejectCheck).build()}
-	var services []rule
-	if len(cfg.podCIDRs) > 0 {
-		// Traffic to a ClusterIP from outside this node's pods is masqueraded, so replies
-		// come back through this node.
-		services = append(services, newRule(f).addrInSet("daddr", setClusterIPs).jump(chainNonPodMasq).build())
-	}
-	services = append(services,
-		newRule(f).frontendVmap(setVIPs).build(),
-		newRule(f).addrInSet("daddr", setNodePortAddrs).portVmap(setNodePorts).build())
 	s.chains = []skeletonChain{
 		// Base chains come last in creation order, so the chains they jump to exist.
 		{name: chainNonPodMasq, rules: nonPod},
-		{name: chainServices, rules: services},
+		{name: chainServices}, // its rules depend on the classes in use: see servicesRules
 		{name: chainMasquerading, rules: []rule{
 			newRule(f).markSet(cfg.masqBit).clearMark(cfg.masqBit).masquerade().build(),
 			newRule(f).addrPairInSet(setHairpin).masquerade().build(),

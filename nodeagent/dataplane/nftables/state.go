@@ -18,6 +18,10 @@ type kernelState struct {
 	// read from its rule comment.
 	ep  map[uint32][]nftables.SetElement
 	ids map[string]uint32
+	// data holds the data path's elements by dataElem.id; classes the forwarding classes whose
+	// set and chain exist.
+	data    map[string]dataElem
+	classes map[classKey]bool
 	// byBase indexes the per-port chains and sets by the base their names carry.
 	byBase     map[string]map[string]bool
 	vips       map[vipKey]string
@@ -29,7 +33,8 @@ type kernelState struct {
 
 func newKernelState() *kernelState {
 	return &kernelState{
-		chains: map[string][]string{}, sets: map[string]bool{}, ep: map[uint32][]nftables.SetElement{}, ids: map[string]uint32{}, byBase: map[string]map[string]bool{},
+		chains: map[string][]string{}, sets: map[string]bool{}, ep: map[uint32][]nftables.SetElement{}, ids: map[string]uint32{},
+		data: map[string]dataElem{}, classes: map[classKey]bool{}, byBase: map[string]map[string]bool{},
 		vips: map[vipKey]string{}, nodeports: map[npKey]string{},
 		clusterIPs: map[netip.Addr]bool{}, hairpin: map[netip.Addr]bool{}, npAddrs: map[netip.Addr]bool{},
 	}
@@ -94,6 +99,24 @@ func (t *familyTable) restorePorts() {
 		if _, base, ok := parseObjectName(c); ok && t.ports[base] != nil && t.ports[base].restored {
 			t.ports[base].vips[k] = c
 		}
+	}
+	for id, e := range t.k.data {
+		if e.owner == "" {
+			continue // not ours: Reconcile deletes it
+		}
+		o := t.ports[e.owner]
+		if o == nil {
+			o = &portObjects{base: e.owner, fam: t.f, restored: true, chains: map[string][]rule{},
+				sets: map[string]*nftables.Set{}, vips: map[vipKey]string{}, nodeports: map[npKey]string{}}
+			t.ports[e.owner] = o
+		}
+		if !o.restored {
+			continue
+		}
+		if o.data == nil {
+			o.data = map[string]dataElem{}
+		}
+		o.data[id] = e
 	}
 	for k, c := range t.k.nodeports {
 		if _, base, ok := parseObjectName(c); ok && t.ports[base] != nil && t.ports[base].restored {

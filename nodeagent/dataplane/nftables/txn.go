@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"bytes"
 	"maps"
 	"net/netip"
 	"slices"
@@ -34,6 +35,8 @@ type txn struct {
 	ips      map[netip.Addr]bool // ClusterIPs whose reference count changed
 	pairs    map[netip.Addr]bool // endpoints whose reference count changed
 	messages int
+	// servicesDirty means the classes changed: the services chain is rewritten at finish.
+	servicesDirty bool
 	// cleanups run after the kernel accepted the transaction (UDP conntrack).
 	cleanups []conntrackJob
 }
@@ -285,6 +288,12 @@ func (tx *txn) upsert(o *portObjects) {
 	for _, id := range slices.Sorted(maps.Keys(o.ep)) {
 		tx.setEndpoints(id, o.ep[id])
 	}
+	for c := range o.classes {
+		tx.ensureClass(c)
+	}
+	for _, id := range slices.Sorted(maps.Keys(o.data)) {
+		tx.setData(o.data[id])
+	}
 	for _, name := range slices.Sorted(maps.Keys(o.chains)) {
 		tx.writeChain(name, o.chains[name])
 	}
@@ -305,6 +314,11 @@ func (tx *txn) upsert(o *portObjects) {
 
 // dropOld removes what old had and o does not.
 func (tx *txn) dropOld(old, o *portObjects) {
+	for id, e := range old.data {
+		if o == nil || o.data[id].set == "" {
+			tx.delData(e)
+		}
+	}
 	for k, c := range old.vips {
 		if o == nil || o.vips[k] != c {
 			tx.delVIP(k, c)
@@ -347,8 +361,77 @@ func (tx *txn) remove(base string) {
 	tx.cleanups = append(tx.cleanups, conntrackJobs(old, nil)...)
 }
 
+// setData makes the kernel hold e, replacing an element of the same key.
+func (tx *txn) setData(e dataElem) {
+	cur, ok := tx.t.k.data[e.id()]
+	if ok && bytes.Equal(cur.val, e.val) && cur.owner == e.owner {
+		return
+	}
+	if ok {
+		tx.elem(e.set, phaseElemDel, nftables.SetElement{Key: e.key})
+	}
+	tx.elem(e.set, phaseElemAdd, e.element())
+	remember(tx, tx.t.k.data, e.id())
+	tx.t.k.data[e.id()] = e
+}
+
+// delData deletes e unless another port took its key over.
+func (tx *txn) delData(e dataElem) {
+	if cur, ok := tx.t.k.data[e.id()]; !ok || cur.owner != e.owner {
+		return
+	}
+	tx.elem(e.set, phaseElemDel, nftables.SetElement{Key: e.key})
+	remember(tx, tx.t.k.data, e.id())
+	delete(tx.t.k.data, e.id())
+}
+
+// ensureClass creates a forwarding class's set and shared chain the first time a port needs it.
+func (tx *txn) ensureClass(c classKey) {
+	if tx.t.k.classes[c] {
+		return
+	}
+	s, err := classSetDef(tx.t.f, c)
+	if err != nil {
+		panic(err) // the types are constants: this cannot fail at run time
+	}
+	tx.at(phaseCreate, addSetOp(tx.t.table, s))
+	tx.writeChain(pickChain(c), []rule{pickRule(tx.t.f, c)})
+	remember(tx, tx.t.k.classes, c)
+	tx.t.k.classes[c] = true
+	tx.servicesDirty = true
+}
+
+// dropClass deletes a class nobody uses.
+func (tx *txn) dropClass(c classKey) {
+	if !tx.t.k.classes[c] {
+		return
+	}
+	tx.removeChain(pickChain(c))
+	tx.at(phaseDelete, delSetOp(tx.t.table, dataSet(c.space, c.route, classOf(c.k))))
+	remember(tx, tx.t.k.classes, c)
+	delete(tx.t.k.classes, c)
+	tx.servicesDirty = true
+}
+
+// gcClasses drops the classes no element refers to.
+func (tx *txn) gcClasses() {
+	used := map[string]bool{}
+	for _, e := range tx.t.k.data {
+		used[e.set] = true
+	}
+	for c := range tx.t.k.classes {
+		if !used[dataSet(c.space, c.route, classOf(c.k))] {
+			tx.dropClass(c)
+		}
+	}
+}
+
 // finish turns reference count changes into element changes.
 func (tx *txn) finish() {
+	if tx.servicesDirty {
+		tx.writeChain(chainServices, servicesRules(tx.t.f, tx.t.cfg, tx.t.k.classes))
+		tx.servicesDirty = false
+	}
 	tx.syncAddrs(setClusterIPs, tx.t.k.clusterIPs, tx.t.ipRefs, tx.ips, func(a netip.Addr) []byte { return tx.t.f.addr(a) })
 	tx.syncAddrs(setHairpin, tx.t.k.hairpin, tx.t.pairRefs, tx.pairs, func(a netip.Addr) []byte {
 		return append(tx.t.f.addr(a), tx.t.f.addr(a)...)
