@@ -135,6 +135,7 @@ func (d *Dataplane) Reconcile(context.Context) error {
 
 // commit sends the planned transactions as one netlink batch. On failure it rolls the plans back.
 func (d *Dataplane) commit(txs ...*txn) error {
+	d.lastMessages = 0
 	for _, tx := range txs {
 		tx.finish()
 	}

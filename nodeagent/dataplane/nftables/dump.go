@@ -92,6 +92,7 @@ func (d *dumper) state() (*kernelState, error) {
 		static[s.Name] = true
 	}
 	for _, s := range sets {
+		k.setNames[s.Name] = true
 		if _, _, ok := parseObjectName(s.Name); ok {
 			k.sets[s.Name] = true
 			continue

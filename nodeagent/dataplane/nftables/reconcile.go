@@ -152,8 +152,11 @@ func (tx *txn) repair(tableMissing bool) {
 func (tx *txn) ensureSkeleton() {
 	t := tx.t
 	for _, s := range t.skel.sets {
-		// Adding an existing identical set is a no-op for the kernel, and cheaper than asking.
-		tx.at(phaseCreate, addSetOp(t.table, s))
+		if !t.k.setNames[s.Name] {
+			tx.at(phaseCreate, addSetOp(t.table, s))
+			remember(tx, t.k.setNames, s.Name)
+			t.k.setNames[s.Name] = true
+		}
 	}
 	for _, c := range t.skel.chains {
 		if c.name == chainServices {

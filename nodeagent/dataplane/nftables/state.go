@@ -22,6 +22,8 @@ type kernelState struct {
 	// set and chain exist.
 	data    map[string]dataElem
 	classes map[classKey]bool
+	// setNames lists every set of the table, as dumped.
+	setNames map[string]bool
 	// byBase indexes the per-port chains and sets by the base their names carry.
 	byBase     map[string]map[string]bool
 	vips       map[vipKey]string
@@ -34,7 +36,7 @@ type kernelState struct {
 func newKernelState() *kernelState {
 	return &kernelState{
 		chains: map[string][]string{}, sets: map[string]bool{}, ep: map[uint32][]nftables.SetElement{}, ids: map[string]uint32{},
-		data: map[string]dataElem{}, classes: map[classKey]bool{}, byBase: map[string]map[string]bool{},
+		data: map[string]dataElem{}, classes: map[classKey]bool{}, setNames: map[string]bool{}, byBase: map[string]map[string]bool{},
 		vips: map[vipKey]string{}, nodeports: map[npKey]string{},
 		clusterIPs: map[netip.Addr]bool{}, hairpin: map[netip.Addr]bool{}, npAddrs: map[netip.Addr]bool{},
 	}
