@@ -191,7 +191,8 @@ func TestUDPClusterIPAndIPv6(t *testing.T) {
 	apply(t, d,
 		mkPort("default/dns:udp/v4", udp(), clusterIP("10.96.0.18", 53), cluster(fwd(ep(podIP(1))))),
 		mkPort("default/web:http/v6", clusterIP("fd00:96::10", 80), cluster(fwd(hostPort(podIP6(1), podPort)))),
-		mkPort("default/dns:udp/v6", udp(), clusterIP("fd00:96::10", 53), cluster(fwd(hostPort(podIP6(1), podPort)))))
+		mkPort("default/dns:udp/v6", udp(), clusterIP("fd00:96::10", 53), cluster(fwd(hostPort(podIP6(1), podPort)))),
+		mkPort("default/np:http/v6", nodePort(30090), external(scopeCluster, true), cluster(fwd(hostPort(podIP6(2), podPort)))))
 	if g, err := udpAsk(l.pods[1], "10.96.0.18:53"); err != nil || backendOf(g) != "pod1" {
 		t.Fatalf("UDP over IPv4: %q %v", g, err)
 	}
@@ -200,5 +201,8 @@ func TestUDPClusterIPAndIPv6(t *testing.T) {
 	}
 	if g, err := udpAsk(l.pods[1], "[fd00:96::10]:53"); err != nil || backendOf(g) != "pod1" {
 		t.Fatalf("UDP over IPv6: %q %v", g, err)
+	}
+	if g := mustAsk(t, l.client, "["+nodeIP6+"]:30090"); backendOf(g) != "pod2" || sourceOf(g) != "fd00:244:1::1" {
+		t.Fatalf("IPv6 NodePort with ETP Cluster: greeting %q, want pod2 seeing the node's address", g)
 	}
 }
