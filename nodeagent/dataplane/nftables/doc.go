@@ -1,64 +1,65 @@
 // Package nftables is the nftables dataplane backend: it programs the ports the brain resolved for
 // this node into one table per family, "ip ganglion" and "ip6 ganglion", and never touches
-// another table.
+// another table. Construct it with New(node, WithNetNS(fd)) (the option is for tests and for
+// agents that program another namespace).
 //
 // # Ruleset
 //
-// Skeleton, created once per table (see skeleton.go):
-//
 //	nat-prerouting, nat-output  (nat, dstnat)   jump services
-//	services                    ip daddr . meta l4proto . th dport vmap @frontend-ips
-//	                            ip daddr @nodeport-addrs meta l4proto . th dport vmap @node-ports
-//	nat-postrouting (srcnat)    jump masquerading: marked packets, and hairpin (saddr . daddr in
-//	                            @hairpin-pairs) are masqueraded
-//	filter-input/forward/output ct state new: reject packets marked for reject, and packets still
-//	                            addressed to a ClusterIP after DNAT (unknown ports)
-//	endpoints-00 ... -ff        interval maps: endpoint set id . slot → backend address . port
+//	services                    masquerade ClusterIP traffic from outside the pod CIDRs;
+//	                            vmap @frontend-ips / @node-ports (ports with chains, below);
+//	                            then per frontend space (fe: address . proto . port, np: proto .
+//	                            port on @nodeport-addrs): the short-circuit classes for traffic
+//	                            from this host (masqueraded) or its pods, the masquerade set, and
+//	                            the classes: fe-k<k> goto pick-fe-k<k>, fe-drop, fe-reject
+//	pick-<space>[-sc]-k<k>      dnat to <frontend key> . numgen random mod k map @<space>[-sc]-ep
+//	nat-postrouting (srcnat)    masquerade marked packets, and hairpin (@hairpin-pairs)
+//	filter-input/forward/output ct state new: reject what a port marked for reject, and what is
+//	                            still addressed to a ClusterIP after DNAT (unknown ports)
 //
-// Per port (names carry the port's base, so a restarted agent knows what it owns):
+// A port is elements of those sets, each commented with the port's base: its frontends in the
+// class sets, its slots (backends repeated by weight) in the endpoint maps, its ClusterIPs and
+// endpoints in the reject and hairpin sets. Shared chains exist per forwarding class in use
+// (slot count k), so the number of chains does not grow with the number of ports.
 //
-//	int_<base>   ClusterIP traffic: masquerade sources outside the pod CIDRs, goto the set
-//	             the internal policy names
-//	ext_<base>   NodePort/LB/external IP traffic: short-circuit from this host (masqueraded)
-//	             and its pods to the cluster set; masquerade if the policy says so; goto the set
-//	fw<i>_<base> LB source ranges of frontend i, then drop
-//	cl_<base>, lo_<base>  the cluster and local set: dnat to numgen random mod 4096 offset
-//	             id<<12 map @endpoints-xx, then drop (DROP sets) or mark for reject
-//	affcl_<base>, bcl<i>_<base>  with ClientIP affinity: a timed map client → backend and a
-//	             chain per backend that records itself
-//
-// Endpoint choice draws one of 4096 slots; backends own intervals of slots in proportion to
-// their weights. A change of endpoints is therefore a change of map elements only: no rule is
-// rewritten, which would make the kernel re-validate the whole table.
+// Ports with ClientIP session affinity or LB source ranges keep chains of their own, reached
+// through the frontend-ips and node-ports verdict maps: int/ext/fw<i>/cl/lo_<base>, a timed map
+// affcl_<base> (client → backend), and with affinity a chain per backend that records itself (so
+// nft can still display the table). Their endpoint choice draws slots of endpoints-00..0f, interval
+// maps keyed by set id . slot.
 //
 // # Transactions
 //
-// The backend keeps what it believes the kernel holds (kernelState) and each Apply sends one
-// netlink transaction of only the differences, ordered make-before-break; it never lists the
-// table. If the kernel refuses a transaction, each port is retried alone so one bad port fails
-// alone. New and Reconcile read the table back (rule comments carry a hash of each rule, and the
-// endpoint set id) and repair differences in one transaction; nothing is flushed, so established
-// connections and affinity entries survive a restart.
+// The backend keeps what it believes the kernel holds and sends each Apply as one netlink
+// transaction of only the differences, make before break; it never lists the table to apply. If
+// the kernel refuses the transaction, each port is retried alone, so one bad port fails alone.
+// New and Reconcile dump the table (rule comments carry a hash of the rule, element comments the
+// owning port) and repair differences in one transaction. Nothing is flushed: established
+// connections and affinity entries survive a restart, and a restarted agent that re-applies what
+// the table holds sends nothing. Prune deletes ports an earlier run left. UDP conntrack entries to
+// a backend that left, or to a port that gained its first backend, are deleted after the commit.
+//
+// # Why no chains per port (measured on this project's machine, kernel 6.18)
+//
+// Every commit costs the kernel time per chain in the netns: adding one element to a hash set
+// takes 7 µs in a table of 20,000 rules or elements, and 450 µs in a table of 20,000 chains. Any
+// rule added also makes it re-validate the whole table (4 ms with 3,000 services), and named
+// sets are found by a linear search (about 30 ns per set). With chains per port, one endpoint
+// change cost 0.11 ms with 100 services and 0.56 ms with 10,000 (ratio 5); with this layout it
+// costs the same at both sizes (BENCH apply_ratio about 1.0), because it changes only elements of
+// sets created first.
 //
 // # Library choice, measured
 //
-// google/nftables (netlink from Go, one lasting socket with buffers sized per transaction) over
-// sigs.k8s.io/knftables (which runs the nft binary), measured in a network namespace on this
-// project's machine (kernel 6.18, nft 1.0.6) by BenchmarkNFTLibraryChoice and BenchmarkNFT:
+// google/nftables (netlink from Go, one lasting socket whose buffers are sized per transaction)
+// over sigs.k8s.io/knftables (which runs the nft binary), measured in a network namespace by
+// BenchmarkNFTLibraryChoice and BenchmarkNFT:
 //
 //	one small transaction (add or delete one element), 100 services:
 //	    google/nftables 15 µs, knftables 16,000 µs (process start and parsing dominate)
 //	full sync of 10,000 services / 100,000 endpoints in one transaction:
-//	    google/nftables 3.6 s, nft -f of the same ruleset 6.3 s
+//	    google/nftables 3.0-4.4 s, nft -f of the same ruleset 4.1-5.5 s (BENCH fullsync_vs_nft)
 //
-// knftables' cost per transaction is three orders of magnitude above the kernel's; with it a
-// single endpoint change could never be cheap.
-//
-// # What the kernel costs (measured, 6.18)
-//
-// Every commit walks every chain of the netns: one element added to a hash set costs 7 µs with
-// 20,000 rules or elements in the table but 450 µs with 20,000 chains. This backend has about two
-// chains per service port, so an endpoint change costs about 0.1 ms with 100 services and 0.5 ms
-// with 10,000 (BenchmarkNFT's apply_ratio). Only a ruleset whose chain count does not grow with
-// services can make that ratio flat; see the report of issue 4.
+// knftables' fixed cost per transaction is a thousand times the kernel's work for an endpoint
+// change; with it no single change could be cheap.
 package nftables
