@@ -5,7 +5,7 @@ TOOLS_DIR := $(CURDIR)/.bin
 export PATH := $(TOOLS_DIR):$(PATH)
 PROTO_GEN := $(wildcard proto/ganglion/v1/*.pb.go)
 
-.PHONY: help build tools proto proto-check lint test unit e2e-nft e2e-ipvs bench demo clean
+.PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-ipvs bench demo demo-compute clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,7 +53,11 @@ bench: ## print the BENCH lines
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeChange' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkFanout' -benchtime 1x -timeout 30m ./controlplane/brain | grep '^BENCH'
 
-demo: bin/ganglion-controlplane ## run the brain on the built-in example cluster and print each node's state
+demo: build ## bare metal end to end (root): namespaces, brain with embedded etcd, nftables agents, health checks
+	$(GO) build -o bin/demo ./demo
+	./bin/demo
+
+demo-compute: bin/ganglion-controlplane ## compute the built-in example cluster and print each node's state
 	./bin/ganglion-controlplane demo
 
 clean: ## remove build output

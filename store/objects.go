@@ -148,3 +148,16 @@ func (s *Store) HoldLease(ctx context.Context, path string, value []byte, ttl ti
 	}
 	return nil
 }
+
+// Leased lists the names under leases/: the nodes whose agents are registered.
+func (s *Store) Leased(ctx context.Context) ([]string, error) {
+	resp, err := s.cli.Get(ctx, s.prefix+leasesSpace, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("store: list leases: %w", err)
+	}
+	var out []string
+	for _, kv := range resp.Kvs {
+		out = append(out, strings.TrimPrefix(string(kv.Key), s.prefix+leasesSpace))
+	}
+	return out, nil
+}

@@ -40,7 +40,14 @@ func Apply(ctx context.Context, st *store.Store, objs []*Object, set Settings, d
 		if err != nil {
 			return nil, err
 		}
+		leased, err := st.Leased(ctx)
+		if err != nil {
+			return nil, err
+		}
 		w := newWorld(stored, objs)
+		for _, n := range leased {
+			w.nodes[n] = true // registered by its agent: as good as declared
+		}
 		if err := w.check(set); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/baremetal"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -75,4 +76,19 @@ func setString(s *v1.EndpointSet) string {
 		parts = append(parts, fmt.Sprintf("%s:%d", b.Address, b.Port))
 	}
 	return strings.Join(parts, " ")
+}
+
+// nodes lists the brain's view of every node.
+func (c *client) nodes(ctx context.Context) error {
+	resp, err := c.inspect.ListNodes(ctx, &v1.ListNodesRequest{})
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	fmt.Fprintln(w, "NAME\tZONE\tCONNECTED\tRESOURCES\tPENDING\tREJECTED\tLAG\tLAST ERROR")
+	for _, n := range resp.Nodes {
+		fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%d\t%d\t%.1fs\t%s\n", n.Name, or(n.Zone, "-"), n.Connected, n.Resources, n.Pending, n.Rejected, n.LagSeconds, or(n.LastError, "-"))
+	}
+	return nil
 }

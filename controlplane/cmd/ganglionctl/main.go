@@ -27,6 +27,7 @@ commands:
   delete KIND NAME [-n NS]                    delete one object
   delete -f FILE|DIR|-                        delete the objects a file defines
   describe service NAME [-n NS] [--node N]    the stored service and how each node uses it
+  nodes                                       every node the brain knows, connected or not, and its sync
 
 KIND: service (svc), endpointslice, node (no). --server defaults to $GANGLION_SERVER or 127.0.0.1:7070.
 `
@@ -78,6 +79,8 @@ func run(args []string, in io.Reader, out io.Writer) error {
 		return c.delete(ctx, rest)
 	case "describe":
 		return c.describe(ctx, rest)
+	case "nodes":
+		return c.nodes(ctx)
 	default:
 		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 	}
