@@ -153,3 +153,37 @@ func TestWatchResumingBehindACompactionRelists(t *testing.T) {
 		t.Fatal("no relist after compaction")
 	}
 }
+
+// TestWatchResumesFromARevision resumes a watch after a break: it must deliver exactly what
+// happened since, not the whole state again.
+func TestWatchResumesFromARevision(t *testing.T) {
+	s := openEmbedded(t, t.TempDir())
+	defer s.Close()
+	ctx := context.Background()
+	r1, err := s.Commit(ctx, 0, []Item{svcItem("a", "1")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := s.Snapshot(ctx)
+	if _, err := s.Commit(ctx, snap.Generation, []Item{svcItem("b", "2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Batch, 10)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.watchFrom(wctx, r1, func(b Batch) { got <- b })
+	select {
+	case b := <-got:
+		var names []string
+		for _, e := range b.Events {
+			if k, ok := e.Object(); ok {
+				names = append(names, k.Name)
+			}
+		}
+		if b.Reset || len(names) != 1 || names[0] != "b" {
+			t.Errorf("resumed batch reset=%v objects %v, want only b", b.Reset, names)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing delivered")
+	}
+}
