@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/ipvs"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/nftables"
 	"github.com/ganglion-proxy/ganglion/nodeagent/node"
 	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
@@ -38,7 +39,8 @@ func main() {
 type flags struct {
 	nodeName, brains, backend, logLevel  string
 	nodeIPs, nodePortAddresses, podCIDRs string
-	zone                                 string
+	zone, ipvsScheduler                  string
+	strictARP                            bool
 	healthzAddr, metricsAddr             string
 	staleAfter, reconcileEvery           time.Duration
 }
@@ -49,7 +51,9 @@ func parseFlags(args []string) (*flags, error) {
 	hostname, _ := os.Hostname()
 	fs.StringVar(&f.nodeName, "node-name", envOr("NODE_NAME", hostname), "this node's name (env NODE_NAME)")
 	fs.StringVar(&f.brains, "brain", os.Getenv("GANGLION_BRAIN"), "comma-separated brain addresses host:port (env GANGLION_BRAIN)")
-	fs.StringVar(&f.backend, "dataplane", "nftables", "nftables, or recording (in memory: programs nothing)")
+	fs.StringVar(&f.backend, "dataplane", "nftables", "nftables, ipvs, or recording (in memory: programs nothing)")
+	fs.StringVar(&f.ipvsScheduler, "ipvs-scheduler", "rr", "with --dataplane ipvs: the scheduler of services that name none")
+	fs.BoolVar(&f.strictARP, "ipvs-strict-arp", false, "with --dataplane ipvs: set arp_ignore=1 and arp_announce=2")
 	fs.StringVar(&f.nodeIPs, "node-ip", "", "comma-separated node addresses for NodePorts (default: every global unicast address)")
 	fs.StringVar(&f.nodePortAddresses, "nodeport-addresses", "", "comma-separated CIDRs: NodePorts listen only on node addresses inside them")
 	fs.StringVar(&f.podCIDRs, "pod-cidr", "", "comma-separated CIDRs of this node's pods")
@@ -173,6 +177,8 @@ func openDataplane(f *flags, n dataplane.Node, log *slog.Logger) (dataplane.Data
 		return dataplane.NewRecording(), nil
 	case "nftables":
 		return nftables.New(n, nftables.WithLogger(log))
+	case "ipvs":
+		return ipvs.New(context.Background(), ipvs.Options{Node: n, Scheduler: f.ipvsScheduler, StrictARP: f.strictARP})
 	default:
 		return nil, fmt.Errorf("--dataplane: unknown backend %q", f.backend)
 	}
