@@ -77,7 +77,7 @@ func parseClassSet(name string) (classKey, bool) {
 				continue
 			}
 			k, err := strconv.Atoi(rest)
-			if err == nil && k > 0 && k <= maxSlots {
+			if err == nil && k > 0 {
 				return classKey{space, route, k}, true
 			}
 		}

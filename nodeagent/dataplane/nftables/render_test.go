@@ -288,3 +288,17 @@ func TestRenderRejectsContradictions(t *testing.T) {
 		}
 	}
 }
+
+func TestClassSetNamesRoundTrip(t *testing.T) {
+	for _, c := range []classKey{{spaceFE, routeNormal, 1}, {spaceNP, routeShort, 1000}} {
+		got, ok := parseClassSet(dataSet(c.space, c.route, classOf(c.k)))
+		if !ok || got != c {
+			t.Errorf("%v → %v, %v", c, got, ok)
+		}
+	}
+	for _, name := range []string{"fe-ep", "fe-drop", "np-sc-reject", "fe-k", "fe-k0", "fe-kx", setVIPs} {
+		if c, ok := parseClassSet(name); ok {
+			t.Errorf("%q parsed as class %v", name, c)
+		}
+	}
+}
