@@ -1,6 +1,8 @@
 package nftables
 
 import (
+	"errors"
+	"os"
 	"context"
 	"fmt"
 	"net/netip"
@@ -50,7 +52,13 @@ func newLab(t testing.TB, pods int) *lab {
 		},
 	}
 	n := l.node.name
-	l.node.sh(t, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	// Written from inside the namespace (no sysctl binary needed): /proc/sys/net is per netns.
+	if err := l.node.do(func() error {
+		return errors.Join(os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644),
+			os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644))
+	}); err != nil {
+		t.Fatalf("enable forwarding: %v", err)
+	}
 	sh(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
 	sh(t, "ip", "-n", n, "addr", "add", podGW+"/24", "dev", "br0")
 	sh(t, "ip", "-n", n, "addr", "add", "fd00:244:1::1/64", "dev", "br0", "nodad")
