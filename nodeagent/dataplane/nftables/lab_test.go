@@ -1,11 +1,11 @@
 package nftables
 
 import (
-	"errors"
-	"os"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
