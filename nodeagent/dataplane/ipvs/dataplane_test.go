@@ -198,6 +198,9 @@ func TestFailedDumpDeletesNothing(t *testing.T) {
 	if got := len(k.ipvs.reals(cip0)); got != 1 {
 		t.Errorf("s0 real servers = %d, want 1", got)
 	}
+	if !k.dev.addrs[netip.MustParseAddr("10.96.0.2")] || !strings.Contains(k.nft.Dump(), "10.96.0.2") {
+		t.Errorf("s1 lost its marks of ownership while its server could not be deleted")
+	}
 }
 
 func TestReconcileRepairsDrift(t *testing.T) {

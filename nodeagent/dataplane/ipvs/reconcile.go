@@ -31,7 +31,10 @@ func (d *Dataplane) adopt(ctx context.Context) error {
 			return fmt.Errorf("listing %s: %w", set, err)
 		}
 		for _, e := range elems {
-			if a, err := netip.ParseAddr(e.Key[0]); err == nil && len(e.Key) == 2 {
+			if len(e.Key) != 2 {
+				continue
+			}
+			if a, err := netip.ParseAddr(e.Key[0]); err == nil {
 				// Present; it may serve a port not re-applied yet, so only Prune looks at it.
 				d.hairpin[a] += 0
 				d.hairpinAdopted[a] = true
@@ -135,14 +138,18 @@ func (d *Dataplane) Prune(ctx context.Context, keep map[string]bool) error {
 			keys = append(keys, k)
 		}
 	}
-	for k := range d.frontends {
-		if _, ok := d.owner[k]; !ok {
-			keys = append(keys, k)
+	if d.known {
+		// Only once the orphaned servers are gone may the marks of ownership go: a server left
+		// without them would be nobody's forever.
+		for k := range d.frontends {
+			if _, ok := d.owner[k]; !ok {
+				keys = append(keys, k)
+			}
 		}
-	}
-	for a, n := range d.addrs {
-		if n <= 0 {
-			gone = append(gone, a)
+		for a, n := range d.addrs {
+			if n <= 0 {
+				gone = append(gone, a)
+			}
 		}
 	}
 	for a := range d.hairpinAdopted {
@@ -156,8 +163,9 @@ func (d *Dataplane) Prune(ctx context.Context, keep map[string]bool) error {
 }
 
 // Reconcile repairs drift: the device and its addresses, the nftables table (rewritten in one
-// transaction from what was applied), and IPVS (compared with a fresh dump). A failed dump
-// repairs nothing in IPVS and returns ErrUnknownKernelState.
+// transaction from what was applied), and IPVS (compared with a fresh dump). Objects no port
+// claims are removed only once Prune has declared the state complete and the dump succeeded;
+// a failed dump repairs nothing in IPVS and returns ErrUnknownKernelState.
 func (d *Dataplane) Reconcile(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -165,11 +173,12 @@ func (d *Dataplane) Reconcile(ctx context.Context) error {
 	if err := d.dev.Ensure(); err != nil {
 		return err
 	}
-	if err := d.repairAddrs(); err != nil {
-		errs = append(errs, err)
-	}
+	// Marks of ownership first, so a server created below is never unowned.
 	if err := d.nft.Run(ctx, d.fullNFT()); err != nil {
 		errs = append(errs, fmt.Errorf("nftables repair: %w", err))
+	}
+	if err := d.repairAddrs(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := d.refreshKernel(); err != nil {
 		return errors.Join(append(errs, err)...)
@@ -184,17 +193,31 @@ func (d *Dataplane) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	for _, k := range sortedKeys(d.kernel) {
-		if !d.complete {
-			// Before the first Prune, unclaimed servers may be an earlier run's that the agent
-			// has not re-applied yet: deleting them would cut their connections.
-			break
-		}
-		if _, ok := d.owner[k]; !ok {
-			// On our address but claimed by no port: added by hand.
-			if err := d.deleteVS(k); err != nil {
-				errs = append(errs, err)
+	if d.complete {
+		// Before the first Prune, unclaimed servers may be an earlier run's that the agent has
+		// not re-applied yet: deleting them would cut their connections.
+		var keys []vsKey
+		for _, k := range sortedKeys(d.kernel) {
+			if _, ok := d.owner[k]; !ok {
+				// On our address or in our map, but claimed by no port: added by hand.
+				if err := d.deleteVS(k); err != nil {
+					errs = append(errs, err)
+				}
 			}
+		}
+		for k := range d.frontends {
+			if _, ok := d.owner[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+		var unused []netip.Addr
+		for a, n := range d.addrs {
+			if n <= 0 {
+				unused = append(unused, a)
+			}
+		}
+		if err := d.cleanupAfter(ctx, keys, unused); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := d.drainTick(); err != nil {
@@ -203,23 +226,19 @@ func (d *Dataplane) Reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// repairAddrs puts back device addresses a port uses and removes ones nobody uses.
+// repairAddrs puts back device addresses a port uses, and notes the ones present that no port
+// uses, for Reconcile to remove when it may.
 func (d *Dataplane) repairAddrs() error {
 	have, err := d.dev.List()
 	if err != nil {
 		return err
 	}
 	present := map[netip.Addr]bool{}
-	var errs []error
 	for _, a := range have {
 		present[a] = true
-		if d.addrs[a] <= 0 && d.complete {
-			if err := d.dev.Del(a); err != nil {
-				errs = append(errs, err)
-			}
-			delete(d.addrs, a)
-		}
+		d.addrs[a] += 0
 	}
+	var errs []error
 	for a, n := range d.addrs {
 		if n > 0 && !present[a] {
 			if err := d.dev.Add(a); err != nil {
@@ -245,15 +264,14 @@ func (d *Dataplane) fullNFT() *knftables.Transaction {
 		if _, ok := d.owner[k]; ok {
 			continue
 		}
-		switch {
-		case !d.complete:
-			// An earlier run's element, not re-applied yet: it keeps marking its server as ours
-			// (an sr- chain is not flushed here, so its element may stay too).
-			tx.Add(&knftables.Element{Map: "fe" + famSuffix(k.Addr), Key: feElement(k, verdict{}).Key, Value: []string{cur.Value}})
-			kept[k] = cur
-		case strings.HasPrefix(cur.Value, "goto sr-"):
-			tx.Delete(&knftables.Chain{Name: strings.TrimPrefix(cur.Value, "goto ")})
+		// Unclaimed (an earlier run's, or pending removal): it keeps marking its server as ours
+		// until Reconcile or Prune may remove both. Its sr- chain is added, not flushed: kept
+		// when present, and present for the element to point at when the table was lost.
+		if strings.HasPrefix(cur.Value, "goto sr-") {
+			tx.Add(&knftables.Chain{Name: strings.TrimPrefix(cur.Value, "goto ")})
 		}
+		tx.Add(&knftables.Element{Map: "fe" + famSuffix(k.Addr), Key: feElement(k, verdict{}).Key, Value: []string{cur.Value}})
+		kept[k] = cur
 	}
 	d.frontends = kept
 	for _, base := range sortedBases(d.ports) {
@@ -265,13 +283,11 @@ func (d *Dataplane) fullNFT() *knftables.Transaction {
 			}
 		}
 	}
-	for a, n := range d.addrs {
-		if n > 0 || !d.complete {
-			tx.Add(addrElement("svc-addrs", a))
-		}
+	for a := range d.addrs {
+		tx.Add(addrElement("svc-addrs", a))
 	}
 	for a, n := range d.hairpin {
-		if n > 0 {
+		if n > 0 || d.hairpinAdopted[a] {
 			tx.Add(hairpinElement(a))
 		}
 	}
