@@ -232,3 +232,22 @@ func TestUDPBackendLeavingClearsConntrack(t *testing.T) {
 		t.Fatalf("after pod1 left: %q %v, want pod2", g, err)
 	}
 }
+
+func TestPortMovesBetweenChainsAndDataPath(t *testing.T) {
+	l := newLab(t, 2)
+	d := l.dataplane(t)
+	sticky := mkPort("default/web:http/v4", clusterIP("10.96.0.10", 80), affinity(60), cluster(fwd(ep(podIP(1)))))
+	plain := webPort(ep(podIP(1)))
+	for i, p := range []dataplane.Port{sticky, plain, sticky, plain} {
+		apply(t, d, p)
+		if g := mustAsk(t, l.pods[1], "10.96.0.10:80"); backendOf(g) != "pod1" {
+			t.Fatalf("step %d: %q", i, g)
+		}
+		out := l.node.sh(t, "nft", "list", "table", "ip", TableName)
+		hasChains := strings.Contains(out, "cl_default/web.http/v4")
+		hasData := strings.Contains(out, `comment "default/web:http/v4"`)
+		if hasChains != (p.Service.SessionAffinity != nil) || hasData == hasChains {
+			t.Fatalf("step %d: chains %v, data elements %v:\n%s", i, hasChains, hasData, out)
+		}
+	}
+}
