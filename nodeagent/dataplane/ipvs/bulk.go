@@ -34,20 +34,24 @@ type seqWriter struct {
 	ops  []func() error
 }
 
+// NewService queues a virtual server creation.
 func (w *seqWriter) NewService(k vsKey, s vsSpec) {
 	w.ops = append(w.ops, func() error { return w.ipvs.NewService(toService(k, s)) })
 }
 
+// NewDestination queues a real server creation.
 func (w *seqWriter) NewDestination(k vsKey, rs netip.AddrPort, weight int) {
 	w.ops = append(w.ops, func() error {
 		return w.ipvs.NewDestination(toService(k, vsSpec{}), toDestination(rs, weight))
 	})
 }
 
+// AddAddr queues a device address.
 func (w *seqWriter) AddAddr(a netip.Addr) {
 	w.ops = append(w.ops, func() error { return w.dev.Add(a) })
 }
 
+// Flush runs the queue one operation at a time.
 func (w *seqWriter) Flush() []error {
 	errs := make([]error, len(w.ops))
 	for i, op := range w.ops {
@@ -118,6 +122,7 @@ func (w *nlWriter) close() {
 
 type genlHeader struct{ cmd uint8 }
 
+// Len and Serialize make genlHeader a netlink request part: command, version 1, padding.
 func (h genlHeader) Len() int          { return 4 }
 func (h genlHeader) Serialize() []byte { return []byte{h.cmd, 1, 0, 0} }
 
@@ -141,6 +146,7 @@ func serviceAttr(k vsKey, s vsSpec, full bool) *nl.RtAttr {
 	return a
 }
 
+// NewService queues IPVS_CMD_NEW_SERVICE.
 func (w *nlWriter) NewService(k vsKey, s vsSpec) {
 	req := nl.NewNetlinkRequest(int(w.family), unix.NLM_F_ACK)
 	req.AddData(genlHeader{ipvsCmdNewService})
@@ -148,6 +154,7 @@ func (w *nlWriter) NewService(k vsKey, s vsSpec) {
 	w.msgs = append(w.msgs, nlMsg{data: req.Serialize()})
 }
 
+// NewDestination queues IPVS_CMD_NEW_DEST, masquerading.
 func (w *nlWriter) NewDestination(k vsKey, rs netip.AddrPort, weight int) {
 	req := nl.NewNetlinkRequest(int(w.family), unix.NLM_F_ACK)
 	req.AddData(genlHeader{ipvsCmdNewDest})
@@ -163,6 +170,7 @@ func (w *nlWriter) NewDestination(k vsKey, rs netip.AddrPort, weight int) {
 	w.msgs = append(w.msgs, nlMsg{data: req.Serialize()})
 }
 
+// AddAddr queues RTM_NEWADDR of a host address on our device, replacing an existing one.
 func (w *nlWriter) AddAddr(a netip.Addr) {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
 	fam, bits := unix.AF_INET, 32

@@ -19,6 +19,7 @@ type flowCleaner interface {
 
 type netlinkConntrack struct{ h *netlink.Handle }
 
+// DeleteUDP dumps the conntrack table and deletes the matching flows.
 func (c netlinkConntrack) DeleteUDP(vs vsKey, rs netip.AddrPort) error {
 	f := &netlink.ConntrackFilter{}
 	fam := netlink.InetFamily(unix.AF_INET)

@@ -52,6 +52,7 @@ func (d *dummyDevice) Ensure() error {
 	return nil
 }
 
+// List returns the device's addresses, link-local ones left out.
 func (d *dummyDevice) List() ([]netip.Addr, error) {
 	addrs, err := d.h.AddrList(d.link, netlink.FAMILY_ALL)
 	if err != nil {
@@ -75,6 +76,7 @@ func hostNet(a netip.Addr) *netlink.Addr {
 	return &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, bits)}, Flags: unix.IFA_F_NODAD}
 }
 
+// Add puts a host address on the device; adding it again is harmless.
 func (d *dummyDevice) Add(a netip.Addr) error {
 	if err := d.h.AddrReplace(d.link, hostNet(a)); err != nil {
 		return fmt.Errorf("adding %s to %s: %w", a, d.name, err)
@@ -82,6 +84,7 @@ func (d *dummyDevice) Add(a netip.Addr) error {
 	return nil
 }
 
+// Del removes a host address; one already gone is not an error.
 func (d *dummyDevice) Del(a netip.Addr) error {
 	if err := d.h.AddrDel(d.link, hostNet(a)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return fmt.Errorf("removing %s from %s: %w", a, d.name, err)

@@ -33,6 +33,7 @@ type vsKey struct {
 	Port  uint16
 }
 
+// String formats k the way errors and logs show it: tcp/10.96.0.1:80.
 func (k vsKey) String() string {
 	return fmt.Sprintf("%s/%s", protoName(k.Proto), netip.AddrPortFrom(k.Addr, k.Port))
 }
