@@ -1,0 +1,204 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/ganglion-proxy/ganglion/e2e/netlab"
+	"github.com/ganglion-proxy/ganglion/e2e/proc"
+)
+
+// brainIPs are the two brain replicas' addresses on the fabric.
+var brainIPs = []string{netlab.FabricIP, "192.168.77.2"}
+
+const (
+	nodes      = 3
+	deployNS   = "ganglion-system"
+	brainSA    = "ganglion-controlplane"
+	brainPort  = "7070"
+	metricPort = "7071"
+)
+
+// cluster is the lab, the API server, two brains and an agent per node.
+type cluster struct {
+	// t is the test or subtest running now; top is the whole test, which owns the processes.
+	t, top *testing.T
+	mu     sync.Mutex
+	conns  map[int]*grpc.ClientConn
+	lab    *netlab.Lab
+	api    *apiServer
+	bin    string
+	brains []*process
+	agents []*proc.Proc
+}
+
+func newCluster(t *testing.T) *cluster {
+	bins := requireBins(t)
+	c := &cluster{t: t, top: t, lab: netlab.NewLab(t, netlab.LabOptions{Nodes: nodes, FabricIPs: brainIPs[1:]}), bin: proc.Binaries(t)}
+	c.api = startAPIServer(t, bins, c.lab.Fabric)
+	return c
+}
+
+func nodeName(i int) string { return fmt.Sprintf("node-%d", i) }
+
+// createNodes registers the lab's nodes, as kubelets would.
+func (c *cluster) createNodes() {
+	for i := 1; i <= nodes; i++ {
+		n := &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: nodeName(i)},
+			Status: corev1.NodeStatus{
+				Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: netlab.LabNodeIP(i)}},
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			},
+		}
+		if _, err := c.api.client.CoreV1().Nodes().Create(context.Background(), n, metav1.CreateOptions{}); err != nil {
+			c.t.Fatalf("create node: %v", err)
+		}
+	}
+}
+
+// brainToken is a token of the controlplane's own ServiceAccount from deploy/: the brains run
+// with exactly the RBAC the manifests grant.
+func (c *cluster) brainToken() string {
+	tr, err := c.api.client.CoreV1().ServiceAccounts(deployNS).CreateToken(context.Background(), brainSA,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatalf("token for %s/%s (apply deploy/ first): %v", deployNS, brainSA, err)
+	}
+	return tr.Status.Token
+}
+
+// startBrains starts both replicas in the fabric with --source=kubernetes.
+func (c *cluster) startBrains() {
+	kubeconfig := c.api.kubeconfig("brain", c.brainToken())
+	for _, ip := range brainIPs {
+		c.brains = append(c.brains, start(c.t, c.lab.Fabric.Command(filepath.Join(c.bin, "ganglion-controlplane"), "serve",
+			"--source", "kubernetes", "--kubeconfig", kubeconfig,
+			"--listen", net.JoinHostPort(ip, brainPort), "--metrics-listen", net.JoinHostPort(ip, metricPort))...))
+	}
+}
+
+// brainsFor orders the replicas for node i: odd nodes start on the first, even ones on the
+// second, so both replicas serve agents.
+func brainsFor(i int) string {
+	a, b := net.JoinHostPort(brainIPs[0], brainPort), net.JoinHostPort(brainIPs[1], brainPort)
+	if i%2 == 0 {
+		a, b = b, a
+	}
+	return a + "," + b
+}
+
+// startAgents runs every node's agent with the nftables dataplane in its namespace.
+func (c *cluster) startAgents() {
+	for i := 1; i <= nodes; i++ {
+		c.agents = append(c.agents, proc.Start(c.t, c.lab.Nodes[i-1].NS.Command(filepath.Join(c.bin, "ganglion-agent"),
+			"--node-name", nodeName(i), "--brain", brainsFor(i), "--dataplane", "nftables",
+			"--node-ip", netlab.LabNodeIP(i), "--pod-cidr", netlab.LabPodCIDR(i),
+			"--healthz-bind-address", netlab.LabNodeIP(i)+":10256", "--metrics-bind-address", "127.0.0.1:10249",
+			"--reconcile-interval", "500ms")...))
+	}
+}
+
+// svc describes a service the tests create.
+type svc struct {
+	name, clusterIP string
+	nodePort        int32
+	labels          map[string]string
+}
+
+func (c *cluster) createService(s svc) {
+	c.t.Helper()
+	obj := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: s.name, Labels: s.labels},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeClusterIP, ClusterIP: s.clusterIP,
+			Ports: []corev1.ServicePort{{Name: "p", Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if s.nodePort != 0 {
+		obj.Spec.Type = corev1.ServiceTypeNodePort
+		obj.Spec.Ports[0].NodePort = s.nodePort
+	}
+	if _, err := c.api.client.CoreV1().Services("default").Create(context.Background(), obj, metav1.CreateOptions{}); err != nil {
+		c.t.Fatalf("create service %s: %v", s.name, err)
+	}
+}
+
+// ep is one pod behind a service: pod k (0-based) of node n (1-based).
+type ep struct {
+	node, pod int
+	notReady  bool
+}
+
+func (e ep) name() string { return netlab.LabPodName(e.node, e.pod) }
+
+// setEndpoints creates or replaces the service's one EndpointSlice, as the EndpointSlice
+// controller would (there is none here), trigger-time annotation included.
+func (c *cluster) setEndpoints(service string, eps ...ep) {
+	c.t.Helper()
+	c.setEndpointsAt(service, time.Now(), eps...)
+}
+
+// setEndpointsAt is setEndpoints with the change's trigger time.
+func (c *cluster) setEndpointsAt(service string, trigger time.Time, eps ...ep) {
+	c.t.Helper()
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: service + "-e2e",
+			Labels:      map[string]string{discoveryv1.LabelServiceName: service, discoveryv1.LabelManagedBy: "e2e.ganglion-proxy.io"},
+			Annotations: map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": trigger.UTC().Format(time.RFC3339Nano)},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("p"), Port: ptr.To[int32](netlab.PodPort), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	for _, e := range eps {
+		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{netlab.LabPodIP(e.node, e.pod)},
+			NodeName:   ptr.To(nodeName(e.node)),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(!e.notReady)},
+		})
+	}
+	slices := c.api.client.DiscoveryV1().EndpointSlices("default")
+	cur, err := slices.Get(context.Background(), sl.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = slices.Create(context.Background(), sl, metav1.CreateOptions{})
+	case err == nil:
+		sl.ResourceVersion = cur.ResourceVersion
+		_, err = slices.Update(context.Background(), sl, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		c.t.Fatalf("endpoints of %s: %v", service, err)
+	}
+}
+
+// kubectl runs the pinned kubectl in the fabric as the admin.
+func (c *cluster) kubectl(args ...string) (string, error) {
+	kc := c.api.kubeconfig("admin", c.api.adminToken)
+	argv := c.lab.Fabric.Command(append([]string{c.api.bins.kubectl, "--kubeconfig", kc}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		// Warnings go to stderr too: only show them when something failed.
+		stdout.Write(stderr.Bytes())
+	}
+	return strings.TrimSpace(stdout.String()), err
+}
