@@ -38,7 +38,7 @@ lint: tools ## buf lint, go vet, gofmt
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 unit: tools ## every Go test outside e2e/ (the nftables backend's namespace tests need root)
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/e2e/')
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/e2e/')
 
 e2e: tools ## brain and agent processes driven with grpcurl
 	$(GO) test -count=1 ./e2e/

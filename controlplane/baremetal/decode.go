@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ganglion-proxy/ganglion/controlplane/kube"
 	"github.com/ganglion-proxy/ganglion/store"
 )
 
@@ -62,7 +63,7 @@ func (o *Object) fail(field, format string, args ...any) error {
 // discovery.k8s.io/v1 EndpointSlice as it is. Unknown fields are errors: a typo must not pass.
 func Decode(source string, data []byte) ([]*Object, error) {
 	var out []*Object
-	for i, doc := range splitDocuments(data) {
+	for i, doc := range kube.SplitDocuments(data) {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
@@ -184,20 +185,6 @@ func DecodeStored(item store.Item) (*Object, error) {
 		return nil, fmt.Errorf("stored object %s: %w", item.Key, err)
 	}
 	return o, nil
-}
-
-func splitDocuments(data []byte) [][]byte {
-	var docs [][]byte
-	var cur []byte
-	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
-		if t := bytes.TrimRight(line, " \t\r\n"); bytes.Equal(t, []byte("---")) {
-			docs = append(docs, cur)
-			cur = nil
-			continue
-		}
-		cur = append(cur, line...)
-	}
-	return append(docs, cur)
 }
 
 func stripComments(doc []byte) []byte {

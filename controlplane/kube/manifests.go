@@ -23,7 +23,7 @@ type Objects struct {
 // discovery.k8s.io/v1 EndpointSlices; a List of them works too. source names the input in errors.
 func DecodeManifests(source string, data []byte) (*Objects, error) {
 	out := &Objects{}
-	for i, doc := range splitDocuments(data) {
+	for i, doc := range SplitDocuments(data) {
 		if err := out.add(fmt.Sprintf("%s#%d", source, i+1), doc); err != nil {
 			return nil, err
 		}
@@ -92,8 +92,8 @@ func defaultNamespace(ns *string) {
 	}
 }
 
-// splitDocuments splits YAML on document separator lines.
-func splitDocuments(data []byte) [][]byte {
+// SplitDocuments splits multi-document YAML on its separator lines.
+func SplitDocuments(data []byte) [][]byte {
 	var docs [][]byte
 	var cur []byte
 	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
