@@ -82,6 +82,10 @@ func TestNodePortETPLocalWithoutLocalEndpointsDrops(t *testing.T) {
 	if g := mustAsk(t, l.pods[0], hostPort(nodeIP, 30082)); backendOf(g) != "remote" {
 		t.Fatalf("from a local pod: greeting %q, want the cluster backend", g)
 	}
+	// And the host itself, masqueraded so the reply comes back to it.
+	if g := mustAsk(t, l.node, hostPort(nodeIP, 30082)); backendOf(g) != "remote" || sourceOf(g) != remoteGW {
+		t.Fatalf("from the host: greeting %q, want the cluster backend seeing %s", g, remoteGW)
+	}
 }
 
 func TestNodePortAddressesFilter(t *testing.T) {
