@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -52,12 +53,18 @@ func newLab(t testing.TB, pods int) *lab {
 		},
 	}
 	n := l.node.name
-	// Written from inside the namespace (no sysctl binary needed): /proc/sys/net is per netns.
+	// Pods share a bridge, as with bridge CNI: like Kubernetes there, the lab needs br_netfilter
+	// so that a reply from a pod to a pod on the same bridge meets conntrack and is un-NATed.
+	_, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables")
+	testenv.Require(t, err == nil, "br_netfilter (net.bridge.bridge-nf-call-iptables) is not available")
+	// Written from inside the namespace (no sysctl binary needed): these settings are per netns.
 	if err := l.node.do(func() error {
 		return errors.Join(os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644),
-			os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644))
+			os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644),
+			os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("1"), 0o644),
+			os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-ip6tables", []byte("1"), 0o644))
 	}); err != nil {
-		t.Fatalf("enable forwarding: %v", err)
+		t.Fatalf("enable forwarding and br_netfilter: %v", err)
 	}
 	sh(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
 	sh(t, "ip", "-n", n, "addr", "add", podGW+"/24", "dev", "br0")
