@@ -21,9 +21,6 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
 )
 
-// ErrNotSynced is returned when the context ends before every informer has synced.
-var ErrNotSynced = errors.New("informers not synced")
-
 // Source watches the API server through Client.
 type Source struct {
 	// Client is the API client; the brain needs list and watch on services, endpointslices and
@@ -60,9 +57,13 @@ func (s *Source) Run(ctx context.Context, hub *stream.Hub, synced func()) error 
 		filtered.Discovery().V1().EndpointSlices().Informer(),
 		all.Core().V1().Nodes().Informer(),
 	}
+	kinds := []string{"services", "endpointslices", "nodes"}
 	hs := []cache.ResourceEventHandler{s.h.services(), s.h.slices(), s.h.nodes()}
 	var regs []cache.InformerSynced
 	for i, inf := range infs {
+		if err := inf.SetWatchErrorHandlerWithContext(watchErrorLogger(s.Log, kinds[i])); err != nil {
+			return fmt.Errorf("kubernetes source: %w", err)
+		}
 		reg, err := inf.AddEventHandler(hs[i])
 		if err != nil {
 			return fmt.Errorf("kubernetes source: %w", err)
@@ -79,11 +80,8 @@ func (s *Source) Run(ctx context.Context, hub *stream.Hub, synced func()) error 
 	start := time.Now()
 	// The registrations' HasSynced, not the informers': they turn true only after our handlers
 	// have seen every listed object, so the first compute is complete when synced is called.
-	if !cache.WaitForCacheSync(ctx.Done(), regs...) {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return ErrNotSynced
+	if !waitSynced(ctx, s.Log, 10*time.Second, kinds, regs) {
+		return nil // ctx ended: the brain is stopping
 	}
 	// A list's resourceVersion covers deletions this replica never saw as objects: without it, a
 	// replica started after a deletion would look behind one that watched it happen.
