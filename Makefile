@@ -46,12 +46,17 @@ e2e: tools ## brain and agent processes driven with grpcurl
 e2e-nft: ## three nftables nodes in network namespaces, brain and agents as processes (root)
 	$(GO) test -count=1 -timeout 20m ./e2e/nft/
 
-test: proto-check lint unit e2e e2e-nft ## everything CI runs
+e2e-ipvs: ## the IPVS dataplane in a qemu VM (root; installs qemu, busybox and ipvsadm, fetches Debian's kernel)
+	$(GO) test -count=1 -timeout 30m ./e2e/vm/... ./e2e/ipvs/...
+
+test: proto-check lint unit e2e e2e-nft e2e-ipvs ## everything CI runs
 
 bench: ## print the BENCH lines
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeFull$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeChange' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkFanout' -benchtime 1x -timeout 30m ./controlplane/brain | grep '^BENCH'
+	@$(GO) test -run '^$$' -bench 'BenchmarkNFT$$' -benchtime 1x ./nodeagent/dataplane/nftables | grep '^BENCH'
+	@$(GO) test -run '^$$' -bench 'BenchmarkIPVSInVM$$' -benchtime 1x -timeout 30m ./e2e/ipvs | grep '^BENCH'
 
 demo: build ## bare metal end to end (root): namespaces, brain with embedded etcd, nftables agents, health checks
 	$(GO) build -o bin/demo ./demo
