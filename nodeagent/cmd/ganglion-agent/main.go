@@ -231,16 +231,26 @@ func splitList(s string) []string {
 	return out
 }
 
-// localAddrs returns the global unicast addresses of this network namespace.
+// localAddrs returns the global unicast addresses of this network namespace, except those on
+// devices Ganglion owns (the IPVS dummy device holds service addresses, not the node's).
 func localAddrs() ([]netip.Addr, error) {
-	addrs, err := net.InterfaceAddrs()
+	ifaces, err := net.Interfaces()
 	if err != nil {
 		return nil, err
 	}
 	var out []netip.Addr
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsGlobalUnicast() {
-			out = append(out, p.Addr())
+	for _, ifc := range ifaces {
+		if strings.HasPrefix(ifc.Name, "ganglion") {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsGlobalUnicast() {
+				out = append(out, p.Addr())
+			}
 		}
 	}
 	return out, nil
