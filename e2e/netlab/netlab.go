@@ -76,6 +76,9 @@ func (n *NS) Run(t testing.TB, args ...string) string {
 	return Run(t, n.Command(args...)...)
 }
 
+// FD returns the namespace's file descriptor, for APIs that take one.
+func (n *NS) FD() int { return int(n.h) }
+
 // Command returns the argv that runs args inside the namespace.
 func (n *NS) Command(args ...string) []string {
 	return append([]string{"ip", "netns", "exec", n.Name}, args...)
@@ -246,6 +249,12 @@ func (n *NS) AskUDP(addr string) (string, error) {
 		return "", err
 	}
 	defer c.Close()
+	return UDPRoundTrip(c)
+}
+
+// UDPRoundTrip sends a datagram on c, a UDP conn, and returns the answer: on an existing conn it
+// keeps its 5-tuple, so a test can follow one flow across changes.
+func UDPRoundTrip(c net.Conn) (string, error) {
 	buf := make([]byte, 1500)
 	for range 3 { // the first datagram may be lost while neighbours are resolved
 		if _, err := c.Write([]byte("hi")); err != nil {
