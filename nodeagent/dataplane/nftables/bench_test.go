@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
 
@@ -91,10 +92,10 @@ func medianConnect(b *testing.B, l *lab) time.Duration {
 	for range benchConnects {
 		var c net.Conn
 		var took time.Duration
-		if err := l.pods[1].do(func() error {
+		if err := l.pods[1].Do(func() error {
 			start := time.Now()
 			var err error
-			c, err = net.DialTimeout("tcp", "10.96.0.0:80", dialTimeout)
+			c, err = net.DialTimeout("tcp", "10.96.0.0:80", netlab.DialTimeout)
 			took = time.Since(start)
 			return err
 		}); err != nil {
@@ -151,7 +152,7 @@ func benchNFT(b *testing.B) {
 
 // nftLoad writes the ruleset our renderer makes for ports as an nft script and times nft -f.
 func nftLoad(b *testing.B, ports []dataplane.Port) time.Duration {
-	n := newNS(b, "gn"+uniqueID()+"-nft")
+	n := netlab.NewNS(b, "gn"+netlab.UniqueID()+"-nft")
 	script, err := nftScript(ports)
 	if err != nil {
 		b.Fatal(err)
@@ -161,7 +162,7 @@ func nftLoad(b *testing.B, ports []dataplane.Port) time.Duration {
 		b.Fatal(err)
 	}
 	start := time.Now()
-	out, err := exec.Command("ip", "netns", "exec", n.name, "nft", "-f", path).CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", n.Name, "nft", "-f", path).CombinedOutput()
 	took := time.Since(start)
 	if err != nil {
 		b.Fatalf("nft -f: %v\n%.2000s", err, out)

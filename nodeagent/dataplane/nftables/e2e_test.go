@@ -2,10 +2,10 @@ package nftables
 
 import (
 	"errors"
-	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -16,15 +16,11 @@ const (
 	kindEIP      = v1.FrontendKind_FRONTEND_KIND_EXTERNAL_IP
 )
 
-// backendOf is the first word of a server's greeting; sourceOf the address the server saw.
-func backendOf(greeting string) string { b, _, _ := strings.Cut(greeting, " "); return b }
-func sourceOf(greeting string) string  { _, s, _ := strings.Cut(greeting, " "); return s }
-
-func mustAsk(t *testing.T, n *netNS, addr string) string {
+func mustAsk(t *testing.T, n *netlab.NS, addr string) string {
 	t.Helper()
-	g, err := tcpAsk(n, addr)
+	g, err := n.AskTCP(addr)
 	if err != nil {
-		t.Fatalf("connect from %s to %s: %v", n.name, addr, err)
+		t.Fatalf("connect from %s to %s: %v", n.Name, addr, err)
 	}
 	return g
 }
@@ -36,8 +32,8 @@ func TestClusterIPFromPod(t *testing.T) {
 	seen := map[string]bool{}
 	for range 40 {
 		g := mustAsk(t, l.pods[2], "10.96.0.10:80")
-		seen[backendOf(g)] = true
-		if src := sourceOf(g); src != podIP(3) {
+		seen[netlab.Backend(g)] = true
+		if src := netlab.Source(g); src != podIP(3) {
 			t.Fatalf("backend saw source %s, want the pod's own %s (no masquerade inside the cluster)", src, podIP(3))
 		}
 	}
@@ -52,7 +48,7 @@ func TestNodePortETPClusterMasqueradesClient(t *testing.T) {
 	apply(t, d, mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30080),
 		external(scopeCluster, true), cluster(fwd(ep(remotePod)))))
 	g := mustAsk(t, l.client, hostPort(nodeIP, 30080))
-	if backendOf(g) != "remote" || sourceOf(g) != remoteGW {
+	if netlab.Backend(g) != "remote" || netlab.Source(g) != remoteGW {
 		t.Fatalf("greeting %q: want the remote backend seeing the node's address %s", g, remoteGW)
 	}
 }
@@ -64,7 +60,7 @@ func TestNodePortETPLocalPreservesClientIP(t *testing.T) {
 		external(scopeLocal, false), cluster(fwd(ep(podIP(1)), ep(remotePod))), local(fwd(ep(podIP(1))))))
 	for range 10 {
 		g := mustAsk(t, l.client, hostPort(nodeIP, 30081))
-		if backendOf(g) != "pod1" || sourceOf(g) != clientIP {
+		if netlab.Backend(g) != "pod1" || netlab.Source(g) != clientIP {
 			t.Fatalf("greeting %q: want the local pod1 seeing the client's own %s", g, clientIP)
 		}
 	}
@@ -75,15 +71,15 @@ func TestNodePortETPLocalWithoutLocalEndpointsDrops(t *testing.T) {
 	d := l.dataplane(t)
 	apply(t, d, mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30082),
 		external(scopeLocal, false), cluster(fwd(ep(remotePod))), local(dropSet())))
-	if _, err := tcpAsk(l.client, hostPort(nodeIP, 30082)); !isTimeout(err) {
+	if _, err := l.client.AskTCP(hostPort(nodeIP, 30082)); !netlab.IsTimeout(err) {
 		t.Fatalf("from outside: got %v, want the SYN dropped (timeout)", err)
 	}
 	// The short-circuit: a pod on this node still reaches the cluster set through the NodePort.
-	if g := mustAsk(t, l.pods[0], hostPort(nodeIP, 30082)); backendOf(g) != "remote" {
+	if g := mustAsk(t, l.pods[0], hostPort(nodeIP, 30082)); netlab.Backend(g) != "remote" {
 		t.Fatalf("from a local pod: greeting %q, want the cluster backend", g)
 	}
 	// And the host itself, masqueraded so the reply comes back to it.
-	if g := mustAsk(t, l.node, hostPort(nodeIP, 30082)); backendOf(g) != "remote" || sourceOf(g) != remoteGW {
+	if g := mustAsk(t, l.node, hostPort(nodeIP, 30082)); netlab.Backend(g) != "remote" || netlab.Source(g) != remoteGW {
 		t.Fatalf("from the host: greeting %q, want the cluster backend seeing %s", g, remoteGW)
 	}
 }
@@ -94,7 +90,7 @@ func TestNodePortAddressesFilter(t *testing.T) {
 	apply(t, d, mkPort("default/np:http/v4", clusterIP("10.96.0.11", 80), nodePort(30083),
 		external(scopeCluster, true), cluster(fwd(ep(podIP(1))))))
 	// remoteGW is a node address outside NodePortAddresses: nothing listens there.
-	if _, err := tcpAsk(l.remote, hostPort(remoteGW, 30083)); !isRefused(err) {
+	if _, err := l.remote.AskTCP(hostPort(remoteGW, 30083)); !netlab.IsRefused(err) {
 		t.Fatalf("NodePort on a filtered address: got %v, want connection refused by the host", err)
 	}
 }
@@ -108,11 +104,11 @@ func TestLoadBalancerAndExternalIP(t *testing.T) {
 		frontend(kindEIP, "192.168.60.20", 80),
 		external(scopeCluster, true), cluster(fwd(ep(podIP(2))))))
 	for _, vip := range []string{"192.168.60.10:80", "192.168.60.20:80"} {
-		if g := mustAsk(t, l.client, vip); backendOf(g) != "pod2" || sourceOf(g) != podGW {
+		if g := mustAsk(t, l.client, vip); netlab.Backend(g) != "pod2" || netlab.Source(g) != podGW {
 			t.Fatalf("%s: greeting %q, want pod2 seeing the masqueraded %s", vip, g, podGW)
 		}
 	}
-	if _, err := tcpAsk(l.client, "192.168.60.11:80"); !isTimeout(err) {
+	if _, err := l.client.AskTCP("192.168.60.11:80"); !netlab.IsTimeout(err) {
 		t.Fatalf("client outside the LB source ranges: got %v, want dropped", err)
 	}
 }
@@ -124,11 +120,11 @@ func TestInternalTrafficPolicyLocal(t *testing.T) {
 		mkPort("default/itp:http/v4", clusterIP("10.96.0.13", 80), internal(scopeLocal), local(fwd(ep(podIP(2))))),
 		mkPort("default/itp-empty:http/v4", clusterIP("10.96.0.14", 80), internal(scopeLocal), local(dropSet())))
 	for range 5 {
-		if g := mustAsk(t, l.pods[2], "10.96.0.13:80"); backendOf(g) != "pod2" {
+		if g := mustAsk(t, l.pods[2], "10.96.0.13:80"); netlab.Backend(g) != "pod2" {
 			t.Fatalf("greeting %q, want the local endpoint pod2", g)
 		}
 	}
-	if _, err := tcpAsk(l.pods[2], "10.96.0.14:80"); !isTimeout(err) {
+	if _, err := l.pods[2].AskTCP("10.96.0.14:80"); !netlab.IsTimeout(err) {
 		t.Fatalf("ITP Local without local endpoints: got %v, want dropped", err)
 	}
 }
@@ -140,7 +136,7 @@ func TestNoEndpointsRefused(t *testing.T) {
 		mkPort("default/none:http/v4", clusterIP("10.96.0.15", 80), nodePort(30084), external(scopeCluster, true), cluster(rejectSet())),
 		mkPort("default/web:http/v4", clusterIP("10.96.0.10", 80), cluster(fwd(ep(podIP(1))))))
 	cases := []struct {
-		from *netNS
+		from *netlab.NS
 		addr string
 	}{
 		{l.pods[0], "10.96.0.15:80"},
@@ -149,12 +145,12 @@ func TestNoEndpointsRefused(t *testing.T) {
 		{l.node, "10.96.0.15:80"},    // from the host itself
 	}
 	for _, c := range cases {
-		if _, err := tcpAsk(c.from, c.addr); !isRefused(err) {
-			t.Errorf("%s from %s: got %v, want connection refused", c.addr, c.from.name, err)
+		if _, err := c.from.AskTCP(c.addr); !netlab.IsRefused(err) {
+			t.Errorf("%s from %s: got %v, want connection refused", c.addr, c.from.Name, err)
 		}
 		// A datagram the host itself sends is rejected on output: the send fails with EPERM.
-		if _, err := udpAsk(c.from, c.addr); !isRefused(err) && !(c.from == l.node && errors.Is(err, syscall.EPERM)) {
-			t.Errorf("UDP %s from %s: got %v, want refused (ICMP port unreachable)", c.addr, c.from.name, err)
+		if _, err := c.from.AskUDP(c.addr); !netlab.IsRefused(err) && !(c.from == l.node && errors.Is(err, syscall.EPERM)) {
+			t.Errorf("UDP %s from %s: got %v, want refused (ICMP port unreachable)", c.addr, c.from.Name, err)
 		}
 	}
 }
@@ -164,16 +160,16 @@ func TestSessionAffinitySticks(t *testing.T) {
 	d := l.dataplane(t)
 	apply(t, d, mkPort("default/sticky:http/v4", clusterIP("10.96.0.16", 80), affinity(60),
 		cluster(fwd(ep(podIP(1)), ep(podIP(2))))))
-	first := backendOf(mustAsk(t, l.pods[2], "10.96.0.16:80"))
+	first := netlab.Backend(mustAsk(t, l.pods[2], "10.96.0.16:80"))
 	for range 20 {
-		if b := backendOf(mustAsk(t, l.pods[2], "10.96.0.16:80")); b != first {
+		if b := netlab.Backend(mustAsk(t, l.pods[2], "10.96.0.16:80")); b != first {
 			t.Fatalf("client moved from %s to %s despite ClientIP affinity", first, b)
 		}
 	}
 	// Another client is chosen for independently, and sticks too.
-	other := backendOf(mustAsk(t, l.client, "10.96.0.16:80"))
+	other := netlab.Backend(mustAsk(t, l.client, "10.96.0.16:80"))
 	for range 5 {
-		if b := backendOf(mustAsk(t, l.client, "10.96.0.16:80")); b != other {
+		if b := netlab.Backend(mustAsk(t, l.client, "10.96.0.16:80")); b != other {
 			t.Fatalf("second client moved from %s to %s", other, b)
 		}
 	}
@@ -184,7 +180,7 @@ func TestHairpin(t *testing.T) {
 	d := l.dataplane(t)
 	apply(t, d, mkPort("default/self:http/v4", clusterIP("10.96.0.17", 80), cluster(fwd(ep(podIP(1))))))
 	g := mustAsk(t, l.pods[0], "10.96.0.17:80")
-	if backendOf(g) != "pod1" || sourceOf(g) == podIP(1) {
+	if netlab.Backend(g) != "pod1" || netlab.Source(g) == podIP(1) {
 		t.Fatalf("greeting %q: want pod1 reaching itself with a masqueraded source", g)
 	}
 }
@@ -197,16 +193,16 @@ func TestUDPClusterIPAndIPv6(t *testing.T) {
 		mkPort("default/web:http/v6", clusterIP("fd00:96::10", 80), cluster(fwd(hostPort(podIP6(1), podPort)))),
 		mkPort("default/dns:udp/v6", udp(), clusterIP("fd00:96::10", 53), cluster(fwd(hostPort(podIP6(1), podPort)))),
 		mkPort("default/np:http/v6", nodePort(30090), external(scopeCluster, true), cluster(fwd(hostPort(podIP6(2), podPort)))))
-	if g, err := udpAsk(l.pods[1], "10.96.0.18:53"); err != nil || backendOf(g) != "pod1" {
+	if g, err := l.pods[1].AskUDP("10.96.0.18:53"); err != nil || netlab.Backend(g) != "pod1" {
 		t.Fatalf("UDP over IPv4: %q %v", g, err)
 	}
-	if g := mustAsk(t, l.pods[1], "[fd00:96::10]:80"); backendOf(g) != "pod1" || sourceOf(g) != podIP6(2) {
+	if g := mustAsk(t, l.pods[1], "[fd00:96::10]:80"); netlab.Backend(g) != "pod1" || netlab.Source(g) != podIP6(2) {
 		t.Fatalf("TCP over IPv6: greeting %q", g)
 	}
-	if g, err := udpAsk(l.pods[1], "[fd00:96::10]:53"); err != nil || backendOf(g) != "pod1" {
+	if g, err := l.pods[1].AskUDP("[fd00:96::10]:53"); err != nil || netlab.Backend(g) != "pod1" {
 		t.Fatalf("UDP over IPv6: %q %v", g, err)
 	}
-	if g := mustAsk(t, l.client, "["+nodeIP6+"]:30090"); backendOf(g) != "pod2" || sourceOf(g) != "fd00:244:1::1" {
+	if g := mustAsk(t, l.client, "["+nodeIP6+"]:30090"); netlab.Backend(g) != "pod2" || netlab.Source(g) != "fd00:244:1::1" {
 		t.Fatalf("IPv6 NodePort with ETP Cluster: greeting %q, want pod2 seeing the node's address", g)
 	}
 }

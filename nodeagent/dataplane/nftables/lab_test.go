@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -31,8 +32,8 @@ func podIP(i int) string  { return fmt.Sprintf("10.244.1.1%d", i) }
 func podIP6(i int) string { return fmt.Sprintf("fd00:244:1::1%d", i) }
 
 type lab struct {
-	node, client, remote *netNS
-	pods                 []*netNS // pods[0] is pod1
+	node, client, remote *netlab.NS
+	pods                 []*netlab.NS // pods[0] is pod1
 	info                 dataplane.Node
 }
 
@@ -40,10 +41,10 @@ type lab struct {
 // the remote namespace. Servers are named pod1, pod2, ..., remote.
 func newLab(t testing.TB, pods int) *lab {
 	t.Helper()
-	requireNetns(t)
-	id := "gn" + uniqueID()
+	netlab.Require(t)
+	id := "gn" + netlab.UniqueID()
 	l := &lab{
-		node: newNS(t, id+"-node"), client: newNS(t, id+"-client"), remote: newNS(t, id+"-remote"),
+		node: netlab.NewNS(t, id+"-node"), client: netlab.NewNS(t, id+"-client"), remote: netlab.NewNS(t, id+"-remote"),
 		info: dataplane.Node{
 			Name:      "node1",
 			Addresses: []netip.Addr{netip.MustParseAddr(nodeIP), netip.MustParseAddr(nodeIP6), netip.MustParseAddr(remoteGW)},
@@ -52,13 +53,13 @@ func newLab(t testing.TB, pods int) *lab {
 			PodCIDRs:          []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:244:1::/64")},
 		},
 	}
-	n := l.node.name
+	n := l.node.Name
 	// Pods share a bridge, as with bridge CNI: like Kubernetes there, the lab needs br_netfilter
 	// so that a reply from a pod to a pod on the same bridge meets conntrack and is un-NATed.
 	_, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables")
 	testenv.Require(t, err == nil, "br_netfilter (net.bridge.bridge-nf-call-iptables) is not available")
 	// Written from inside the namespace (no sysctl binary needed): these settings are per netns.
-	if err := l.node.do(func() error {
+	if err := l.node.Do(func() error {
 		return errors.Join(os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644),
 			os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644),
 			os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("1"), 0o644),
@@ -66,36 +67,36 @@ func newLab(t testing.TB, pods int) *lab {
 	}); err != nil {
 		t.Fatalf("enable forwarding and br_netfilter: %v", err)
 	}
-	sh(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
-	sh(t, "ip", "-n", n, "addr", "add", podGW+"/24", "dev", "br0")
-	sh(t, "ip", "-n", n, "addr", "add", "fd00:244:1::1/64", "dev", "br0", "nodad")
-	sh(t, "ip", "-n", n, "link", "set", "br0", "up")
+	netlab.Run(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
+	netlab.Run(t, "ip", "-n", n, "addr", "add", podGW+"/24", "dev", "br0")
+	netlab.Run(t, "ip", "-n", n, "addr", "add", "fd00:244:1::1/64", "dev", "br0", "nodad")
+	netlab.Run(t, "ip", "-n", n, "link", "set", "br0", "up")
 	l.link(t, "ext0", l.client, nodeIP+"/24", nodeIP6+"/64", clientIP+"/24", "fd00:50::2/64")
 	// The client is the node's upstream router, as in a real network: the node has a default
 	// route (so traffic to unknown service IPs reaches the filter chains instead of failing
 	// routing), and the client routes service ranges to the node.
-	l.client.sh(t, "ip", "route", "add", "192.168.60.0/24", "via", nodeIP)
-	l.client.sh(t, "ip", "route", "add", "10.96.0.0/12", "via", nodeIP)
-	l.client.sh(t, "ip", "-6", "route", "add", "fd00:96::/64", "via", nodeIP6)
-	l.node.sh(t, "ip", "route", "add", "default", "via", clientIP)
-	l.node.sh(t, "ip", "-6", "route", "add", "default", "via", "fd00:50::2")
+	l.client.Run(t, "ip", "route", "add", "192.168.60.0/24", "via", nodeIP)
+	l.client.Run(t, "ip", "route", "add", "10.96.0.0/12", "via", nodeIP)
+	l.client.Run(t, "ip", "-6", "route", "add", "fd00:96::/64", "via", nodeIP6)
+	l.node.Run(t, "ip", "route", "add", "default", "via", clientIP)
+	l.node.Run(t, "ip", "-6", "route", "add", "default", "via", "fd00:50::2")
 	l.link(t, "rmt0", l.remote, remoteGW+"/24", "", remotePod+"/24", "")
-	l.remote.sh(t, "ip", "route", "add", "default", "via", remoteGW)
-	serve(t, l.remote, "remote", podPort)
+	l.remote.Run(t, "ip", "route", "add", "default", "via", remoteGW)
+	l.remote.Serve(t, "remote", podPort)
 	for i := 1; i <= pods; i++ {
-		p := newNS(t, fmt.Sprintf("%s-pod%d", id, i))
+		p := netlab.NewNS(t, fmt.Sprintf("%s-pod%d", id, i))
 		dev := fmt.Sprintf("vp%d", i)
-		sh(t, "ip", "-n", n, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", p.name)
-		sh(t, "ip", "-n", n, "link", "set", dev, "master", "br0", "up")
+		netlab.Run(t, "ip", "-n", n, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", p.Name)
+		netlab.Run(t, "ip", "-n", n, "link", "set", dev, "master", "br0", "up")
 		// As bridge CNI's hairpinMode: with br_netfilter, a pod's packet DNATed back to itself
 		// is bridged out of the port it came in on.
-		sh(t, "ip", "-n", n, "link", "set", dev, "type", "bridge_slave", "hairpin", "on")
-		sh(t, "ip", "-n", p.name, "addr", "add", podIP(i)+"/24", "dev", "eth0")
-		sh(t, "ip", "-n", p.name, "addr", "add", podIP6(i)+"/64", "dev", "eth0", "nodad")
-		sh(t, "ip", "-n", p.name, "link", "set", "eth0", "up")
-		sh(t, "ip", "-n", p.name, "route", "add", "default", "via", podGW)
-		sh(t, "ip", "-n", p.name, "-6", "route", "add", "default", "via", "fd00:244:1::1")
-		serve(t, p, fmt.Sprintf("pod%d", i), podPort)
+		netlab.Run(t, "ip", "-n", n, "link", "set", dev, "type", "bridge_slave", "hairpin", "on")
+		netlab.Run(t, "ip", "-n", p.Name, "addr", "add", podIP(i)+"/24", "dev", "eth0")
+		netlab.Run(t, "ip", "-n", p.Name, "addr", "add", podIP6(i)+"/64", "dev", "eth0", "nodad")
+		netlab.Run(t, "ip", "-n", p.Name, "link", "set", "eth0", "up")
+		netlab.Run(t, "ip", "-n", p.Name, "route", "add", "default", "via", podGW)
+		netlab.Run(t, "ip", "-n", p.Name, "-6", "route", "add", "default", "via", "fd00:244:1::1")
+		p.Serve(t, fmt.Sprintf("pod%d", i), podPort)
 		l.pods = append(l.pods, p)
 	}
 	// Resolve the node's neighbours first. With br_netfilter, a packet DNATed to a pod on the
@@ -103,7 +104,7 @@ func newLab(t testing.TB, pods int) *lab {
 	// resolved yet; CNI plugins warm this up the same way (gratuitous ARP, unsolicited NA).
 	for i := range l.pods {
 		for _, a := range []string{podIP(i + 1), podIP6(i + 1)} {
-			if _, err := udpAsk(l.node, hostPort(a, podPort)); err != nil {
+			if _, err := l.node.AskUDP(hostPort(a, podPort)); err != nil {
 				t.Fatalf("warm up the neighbour %s: %v", a, err)
 			}
 		}
@@ -112,11 +113,11 @@ func newLab(t testing.TB, pods int) *lab {
 }
 
 // link joins the node to peer with a veth; empty addresses are skipped.
-func (l *lab) link(t testing.TB, dev string, peer *netNS, nodeV4, nodeV6, peerV4, peerV6 string) {
+func (l *lab) link(t testing.TB, dev string, peer *netlab.NS, nodeV4, nodeV6, peerV4, peerV6 string) {
 	t.Helper()
-	n := l.node.name
-	sh(t, "ip", "-n", n, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", peer.name)
-	for _, a := range []struct{ ns, addr, dev string }{{n, nodeV4, dev}, {n, nodeV6, dev}, {peer.name, peerV4, "eth0"}, {peer.name, peerV6, "eth0"}} {
+	n := l.node.Name
+	netlab.Run(t, "ip", "-n", n, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", peer.Name)
+	for _, a := range []struct{ ns, addr, dev string }{{n, nodeV4, dev}, {n, nodeV6, dev}, {peer.Name, peerV4, "eth0"}, {peer.Name, peerV6, "eth0"}} {
 		if a.addr == "" {
 			continue
 		}
@@ -124,16 +125,16 @@ func (l *lab) link(t testing.TB, dev string, peer *netNS, nodeV4, nodeV6, peerV4
 		if strings.Contains(a.addr, ":") {
 			args = append(args, "nodad")
 		}
-		sh(t, args...)
+		netlab.Run(t, args...)
 	}
-	sh(t, "ip", "-n", n, "link", "set", dev, "up")
-	sh(t, "ip", "-n", peer.name, "link", "set", "eth0", "up")
+	netlab.Run(t, "ip", "-n", n, "link", "set", dev, "up")
+	netlab.Run(t, "ip", "-n", peer.Name, "link", "set", "eth0", "up")
 }
 
 // dataplane opens a backend inside the node namespace, closed when the test ends.
 func (l *lab) dataplane(t testing.TB) *Dataplane {
 	t.Helper()
-	d, err := New(l.info, WithNetNS(int(l.node.h)))
+	d, err := New(l.info, WithNetNS(l.node.FD()))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -37,7 +37,7 @@ func BenchmarkNFTLibraryChoice(b *testing.B) {
 		viaNetlink = append(viaNetlink, time.Since(start)/2)
 	}
 	var viaNft []time.Duration
-	err := l.node.do(func() error {
+	err := l.node.Do(func() error {
 		nft, err := knftables.New(knftables.IPv4Family, TableName)
 		if err != nil {
 			return err

@@ -1,14 +1,13 @@
 package nftables
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -25,13 +24,13 @@ func TestReconcileRepairsOutsideChanges(t *testing.T) {
 		mkPort("default/sticky:http/v4", clusterIP("10.96.0.12", 80), affinity(60), cluster(fwd(ep(podIP(1))))))
 	works := func(when string) {
 		t.Helper()
-		if g, err := tcpAsk(l.pods[1], "10.96.0.10:80"); err != nil || backendOf(g) != "pod1" {
+		if g, err := l.pods[1].AskTCP("10.96.0.10:80"); err != nil || netlab.Backend(g) != "pod1" {
 			t.Fatalf("%s: ClusterIP gave %q, %v", when, g, err)
 		}
-		if g, err := tcpAsk(l.client, hostPort(nodeIP, 30080)); err != nil || backendOf(g) != "pod1" {
+		if g, err := l.client.AskTCP(hostPort(nodeIP, 30080)); err != nil || netlab.Backend(g) != "pod1" {
 			t.Fatalf("%s: NodePort gave %q, %v", when, g, err)
 		}
-		if g, err := tcpAsk(l.pods[1], "10.96.0.12:80"); err != nil || backendOf(g) != "pod1" {
+		if g, err := l.pods[1].AskTCP("10.96.0.12:80"); err != nil || netlab.Backend(g) != "pod1" {
 			t.Fatalf("%s: a port with chains of its own gave %q, %v", when, g, err)
 		}
 	}
@@ -57,20 +56,20 @@ func TestReconcileRepairsOutsideChanges(t *testing.T) {
 	}
 	for _, c := range cases {
 		for _, cmd := range c.breaks {
-			l.node.sh(t, cmd...)
+			l.node.Run(t, cmd...)
 		}
 		if err := d.Reconcile(context.Background()); err != nil {
 			t.Fatalf("%s: Reconcile: %v", c.name, err)
 		}
 		works("after Reconcile repaired: " + c.name)
-		if out := l.node.sh(t, "nft", "list", "table", "ip", TableName); strings.Contains(out, "10.96.0.99") {
+		if out := l.node.Run(t, "nft", "list", "table", "ip", TableName); strings.Contains(out, "10.96.0.99") {
 			t.Fatalf("%s: an element added by hand survived Reconcile:\n%s", c.name, out)
 		}
 	}
 	// Reconcile of a table that matches changes nothing (affinity entries age meanwhile).
 	expires := regexp.MustCompile(`expires \S+`)
 	list := func() string {
-		return expires.ReplaceAllString(l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName), "")
+		return expires.ReplaceAllString(l.node.Run(t, "nft", "-a", "list", "table", "ip", TableName), "")
 	}
 	before := list()
 	if err := d.Reconcile(context.Background()); err != nil {
@@ -88,37 +87,24 @@ func TestRestartKeepsConnectionsAndPrunesLeftovers(t *testing.T) {
 	old := mkPort("default/old:http/v4", clusterIP("10.96.0.20", 80), affinity(30), cluster(fwd(ep(podIP(1)))))
 	apply(t, d, web, old)
 
-	var conn net.Conn
-	if err := l.pods[2].do(func() error {
-		var err error
-		conn, err = net.DialTimeout("tcp", "10.96.0.10:80", dialTimeout)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r := bufio.NewReader(conn)
-	greeting, err := r.ReadString('\n')
+	conn, err := l.pods[2].Dial("10.96.0.10:80")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer conn.Close()
+	// Serve answers every line with the greeting: the same backend, seeing the same source.
 	echo := func(when string) {
 		t.Helper()
-		_ = conn.SetDeadline(time.Now().Add(dialTimeout))
-		if _, err := conn.Write([]byte("ping\n")); err != nil {
-			t.Fatalf("%s: write on the long-lived connection: %v", when, err)
-		}
-		line, err := r.ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, backendOf(greeting)+" ping") {
-			t.Fatalf("%s: long-lived connection answered %q, %v", when, line, err)
+		if line, err := conn.Ask(); err != nil || line != conn.Greeting {
+			t.Fatalf("%s: long-lived connection answered %q, %v; want %q", when, line, err, conn.Greeting)
 		}
 	}
 	echo("before restart")
 
-	handles := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName)
+	handles := l.node.Run(t, "nft", "-a", "list", "table", "ip", TableName)
 	d.Close()
 	d2 := l.dataplane(t)
-	if got := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName); got != handles {
+	if got := l.node.Run(t, "nft", "-a", "list", "table", "ip", TableName); got != handles {
 		t.Fatalf("opening a new instance changed the table:\n%s\nbecame\n%s", handles, got)
 	}
 	echo("after a new instance opened")
@@ -129,18 +115,18 @@ func TestRestartKeepsConnectionsAndPrunesLeftovers(t *testing.T) {
 	if d2.lastMessages != 0 {
 		t.Fatalf("re-applying what the table holds sent %d messages, want none", d2.lastMessages)
 	}
-	if got := l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName); got != handles {
+	if got := l.node.Run(t, "nft", "-a", "list", "table", "ip", TableName); got != handles {
 		t.Fatalf("re-applying the same port rewrote the table:\n%s\nbecame\n%s", handles, got)
 	}
 	if err := d2.Prune(context.Background(), map[string]bool{web.Base: true}); err != nil {
 		t.Fatal(err)
 	}
 	echo("after re-apply and prune")
-	out := l.node.sh(t, "nft", "list", "table", "ip", TableName)
+	out := l.node.Run(t, "nft", "list", "table", "ip", TableName)
 	if strings.Contains(out, "default/old") || strings.Contains(out, "10.96.0.20") {
 		t.Fatalf("Prune left the earlier run's port:\n%s", out)
 	}
-	if _, err := tcpAsk(l.pods[2], "10.96.0.20:80"); err == nil {
+	if _, err := l.pods[2].AskTCP("10.96.0.20:80"); err == nil {
 		t.Fatal("the pruned port still answers")
 	}
 }
@@ -150,25 +136,25 @@ func TestApplyTouchesOnlyWhatChanged(t *testing.T) {
 	d := l.dataplane(t)
 	other := mkPort("default/other:http/v4", clusterIP("10.96.0.30", 80), cluster(fwd(ep(podIP(2)))))
 	apply(t, d, webPort(ep(podIP(1))), other)
-	before := chainHandles(l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName))
+	before := chainHandles(l.node.Run(t, "nft", "-a", "list", "table", "ip", TableName))
 	apply(t, d, webPort(ep(podIP(2))))
-	after := chainHandles(l.node.sh(t, "nft", "-a", "list", "table", "ip", TableName))
+	after := chainHandles(l.node.Run(t, "nft", "-a", "list", "table", "ip", TableName))
 	// An endpoint change is a change of map elements: no rule anywhere is rewritten.
 	for chain, h := range before {
 		if after[chain] != h {
 			t.Errorf("chain %s: rules %q became %q", chain, h, after[chain])
 		}
 	}
-	if g := mustAsk(t, l.pods[0], "10.96.0.10:80"); backendOf(g) != "pod2" {
+	if g := mustAsk(t, l.pods[0], "10.96.0.10:80"); netlab.Backend(g) != "pod2" {
 		t.Fatalf("after the endpoint change: %q", g)
 	}
 	if errs := d.Apply(context.Background(), dataplane.Change{Removals: []string{"default/web:http/v4"}}); errs != nil {
 		t.Fatal(errs)
 	}
-	if out := l.node.sh(t, "nft", "list", "table", "ip", TableName); strings.Contains(out, "web") {
+	if out := l.node.Run(t, "nft", "list", "table", "ip", TableName); strings.Contains(out, "web") {
 		t.Fatalf("removed port left objects:\n%s", out)
 	}
-	if g := mustAsk(t, l.pods[0], "10.96.0.30:80"); backendOf(g) != "pod2" {
+	if g := mustAsk(t, l.pods[0], "10.96.0.30:80"); netlab.Backend(g) != "pod2" {
 		t.Fatalf("the other port after a removal: %q", g)
 	}
 }
@@ -202,7 +188,7 @@ func TestApplyIsolatesABadPort(t *testing.T) {
 	if len(errs) != 1 || errs[bad.Base] == nil {
 		t.Fatalf("errors %v, want exactly one for %s", errs, bad.Base)
 	}
-	if g := mustAsk(t, l.pods[0], "10.96.0.10:80"); backendOf(g) != "pod1" {
+	if g := mustAsk(t, l.pods[0], "10.96.0.10:80"); netlab.Backend(g) != "pod1" {
 		t.Fatalf("the good port: %q", g)
 	}
 }
@@ -215,7 +201,7 @@ func TestUDPBackendLeavingClearsConntrack(t *testing.T) {
 	}
 	apply(t, d, dns(podIP(1)))
 	var conn net.Conn
-	if err := l.pods[2].do(func() error {
+	if err := l.pods[2].Do(func() error {
 		var err error
 		conn, err = net.Dial("udp", "10.96.0.18:53")
 		return err
@@ -223,12 +209,12 @@ func TestUDPBackendLeavingClearsConntrack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if g, err := udpRoundTrip(conn); err != nil || backendOf(g) != "pod1" {
+	if g, err := netlab.UDPRoundTrip(conn); err != nil || netlab.Backend(g) != "pod1" {
 		t.Fatalf("first datagram: %q %v", g, err)
 	}
 	apply(t, d, dns(podIP(2)))
 	// The same socket keeps its 5-tuple: only a deleted conntrack entry lets it reach pod2.
-	if g, err := udpRoundTrip(conn); err != nil || backendOf(g) != "pod2" {
+	if g, err := netlab.UDPRoundTrip(conn); err != nil || netlab.Backend(g) != "pod2" {
 		t.Fatalf("after pod1 left: %q %v, want pod2", g, err)
 	}
 }
@@ -240,10 +226,10 @@ func TestPortMovesBetweenChainsAndDataPath(t *testing.T) {
 	plain := webPort(ep(podIP(1)))
 	for i, p := range []dataplane.Port{sticky, plain, sticky, plain} {
 		apply(t, d, p)
-		if g := mustAsk(t, l.pods[1], "10.96.0.10:80"); backendOf(g) != "pod1" {
+		if g := mustAsk(t, l.pods[1], "10.96.0.10:80"); netlab.Backend(g) != "pod1" {
 			t.Fatalf("step %d: %q", i, g)
 		}
-		out := l.node.sh(t, "nft", "list", "table", "ip", TableName)
+		out := l.node.Run(t, "nft", "list", "table", "ip", TableName)
 		hasChains := strings.Contains(out, "cl_default/web.http/v4")
 		hasData := strings.Contains(out, `comment "default/web:http/v4"`)
 		if hasChains != (p.Service.SessionAffinity != nil) || hasData == hasChains {
