@@ -21,10 +21,14 @@ import (
 )
 
 // The API server listens inside the fabric namespace, where the brains run, so nothing here
-// touches the host's own ports.
+// touches the host's own ports. It listens on the fabric's address, as a kubeadm API server
+// listens on its node's: that is where the Deployment's brains find it (KUBERNETES_SERVICE_HOST
+// is the node's address), and the address its self-signed serving certificate is made out to.
 const (
-	apiServerURL = "https://127.0.0.1:6443"
-	serviceCIDR  = "10.96.0.0/16"
+	apiServerHost = netlab.FabricIP
+	apiServerPort = "6443"
+	apiServerURL  = "https://" + apiServerHost + ":" + apiServerPort
+	serviceCIDR   = "10.96.0.0/16"
 )
 
 // apiServer is etcd and kube-apiserver running in the lab's fabric namespace.
@@ -60,9 +64,8 @@ func startAPIServer(t *testing.T, bins kubeBins, fabric *netlab.NS) *apiServer {
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", saKey, "--service-account-signing-key-file", saKey,
 		"--token-auth-file", tokens, "--authorization-mode", "RBAC",
-		"--cert-dir", filepath.Join(a.dir, "certs"), "--secure-port", "6443", "--bind-address", "127.0.0.1",
-		// The fabric namespace has no default route to pick an address from.
-		"--advertise-address", netlab.FabricIP,
+		"--cert-dir", filepath.Join(a.dir, "certs"), "--secure-port", apiServerPort,
+		"--bind-address", apiServerHost, "--advertise-address", apiServerHost,
 		"--service-cluster-ip-range", serviceCIDR,
 		// As in any real cluster (kubeadm sets it too): the IPVS overlay's agent is privileged.
 		"--allow-privileged=true",
@@ -116,6 +119,10 @@ func (a *apiServer) restConfig(token string) *rest.Config {
 		},
 	}
 }
+
+// caFile is the API server's self-signed serving certificate with its CA, for clients that
+// verify it, as in-cluster clients do.
+func (a *apiServer) caFile() string { return filepath.Join(a.dir, "certs", "apiserver.crt") }
 
 // kubeconfig writes a kubeconfig for token, for processes running in the fabric.
 func (a *apiServer) kubeconfig(name, token string) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -85,14 +86,37 @@ func (c *cluster) brainToken() string {
 	return tr.Status.Token
 }
 
-// startBrains starts both replicas in the fabric with --source=kubernetes.
+// startBrains starts both replicas in the fabric with --source=kubernetes: the first configured
+// in-cluster, exactly as deploy/'s Deployment runs it, the second with --kubeconfig.
 func (c *cluster) startBrains() {
-	kubeconfig := c.api.kubeconfig("brain", c.brainToken())
-	for _, ip := range brainIPs {
-		c.brains = append(c.brains, start(c.t, c.lab.Fabric.Command(filepath.Join(c.bin, "ganglion-controlplane"), "serve",
-			"--source", "kubernetes", "--kubeconfig", kubeconfig,
-			"--listen", net.JoinHostPort(ip, brainPort), "--metrics-listen", net.JoinHostPort(ip, metricPort))...))
+	token := c.brainToken()
+	serve := func(ip string) []string {
+		return []string{filepath.Join(c.bin, "ganglion-controlplane"), "serve", "--source", "kubernetes",
+			"--listen", net.JoinHostPort(ip, brainPort), "--metrics-listen", net.JoinHostPort(ip, metricPort)}
 	}
+	c.brains = append(c.brains, start(c.t, c.inCluster(token, serve(brainIPs[0]))...))
+	c.brains = append(c.brains, start(c.t, c.lab.Fabric.Command(append(serve(brainIPs[1]), "--kubeconfig", c.api.kubeconfig("brain", token))...)...))
+}
+
+// inCluster returns the argv that runs argv in the fabric as a pod with the controlplane's
+// ServiceAccount would see the world: its token and CA at the well-known path (in a private
+// mount namespace, on a tmpfs over /run, so the host is untouched), and the API server's address
+// in KUBERNETES_SERVICE_HOST/PORT, as the Deployment sets them.
+func (c *cluster) inCluster(token string, argv []string) []string {
+	dir := c.t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	const script = `set -e
+mount -t tmpfs tmpfs /run
+sa=/var/run/secrets/kubernetes.io/serviceaccount
+mkdir -p "$sa"
+cp "$1" "$sa/token"; cp "$2" "$sa/ca.crt"; echo ` + deployNS + ` > "$sa/namespace"
+shift 2
+exec "$@"`
+	return c.lab.Fabric.Command(append([]string{"env", "KUBERNETES_SERVICE_HOST=" + apiServerHost, "KUBERNETES_SERVICE_PORT=" + apiServerPort,
+		"unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", tokenFile, c.api.caFile()}, argv...)...)
 }
 
 // brainsFor orders the replicas for node i: odd nodes start on the first, even ones on the
@@ -105,11 +129,13 @@ func brainsFor(i int) string {
 	return a + "," + b
 }
 
-// startAgents runs every node's agent with the nftables dataplane in its namespace.
+// startAgents runs every node's agent with the nftables dataplane in its namespace. Its node
+// name and brains come from the environment, as the DaemonSet gives them (downward API and
+// ConfigMap).
 func (c *cluster) startAgents() {
 	for i := 1; i <= nodes; i++ {
-		c.agents = append(c.agents, proc.Start(c.t, c.lab.Nodes[i-1].NS.Command(filepath.Join(c.bin, "ganglion-agent"),
-			"--node-name", nodeName(i), "--brain", brainsFor(i), "--dataplane", "nftables",
+		c.agents = append(c.agents, proc.Start(c.t, c.lab.Nodes[i-1].NS.Command("env", "NODE_NAME="+nodeName(i), "GANGLION_BRAIN="+brainsFor(i),
+			filepath.Join(c.bin, "ganglion-agent"), "--dataplane", "nftables",
 			"--node-ip", netlab.LabNodeIP(i), "--pod-cidr", netlab.LabPodCIDR(i),
 			"--healthz-bind-address", netlab.LabNodeIP(i)+":10256", "--metrics-bind-address", "127.0.0.1:10249",
 			"--reconcile-interval", "500ms")...))

@@ -42,7 +42,7 @@ func start(t *testing.T, argv ...string) *process {
 	t.Helper()
 	p := &process{name: filepath.Base(argv[len(argv)-1]), cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 	for _, a := range argv {
-		if filepath.IsAbs(a) {
+		if st, err := os.Stat(a); err == nil && filepath.IsAbs(a) && st.Mode()&0o111 != 0 {
 			p.name = filepath.Base(a) // the binary, not "ip netns exec"
 			break
 		}
