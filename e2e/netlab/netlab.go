@@ -60,6 +60,19 @@ func NewNS(t testing.TB, name string) *NS {
 	return n
 }
 
+// OpenNS opens the existing namespace name, for one that outlives a test (one a whole test run
+// shares, say): the caller removes the namespace, and Close releases the NS.
+func OpenNS(name string) (*NS, error) {
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		return nil, fmt.Errorf("open netns %s: %w", name, err)
+	}
+	return &NS{Name: name, h: h}, nil
+}
+
+// Close releases an NS from OpenNS; NewNS's are released when their test ends.
+func (n *NS) Close() error { return n.h.Close() }
+
 // Run runs a command and fails t if it fails.
 func Run(t testing.TB, args ...string) string {
 	t.Helper()
@@ -87,29 +100,43 @@ func (n *NS) Command(args ...string) []string {
 // Do runs fn on an OS thread switched into the namespace. Sockets created inside stay in it.
 func (n *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread stays locked if switching back fails: the runtime then discards it rather
-		// than reuse a thread in the wrong namespace.
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.h); err != nil {
-			errc <- err
-			return
-		}
-		err = fn()
-		if serr := netns.Set(orig); serr != nil {
-			errc <- errors.Join(err, serr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
+	go func() { errc <- n.DoHere(fn) }()
 	return <-errc
+}
+
+// DoHere is Do on the calling goroutine, for a fn that must run there: one that calls t.Fatal,
+// say. Processes fn starts are forked from the switched thread, so they run in the namespace too.
+func (n *NS) DoHere(fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(n.h); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	err = fn()
+	if serr := netns.Set(orig); serr != nil {
+		// The thread stays locked: the runtime discards it when the goroutine ends rather than
+		// reuse a thread in the wrong namespace.
+		return errors.Join(err, serr)
+	}
+	runtime.UnlockOSThread()
+	return err
+}
+
+// DialNet connects from the namespace; a zero timeout means none.
+func (n *NS) DialNet(network, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := n.Do(func() error {
+		var err error
+		c, err = net.DialTimeout(network, addr, timeout)
+		return err
+	})
+	return c, err
 }
 
 // Serve starts TCP and UDP servers on port in the namespace. Each answers "<name> <client
@@ -117,9 +144,19 @@ func (n *NS) Do(fn func() error) error {
 // it reached and what source address that backend saw, on a new or a long-lived connection.
 func (n *NS) Serve(t testing.TB, name string, port int) {
 	t.Helper()
+	stop, err := n.Listen(name, port)
+	if err != nil {
+		t.Fatalf("serve in %s: %v", n.Name, err)
+	}
+	t.Cleanup(stop)
+}
+
+// Listen starts the servers Serve starts, for servers that outlive a test (see OpenNS): stop
+// closes them.
+func (n *NS) Listen(name string, port int) (stop func(), err error) {
 	var ln net.Listener
 	var pc net.PacketConn
-	err := n.Do(func() error {
+	err = n.Do(func() error {
 		var err error
 		if ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port)); err != nil {
 			return err
@@ -128,9 +165,11 @@ func (n *NS) Serve(t testing.TB, name string, port int) {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("serve in %s: %v", n.Name, err)
+		if ln != nil {
+			ln.Close()
+		}
+		return nil, err
 	}
-	t.Cleanup(func() { ln.Close(); pc.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -161,6 +200,7 @@ func (n *NS) Serve(t testing.TB, name string, port int) {
 			_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s\n", name, hostOf(addr.String()))), addr)
 		}
 	}()
+	return func() { ln.Close(); pc.Close() }, nil
 }
 
 func hostOf(hostport string) string {
@@ -196,12 +236,8 @@ type Conn struct {
 
 // Dial connects from the namespace and reads the greeting.
 func (n *NS) Dial(addr string) (*Conn, error) {
-	var c net.Conn
-	if err := n.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", addr, DialTimeout)
-		return err
-	}); err != nil {
+	c, err := n.DialNet("tcp", addr, DialTimeout)
+	if err != nil {
 		return nil, err
 	}
 	conn := &Conn{c: c, r: bufio.NewReader(c)}
@@ -240,12 +276,8 @@ func (n *NS) AskTCP(addr string) (string, error) {
 
 // AskUDP sends a datagram from the namespace and returns the answer.
 func (n *NS) AskUDP(addr string) (string, error) {
-	var c net.Conn
-	if err := n.Do(func() error {
-		var err error
-		c, err = net.Dial("udp", addr)
-		return err
-	}); err != nil {
+	c, err := n.DialNet("udp", addr, 0)
+	if err != nil {
 		return "", err
 	}
 	defer c.Close()
