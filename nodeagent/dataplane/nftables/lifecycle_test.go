@@ -2,7 +2,6 @@ package nftables
 
 import (
 	"context"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -200,12 +199,8 @@ func TestUDPBackendLeavingClearsConntrack(t *testing.T) {
 		return mkPort("default/dns:udp/v4", udp(), clusterIP("10.96.0.18", 53), cluster(fwd(ep(backend))))
 	}
 	apply(t, d, dns(podIP(1)))
-	var conn net.Conn
-	if err := l.pods[2].Do(func() error {
-		var err error
-		conn, err = net.Dial("udp", "10.96.0.18:53")
-		return err
-	}); err != nil {
+	conn, err := l.pods[2].DialNet("udp", "10.96.0.18:53", 0)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
