@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
+	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/vm"
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
@@ -148,12 +147,13 @@ func inFreshNetns(t *testing.T, name string, fn func()) {
 		t.Fatal(err)
 	}
 	defer run("ip", "netns", "del", name)
-	ns, err := netns.GetFromName(name)
+	ns, err := netlab.OpenNS(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	if err := inNS(ns, func() error { fn(); return nil }); err != nil {
+	// On this goroutine, not netlab's Do: fn calls t.Fatal.
+	if err := ns.DoHere(func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,7 +1,6 @@
 package ipvs
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/vm"
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/ipvs"
@@ -40,7 +40,9 @@ func TestVMClusterIPSpreadsAcrossBackends(t *testing.T) {
 		t.Fatalf("host request: %v", err)
 	}
 	defer c.Close()
-	if _, _, err := (&conn{c: c, rd: bufio.NewReader(c)}).ask(); err != nil {
+	if hc, err := newConn(c); err != nil {
+		t.Errorf("host request: %v", err)
+	} else if _, _, err := hc.ask(); err != nil {
 		t.Errorf("host request: %v", err)
 	}
 }
@@ -100,7 +102,7 @@ func TestVMExternalTrafficPolicy(t *testing.T) {
 	local.local = nil
 	local.cluster = []string{"r"}
 	applyAll(t, d, tp.port(local))
-	if _, err := ext.dial("tcp", nodeAddr+":30080", 2*time.Second); !isTimeout(err) {
+	if _, err := ext.dial("tcp", nodeAddr+":30080", 2*time.Second); !netlab.IsTimeout(err) {
 		t.Errorf("ETP Local with no local endpoint: dial error %v, want a timeout (dropped)", err)
 	}
 	if b, _, err := tp.pods["client"].request("tcp", nodeAddr+":30080"); err != nil || b != "r" {
@@ -260,11 +262,6 @@ func TestVMDeletedVirtualServerComesBack(t *testing.T) {
 	}
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
 func TestVMIPv6(t *testing.T) {
 	tp, d := guest(t)
 	s := svc{name: "v6", v6: true, clusterIP: "fd00:96::10", nodePort: 30090, cluster: []string{"a", "b"}}
@@ -306,7 +303,7 @@ func TestVMLoadBalancerSourceRanges(t *testing.T) {
 	if b, _, err := ext.request("tcp", "203.0.113.10:80"); err != nil || b != "a" {
 		t.Errorf("client inside the source ranges: answered by %q (err %v), want a", b, err)
 	}
-	if _, err := ext.dial("tcp", "203.0.113.11:80", 2*time.Second); !isTimeout(err) {
+	if _, err := ext.dial("tcp", "203.0.113.11:80", 2*time.Second); !netlab.IsTimeout(err) {
 		t.Errorf("client outside the source ranges: dial error %v, want a timeout (dropped)", err)
 	}
 }

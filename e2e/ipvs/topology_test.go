@@ -2,20 +2,17 @@ package ipvs
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
+	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
 
@@ -36,12 +33,13 @@ const (
 	serverPort = 8080
 )
 
-// pod is a namespace with one address.
+// pod is a namespace with one address. The topology outlives every test, so its namespaces are
+// netlab.OpenNS's, removed by TestMain, rather than netlab.NewNS's, removed when a test ends.
 type pod struct {
 	name  string
 	addr  netip.Addr
 	addr6 netip.Addr
-	ns    netns.NsHandle
+	ns    *netlab.NS
 }
 
 type topology struct {
@@ -114,12 +112,13 @@ func buildTopology() (*topology, error) {
 	if err := runAll(cmds); err != nil {
 		return nil, err
 	}
-	n2, err := netns.GetFromName("node2")
+	n2, err := netlab.OpenNS("node2")
 	if err != nil {
 		return nil, err
 	}
+	defer n2.Close()
 	// /proc/sys/net shows the namespace of the thread that opens it.
-	if err := inNS(n2, func() error {
+	if err := n2.Do(func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
 	}); err != nil {
 		return nil, err
@@ -135,7 +134,7 @@ func buildTopology() (*topology, error) {
 	if err := tp.addPod("r", "node2", "10.1.2.1", "10.1.2.2"); err != nil {
 		return nil, err
 	}
-	ext, err := netns.GetFromName("ext")
+	ext, err := netlab.OpenNS("ext")
 	if err != nil {
 		return nil, err
 	}
@@ -171,15 +170,17 @@ func (tp *topology) addPod(name, host, gw, addr string) error {
 	if err := runAll(cmds); err != nil {
 		return err
 	}
-	h, err := netns.GetFromName(ns)
+	h, err := netlab.OpenNS(ns)
 	if err != nil {
 		return err
 	}
 	p := &pod{name: name, addr: netip.MustParseAddr(addr), ns: h}
 	tp.pods[name] = p
 	if name != "client" {
-		// Listening on the wildcard serves both families, including addresses added later.
-		return p.serve()
+		// netlab's servers, named after the pod, for the guest's lifetime. Listening on the
+		// wildcard serves both families, including addresses added later.
+		_, err = h.Listen(name, serverPort)
+		return err
 	}
 	return nil
 }
@@ -206,101 +207,38 @@ func teardownTopology() {
 	}
 }
 
-// inNS runs fn on a thread switched into ns: sockets created there stay in ns.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// The thread is stuck in the wrong namespace: leave it locked so it dies with the goroutine.
-		return errors.Join(ferr, err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
-
-// serve starts TCP and UDP servers in the pod that answer every line or datagram with
-// "<pod> <client address>", so tests see both the chosen backend and the source it saw.
-func (p *pod) serve() error {
-	var ln net.Listener
-	var pc net.PacketConn
-	err := inNS(p.ns, func() error {
-		var err error
-		if ln, err = net.Listen("tcp", fmt.Sprintf(":%d", serverPort)); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", serverPort))
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				client := c.RemoteAddr().(*net.TCPAddr).IP.String()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "%s %s\n", p.name, client)
-				}
-			}()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_ = n
-			fmt.Fprintf(pcWriter{pc, addr}, "%s %s\n", p.name, addr.(*net.UDPAddr).IP)
-		}
-	}()
-	return nil
-}
-
-type pcWriter struct {
-	pc   net.PacketConn
-	addr net.Addr
-}
-
-func (w pcWriter) Write(b []byte) (int, error) { return w.pc.WriteTo(b, w.addr) }
-
-// conn is a client connection from a namespace to a service.
+// conn is a client connection from a namespace to a service, with the guest's generous
+// deadlines (netlab's clients give up after netlab.DialTimeout).
 type conn struct {
 	c  net.Conn
 	rd *bufio.Reader
-	// timeout bounds one ask; zero means 30 s.
+	// timeout bounds one ask; zero means askTimeout.
 	timeout time.Duration
 }
 
+const askTimeout = 30 * time.Second
+
 // dial connects from p to addr; the socket is created in p's namespace.
 func (p *pod) dial(network, addr string, timeout time.Duration) (*conn, error) {
-	var c net.Conn
-	err := inNS(p.ns, func() error {
-		var err error
-		c, err = net.DialTimeout(network, addr, timeout)
-		return err
-	})
+	c, err := p.ns.DialNet(network, addr, timeout)
 	if err != nil {
 		return nil, err
 	}
-	return &conn{c: c, rd: bufio.NewReader(c)}, nil
+	return newConn(c)
+}
+
+// newConn wraps c. Over TCP, netlab's server greets a connection first; the greeting is read
+// here so that each ask reads the answer to its own line.
+func newConn(c net.Conn) (*conn, error) {
+	cn := &conn{c: c, rd: bufio.NewReader(c)}
+	if _, ok := c.(*net.TCPConn); ok {
+		_ = c.SetDeadline(time.Now().Add(askTimeout))
+		if _, err := cn.rd.ReadString('\n'); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("greeting: %w", err)
+		}
+	}
+	return cn, nil
 }
 
 // ask sends a line and returns the server's answer: backend name and the client it saw.
@@ -309,7 +247,7 @@ func (p *pod) dial(network, addr string, timeout time.Duration) (*conn, error) {
 func (c *conn) ask() (backend, client string, err error) {
 	timeout := c.timeout
 	if timeout == 0 {
-		timeout = 30 * time.Second
+		timeout = askTimeout
 	}
 	_ = c.c.SetDeadline(time.Now().Add(timeout))
 	if _, err := c.c.Write([]byte("ping\n")); err != nil {
