@@ -196,7 +196,7 @@ func measureResume(b *testing.B, br *brain.Brain, addr string) (full, resume int
 	probe.dialOptions(grpc.WithStatsHandler(counter))
 	inSync := func() bool {
 		s, ok := br.Hub.Sessions()["probe"]
-		return ok && s.Acked > 0 && s.Pending == 0
+		return ok && s.Synced && s.Pending == 0
 	}
 	gone := func() bool { _, ok := br.Hub.Sessions()["probe"]; return !ok }
 	probe.start(b)
@@ -247,7 +247,7 @@ func BenchmarkFanout(b *testing.B) {
 		synced := func() bool {
 			n := 0
 			for _, s := range br.Hub.Sessions() {
-				if s.Acked > 0 && s.Pending == 0 {
+				if s.Synced && s.Pending == 0 {
 					n++
 				}
 			}

@@ -182,6 +182,7 @@ func (c *conn) send(ctx context.Context, upserts []*compute.Resource, removals [
 	if err := c.sendUpdate(ctx, upserts, removals, true, time.Time{}); err != nil {
 		return err
 	}
+	c.s.markSynced()
 	snapshotDone()
 	for {
 		select {

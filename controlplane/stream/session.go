@@ -20,6 +20,7 @@ type session struct {
 	rejected  map[string]rejection // name -> the version the agent refused
 	acked     uint64
 	lastError string
+	synced    bool // the initial difference has been acknowledged in full
 }
 
 // inflight is the one update sent and not yet acknowledged.
@@ -40,6 +41,8 @@ type SessionStatus struct {
 	LastError    string
 	Lag          time.Duration
 	Acked        uint64
+	// Synced is true once the agent has acknowledged its whole initial difference.
+	Synced bool
 }
 
 func newSession(node, agentVersion string) *session {
@@ -88,6 +91,12 @@ func (s *session) isRejected(name, version string) bool {
 	return ok && r.version == version
 }
 
+func (s *session) markSynced() {
+	s.mu.Lock()
+	s.synced = true
+	s.mu.Unlock()
+}
+
 func (s *session) setInflight(f *inflight) {
 	s.mu.Lock()
 	s.inflight = f
@@ -126,7 +135,7 @@ func describeInflight(f *inflight) string {
 func (s *session) status() SessionStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := SessionStatus{AgentVersion: s.agentVersion, Pending: len(s.dirty), Rejected: len(s.rejected), LastError: s.lastError, Acked: s.acked}
+	st := SessionStatus{AgentVersion: s.agentVersion, Pending: len(s.dirty), Rejected: len(s.rejected), LastError: s.lastError, Acked: s.acked, Synced: s.synced}
 	oldest := time.Time{}
 	for _, t := range s.dirty {
 		if oldest.IsZero() || t.Before(oldest) {
