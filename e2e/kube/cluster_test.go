@@ -42,7 +42,7 @@ type cluster struct {
 	// t is the test or subtest running now; top is the whole test, which owns the processes.
 	t, top *testing.T
 	mu     sync.Mutex
-	conns  map[int]*grpc.ClientConn
+	conns  map[string]*grpc.ClientConn
 	lab    *netlab.Lab
 	api    *apiServer
 	bin    string
@@ -77,11 +77,14 @@ func (c *cluster) createNodes() {
 
 // brainToken is a token of the controlplane's own ServiceAccount from deploy/: the brains run
 // with exactly the RBAC the manifests grant.
-func (c *cluster) brainToken() string {
-	tr, err := c.api.client.CoreV1().ServiceAccounts(deployNS).CreateToken(context.Background(), brainSA,
+func (c *cluster) brainToken() string { return c.token(brainSA) }
+
+// token returns a token of deploy/'s ServiceAccount sa.
+func (c *cluster) token(sa string) string {
+	tr, err := c.api.client.CoreV1().ServiceAccounts(deployNS).CreateToken(context.Background(), sa,
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
 	if err != nil {
-		c.t.Fatalf("token for %s/%s (apply deploy/ first): %v", deployNS, brainSA, err)
+		c.t.Fatalf("token for %s/%s (apply deploy/ first): %v", deployNS, sa, err)
 	}
 	return tr.Status.Token
 }

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -32,6 +34,7 @@ func TestKubernetesMode(t *testing.T) {
 		t.FailNow() // the brains run as the ServiceAccount the manifests create
 	}
 	c.createNodes()
+	t.Run("a brain that may not read the API never serves", c.testNoAccess)
 	c.startBrains()
 	c.eventually("both brains synced (SERVING)", func() bool { return c.serving(0) && c.serving(1) })
 	c.startAgents()
@@ -82,6 +85,25 @@ func (c *cluster) testManifests(t *testing.T) {
 	if out, _ := c.kubectl("auth", "can-i", "list", "services", "--as", "system:serviceaccount:"+deployNS+":ganglion-agent"); out != "no" {
 		t.Errorf("agent can list services: %q, want no: the agent needs no API access", out)
 	}
+}
+
+// testNoAccess runs a brain with the agent's ServiceAccount, which deploy/ grants nothing: it
+// must say so in its log at the default level and stay NOT_SERVING, so no agent ever takes the
+// empty state of a brain that has read nothing.
+func (c *cluster) testNoAccess(t *testing.T) {
+	c.t = t
+	addr := net.JoinHostPort(brainIPs[0], "7090")
+	b := start(t, c.lab.Fabric.Command(filepath.Join(c.bin, "ganglion-controlplane"), "serve",
+		"--source", "kubernetes", "--kubeconfig", c.api.kubeconfig("agent", c.token("ganglion-agent")),
+		"--listen", addr, "--metrics-listen", "")...)
+	c.eventually("the brain reports its failed lists", func() bool {
+		out := b.out.String()
+		return strings.Contains(out, "list/watch failed") && strings.Contains(out, "forbidden")
+	})
+	if got := c.health(addr); got != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("health of a brain that could not list = %v, want NOT_SERVING", got)
+	}
+	b.stop()
 }
 
 func (c *cluster) testClusterIP(t *testing.T) {

@@ -19,16 +19,21 @@ import (
 // grpcConn returns a connection to brain replica i, made from inside the fabric once and kept
 // until the whole test ends.
 func (c *cluster) grpcConn(i int) *grpc.ClientConn {
+	return c.grpcConnTo(net.JoinHostPort(brainIPs[i], brainPort))
+}
+
+// grpcConnTo is grpcConn for any address in the fabric.
+func (c *cluster) grpcConnTo(addr string) *grpc.ClientConn {
 	c.t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conns == nil {
-		c.conns = map[int]*grpc.ClientConn{}
+		c.conns = map[string]*grpc.ClientConn{}
 	}
-	if conn := c.conns[i]; conn != nil {
+	if conn := c.conns[addr]; conn != nil {
 		return conn
 	}
-	conn, err := grpc.NewClient(net.JoinHostPort(brainIPs[i], brainPort),
+	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			var nc net.Conn
@@ -43,16 +48,24 @@ func (c *cluster) grpcConn(i int) *grpc.ClientConn {
 		c.t.Fatal(err)
 	}
 	c.top.Cleanup(func() { conn.Close() })
-	c.conns[i] = conn
+	c.conns[addr] = conn
 	return conn
 }
 
 // serving reports whether replica i answers SERVING on grpc.health.v1: it has synced.
 func (c *cluster) serving(i int) bool {
+	return c.health(net.JoinHostPort(brainIPs[i], brainPort)) == healthpb.HealthCheckResponse_SERVING
+}
+
+// health asks the brain at addr for its overall status (UNKNOWN when it does not answer).
+func (c *cluster) health(addr string) healthpb.HealthCheckResponse_ServingStatus {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	r, err := healthpb.NewHealthClient(c.grpcConn(i)).Check(ctx, &healthpb.HealthCheckRequest{})
-	return err == nil && r.Status == healthpb.HealthCheckResponse_SERVING
+	r, err := healthpb.NewHealthClient(c.grpcConnTo(addr)).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return healthpb.HealthCheckResponse_UNKNOWN
+	}
+	return r.Status
 }
 
 // nodesOf returns what replica i's inspect API says about each node.
