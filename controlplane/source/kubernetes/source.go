@@ -31,8 +31,6 @@ type Source struct {
 	ProxyName string
 	// Log receives the source's events; slog.Default when nil.
 	Log *slog.Logger
-
-	h *handlers
 }
 
 // Run starts the informers, feeds every change into hub until ctx ends, and calls synced once
@@ -44,7 +42,7 @@ func (s *Source) Run(ctx context.Context, hub *stream.Hub, synced func()) error 
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	s.h = &handlers{hub: hub, log: s.Log}
+	h := &handlers{hub: hub, log: s.Log}
 
 	// Like kube-proxy: services and their slices are filtered by the API server, so a cluster
 	// full of services owned by another proxy costs this brain nothing. Nodes are never filtered.
@@ -58,7 +56,7 @@ func (s *Source) Run(ctx context.Context, hub *stream.Hub, synced func()) error 
 		all.Core().V1().Nodes().Informer(),
 	}
 	kinds := []string{"services", "endpointslices", "nodes"}
-	hs := []cache.ResourceEventHandler{s.h.services(), s.h.slices(), s.h.nodes()}
+	hs := []cache.ResourceEventHandler{h.services(), h.slices(), h.nodes()}
 	var regs []cache.InformerSynced
 	for i, inf := range infs {
 		if err := inf.SetWatchErrorHandlerWithContext(watchErrorLogger(s.Log, kinds[i])); err != nil {
@@ -89,7 +87,7 @@ func (s *Source) Run(ctx context.Context, hub *stream.Hub, synced func()) error 
 	for _, inf := range infs {
 		rev = max(rev, parseRV(inf.LastSyncResourceVersion()))
 	}
-	s.h.advance(rev)
+	h.advance(rev)
 	s.Log.Info("kubernetes source synced", "took", time.Since(start).Round(time.Millisecond), "revision", hub.Revision())
 	synced()
 	<-ctx.Done()
