@@ -28,7 +28,7 @@ tmp=$(mktemp -d "$cache/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 echo "e2e-kube: building kube-apiserver and kubectl into $dir (about 10 minutes the first time)"
 start=$SECONDS
-(cd "$here/apiserver" && CGO_ENABLED=0 nice -n 10 go build -trimpath -o "$tmp/" \
+(cd "$here/apiserver" && CGO_ENABLED=0 nice -n 10 "${GO:-go}" build -trimpath -o "$tmp/" \
 	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
 # A rename, so that a build interrupted half-way never looks cached.
 mv -T "$tmp" "$dir"
