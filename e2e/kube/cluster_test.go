@@ -89,7 +89,7 @@ func (c *cluster) token(sa string) string {
 	return tr.Status.Token
 }
 
-// startBrains starts both replicas in the fabric with --source=kubernetes: the first configured
+// startBrains starts, for the whole test, both replicas in the fabric with --source=kubernetes: the first configured
 // in-cluster, exactly as deploy/'s Deployment runs it, the second with --kubeconfig.
 func (c *cluster) startBrains() {
 	token := c.brainToken()
@@ -97,8 +97,8 @@ func (c *cluster) startBrains() {
 		return []string{filepath.Join(c.bin, "ganglion-controlplane"), "serve", "--source", "kubernetes",
 			"--listen", net.JoinHostPort(ip, brainPort), "--metrics-listen", net.JoinHostPort(ip, metricPort)}
 	}
-	c.brains = append(c.brains, start(c.t, c.inCluster(token, serve(brainIPs[0]))...))
-	c.brains = append(c.brains, start(c.t, c.lab.Fabric.Command(append(serve(brainIPs[1]), "--kubeconfig", c.api.kubeconfig("brain", token))...)...))
+	c.brains = append(c.brains, start(c.top, c.inCluster(token, serve(brainIPs[0]))...))
+	c.brains = append(c.brains, start(c.top, c.lab.Fabric.Command(append(serve(brainIPs[1]), "--kubeconfig", c.api.kubeconfig("brain", token))...)...))
 }
 
 // inCluster returns the argv that runs argv in the fabric as a pod with the controlplane's
@@ -106,7 +106,7 @@ func (c *cluster) startBrains() {
 // mount namespace, on a tmpfs over /run, so the host is untouched), and the API server's address
 // in KUBERNETES_SERVICE_HOST/PORT, as the Deployment sets them.
 func (c *cluster) inCluster(token string, argv []string) []string {
-	dir := c.t.TempDir()
+	dir := c.top.TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		c.t.Fatal(err)
@@ -137,7 +137,7 @@ func brainsFor(i int) string {
 // ConfigMap).
 func (c *cluster) startAgents() {
 	for i := 1; i <= nodes; i++ {
-		c.agents = append(c.agents, proc.Start(c.t, c.lab.Nodes[i-1].NS.Command("env", "NODE_NAME="+nodeName(i), "GANGLION_BRAIN="+brainsFor(i),
+		c.agents = append(c.agents, proc.Start(c.top, c.lab.Nodes[i-1].NS.Command("env", "NODE_NAME="+nodeName(i), "GANGLION_BRAIN="+brainsFor(i),
 			filepath.Join(c.bin, "ganglion-agent"), "--dataplane", "nftables",
 			"--node-ip", netlab.LabNodeIP(i), "--pod-cidr", netlab.LabPodCIDR(i),
 			"--healthz-bind-address", netlab.LabNodeIP(i)+":10256", "--metrics-bind-address", "127.0.0.1:10249",

@@ -26,15 +26,25 @@ func (c *cluster) eventually(what string, cond func() bool) {
 	proc.Eventually(c.t, what, cond)
 }
 
+// run runs fn as a subtest with c.t set to it, and back to the whole test after: helpers fail
+// the case they are called from, while processes stay owned by the whole test (c.top).
+func (c *cluster) run(name string, fn func(*testing.T)) bool {
+	return c.top.Run(name, func(t *testing.T) {
+		c.t = t
+		defer func() { c.t = c.top }()
+		fn(t)
+	})
+}
+
 // TestKubernetesMode runs every case against one API server, one lab and one pair of brains:
 // starting them is most of the cost, and each case leaves the others' services alone.
 func TestKubernetesMode(t *testing.T) {
 	c := newCluster(t)
-	if !t.Run("manifests pass a server-side dry run and apply", c.testManifests) {
+	if !c.run("manifests pass a server-side dry run and apply", c.testManifests) {
 		t.FailNow() // the brains run as the ServiceAccount the manifests create
 	}
 	c.createNodes()
-	t.Run("a brain that may not read the API never serves", c.testNoAccess)
+	c.run("a brain that may not read the API never serves", c.testNoAccess)
 	c.startBrains()
 	c.eventually("both brains synced (SERVING)", func() bool { return c.serving(0) && c.serving(1) })
 	c.startAgents()
@@ -43,12 +53,12 @@ func TestKubernetesMode(t *testing.T) {
 		c.eventually(fmt.Sprintf("%s synced on brain %d", nodeName(i), replica), func() bool { return c.inSync(replica, nodeName(i)) })
 	}
 
-	t.Run("ClusterIP service", c.testClusterIP)
-	t.Run("NodePort service", c.testNodePort)
-	t.Run("scaling endpoints up and down reaches every node", c.testScale)
-	t.Run("a not ready endpoint gets no new connections", c.testNotReady)
-	t.Run("a service labelled for another proxy is left alone", c.testOtherProxy)
-	t.Run("killing a brain moves its agents without a full resend or lost traffic", c.testFailover)
+	c.run("ClusterIP service", c.testClusterIP)
+	c.run("NodePort service", c.testNodePort)
+	c.run("scaling endpoints up and down reaches every node", c.testScale)
+	c.run("a not ready endpoint gets no new connections", c.testNotReady)
+	c.run("a service labelled for another proxy is left alone", c.testOtherProxy)
+	c.run("killing a brain moves its agents without a full resend or lost traffic", c.testFailover)
 }
 
 // testManifests dry-runs every kustomization in deploy/ on the server, then applies the nftables
@@ -91,7 +101,6 @@ func (c *cluster) testManifests(t *testing.T) {
 // must say so in its log at the default level and stay NOT_SERVING, so no agent ever takes the
 // empty state of a brain that has read nothing.
 func (c *cluster) testNoAccess(t *testing.T) {
-	c.t = t
 	addr := net.JoinHostPort(brainIPs[0], "7090")
 	b := start(t, c.lab.Fabric.Command(filepath.Join(c.bin, "ganglion-controlplane"), "serve",
 		"--source", "kubernetes", "--kubeconfig", c.api.kubeconfig("agent", c.token("ganglion-agent")),
@@ -107,7 +116,6 @@ func (c *cluster) testNoAccess(t *testing.T) {
 }
 
 func (c *cluster) testClusterIP(t *testing.T) {
-	c.t = t
 	c.createService(svc{name: "web", clusterIP: "10.96.0.10"})
 	c.setEndpoints("web", ep{node: 1, pod: 0}, ep{node: 2, pod: 0})
 	c.eventuallyServed("web", "10.96.0.10", 0, "pod1a", "pod2a")
@@ -117,7 +125,6 @@ func (c *cluster) testClusterIP(t *testing.T) {
 }
 
 func (c *cluster) testNodePort(t *testing.T) {
-	c.t = t
 	c.createService(svc{name: "np", clusterIP: "10.96.0.11", nodePort: 30080})
 	// The slice says its change began an hour ago: the end-to-end programming latency, measured
 	// from the EndpointSlice's trigger-time annotation, must then include that hour.
@@ -131,7 +138,6 @@ func (c *cluster) testNodePort(t *testing.T) {
 }
 
 func (c *cluster) testScale(t *testing.T) {
-	c.t = t
 	c.createService(svc{name: "scale", clusterIP: "10.96.0.12", nodePort: 30081})
 	c.setEndpoints("scale", ep{node: 1, pod: 1})
 	c.eventuallyServed("one endpoint", "10.96.0.12", 30081, "pod1b")
@@ -152,7 +158,6 @@ func (c *cluster) testScale(t *testing.T) {
 }
 
 func (c *cluster) testNotReady(t *testing.T) {
-	c.t = t
 	c.createService(svc{name: "ready", clusterIP: "10.96.0.13"})
 	c.setEndpoints("ready", ep{node: 1, pod: 0}, ep{node: 2, pod: 1}, ep{node: 3, pod: 0})
 	c.eventuallyServed("three ready", "10.96.0.13", 0, "pod1a", "pod2b", "pod3a")
@@ -161,7 +166,6 @@ func (c *cluster) testNotReady(t *testing.T) {
 }
 
 func (c *cluster) testOtherProxy(t *testing.T) {
-	c.t = t
 	other := map[string]string{compute.LabelServiceProxyName: "someone-else"}
 	c.createService(svc{name: "theirs", clusterIP: "10.96.0.14", labels: other})
 	c.setEndpoints("theirs", ep{node: 1, pod: 0})
@@ -199,7 +203,6 @@ func (c *cluster) testOtherProxy(t *testing.T) {
 // testFailover kills brain 0 (SIGKILL) while traffic flows through the nodes it serves, and
 // checks that they resume on brain 1 with nothing resent and no connection lost.
 func (c *cluster) testFailover(t *testing.T) {
-	c.t = t
 	c.createService(svc{name: "steady", clusterIP: "10.96.0.16", nodePort: 30082})
 	c.setEndpoints("steady", ep{node: 1, pod: 1}, ep{node: 2, pod: 0}, ep{node: 3, pod: 1})
 	c.eventuallyServed("steady", "10.96.0.16", 30082, "pod1b", "pod2a", "pod3b")
