@@ -5,7 +5,7 @@ TOOLS_DIR := $(CURDIR)/.bin
 export PATH := $(TOOLS_DIR):$(PATH)
 PROTO_GEN := $(wildcard proto/ganglion/v1/*.pb.go)
 
-.PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-ipvs bench demo demo-compute clean
+.PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-ipvs e2e-kube bench demo demo-compute clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,7 +49,11 @@ e2e-nft: ## three nftables nodes in network namespaces, brain and agents as proc
 e2e-ipvs: ## the IPVS dataplane in a qemu VM (root; installs qemu, busybox and ipvsadm, fetches Debian's kernel)
 	$(GO) test -count=1 -timeout 30m ./e2e/vm/... ./e2e/ipvs/...
 
-test: proto-check lint unit e2e e2e-nft e2e-ipvs ## everything CI runs
+e2e-kube: ## a real kube-apiserver on etcd (built once, cached in /var/cache/ganglion-kube), two brains in Kubernetes mode, nftables agents (root)
+	GO=$(GO) ./e2e/kube/prepare.sh
+	$(GO) test -count=1 -timeout 15m ./e2e/kube/
+
+test: proto-check lint unit e2e e2e-nft e2e-ipvs e2e-kube ## everything CI runs
 
 bench: ## print the BENCH lines
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeFull$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'

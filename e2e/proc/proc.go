@@ -28,8 +28,12 @@ var (
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "ganglion-e2e-bin-")
-		if buildErr != nil {
+		// One directory per test package (tests run with the package as working directory), reused
+		// across runs: nothing piles up in /tmp, and packages testing in parallel never write the
+		// same file.
+		wd, _ := os.Getwd()
+		binDir = filepath.Join(os.TempDir(), "ganglion-e2e-bin-"+filepath.Base(wd))
+		if buildErr = os.MkdirAll(binDir, 0o755); buildErr != nil {
 			return
 		}
 		_, self, _, _ := runtime.Caller(0)

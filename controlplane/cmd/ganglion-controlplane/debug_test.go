@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -37,21 +36,5 @@ func TestDebugListenerServesPprof(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
 		t.Fatalf("GET goroutine profile: %d %.200s", resp.StatusCode, body)
-	}
-}
-
-func TestEverySourceGetsTheDebugFlagOnce(t *testing.T) {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	for _, def := range sources {
-		def.flags(fs) // a second definition would panic
-	}
-	if fs.Lookup("debug-listen") == nil {
-		t.Fatal("--debug-listen not defined")
-	}
-	var b strings.Builder
-	fs.SetOutput(&b)
-	fs.PrintDefaults()
-	if !strings.Contains(b.String(), "pprof") {
-		t.Errorf("usage does not mention pprof:\n%s", b.String())
 	}
 }

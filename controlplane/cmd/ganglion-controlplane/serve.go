@@ -30,12 +30,18 @@ func runServe(args []string) error {
 	}
 	proxyName := fs.String("proxy-name", "", "claim services labelled service.kubernetes.io/service-proxy-name=<this>")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	debugAddr := fs.String("debug-listen", "", "loopback host:port for pprof (/debug/pprof/); empty (the default) disables it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel)
 	if err != nil {
 		return err
+	}
+	if *debugAddr != "" {
+		if _, _, err := startDebug(*debugAddr, log); err != nil {
+			return err
+		}
 	}
 	def, ok := sources[*sourceName]
 	if !ok {
