@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -116,11 +115,7 @@ func (a *Agent) Held() map[string]string {
 // is reachable: working rules are never flushed for want of a brain.
 func (a *Agent) Run(ctx context.Context) error {
 	backoff := a.cfg.BackoffMin
-	// Agents start on different replicas, by their name, so active-active brains share the load;
-	// failover then walks the list from there.
-	h := fnv.New32a()
-	h.Write([]byte(a.cfg.NodeName))
-	for i := int(h.Sum32() % uint32(len(a.cfg.Brains))); ; i++ {
+	for i := 0; ; i++ {
 		addr := a.cfg.Brains[i%len(a.cfg.Brains)]
 		start := time.Now()
 		err := a.session(ctx, addr)
