@@ -33,13 +33,7 @@ func (e *Engine) Explain(node string, key model.ServiceKey) ([]*v1.PortExplanati
 			if r == nil {
 				continue
 			}
-			pv := PortView{Base: base, Service: r.Msg.GetService()}
-			if c := e.Resolve(node, resname.Join(base, resname.KindCluster)); c != nil {
-				pv.Cluster = c.Msg.GetEndpoints()
-			}
-			if l := e.Resolve(node, resname.Join(base, resname.KindLocal)); l != nil {
-				pv.Local = l.Msg.GetEndpoints()
-			}
+			pv := e.portView(node, base, r)
 			pe := &v1.PortExplanation{Resource: base, Internal: pv.Set(pv.Service.Internal)}
 			if pv.Service.External != nil {
 				pe.External = pv.Set(pv.Service.External)

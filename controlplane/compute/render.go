@@ -25,16 +25,19 @@ func (e *Engine) Ports(node string) []PortView {
 		if kind != resname.KindService {
 			continue
 		}
-		pv := PortView{Base: base, Service: r.Msg.GetService()}
-		if c := e.Resolve(node, resname.Join(base, resname.KindCluster)); c != nil {
-			pv.Cluster = c.Msg.GetEndpoints()
-		}
-		if l := e.Resolve(node, resname.Join(base, resname.KindLocal)); l != nil {
-			pv.Local = l.Msg.GetEndpoints()
-		}
-		out = append(out, pv)
+		out = append(out, e.portView(node, base, r))
 	}
 	return out
+}
+
+// portView assembles a port as node sees it from its service resource.
+func (e *Engine) portView(node, base string, service *Resource) PortView {
+	return PortView{
+		Base:    base,
+		Service: service.Msg.GetService(),
+		Cluster: e.Resolve(node, resname.Join(base, resname.KindCluster)).GetMsg().GetEndpoints(),
+		Local:   e.Resolve(node, resname.Join(base, resname.KindLocal)).GetMsg().GetEndpoints(),
+	}
 }
 
 // Set returns the endpoint set a policy names.
