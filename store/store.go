@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // Config selects and configures the etcd behind the store.
@@ -74,7 +75,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("store: etcd TLS: %w", err)
 		}
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, TLS: tlsCfg, Context: ctx})
+	// The client's own retry chatter is not logged: failures reach the caller as errors.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, TLS: tlsCfg, Context: ctx, Logger: zap.NewNop()})
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("store: connect to etcd %v: %w", endpoints, err)
