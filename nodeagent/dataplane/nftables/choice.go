@@ -166,24 +166,16 @@ func (b *builder) numgenVmap(bs []backend, chains []string) *builder {
 	return b.add(fmt.Sprintf("numgen random mod %d vmap { %s }", len(idx), text.String()))
 }
 
-// dnatRecorded records this backend as the client's choice in the affinity map, then DNATs to it.
+// dnatRecorded adds the client to (or refreshes it in) this backend's affinity set, then DNATs
+// to the backend.
 func (b *builder) dnatRecorded(proto byte, be backend, affinity string, timeout time.Duration) *builder {
 	b.l4proto(proto)
 	target := fmt.Sprintf("%s . %d", b.f.addrText(be.addr), be.port)
-	return b.add(fmt.Sprintf("update @%s { %s saddr timeout %s : %s } dnat %s to %s", affinity, b.f.word, timeout, target, b.f.word, target),
+	return b.add(fmt.Sprintf("update @%s { %s saddr timeout %s } dnat %s to %s", affinity, b.f.word, timeout, b.f.word, target),
 		&expr.Payload{DestRegister: unix.NFT_REG_3, Base: expr.PayloadBaseNetworkHeader, Offset: b.f.saddrOff, Len: b.f.addrLen},
+		&expr.Dynset{SrcRegKey: unix.NFT_REG_3, SetName: affinity, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: timeout},
 		&expr.Immediate{Register: unix.NFT_REG_1, Data: b.f.addr(be.addr)},
 		&expr.Immediate{Register: b.f.afterAddr, Data: padPort(be.port)[:2]},
-		&expr.Dynset{SrcRegKey: unix.NFT_REG_3, SrcRegData: unix.NFT_REG_1, SetName: affinity, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: timeout},
-		b.natFromReg1())
-}
-
-// dnatSticky rewrites the destination to the backend this client was sent to before, if any.
-func (b *builder) dnatSticky(proto byte, affinity string) *builder {
-	b.l4proto(proto)
-	return b.add(fmt.Sprintf("dnat %s to %s saddr map @%s", b.f.word, b.f.word, affinity),
-		&expr.Payload{DestRegister: unix.NFT_REG_3, Base: expr.PayloadBaseNetworkHeader, Offset: b.f.saddrOff, Len: b.f.addrLen},
-		&expr.Lookup{SourceRegister: unix.NFT_REG_3, DestRegister: unix.NFT_REG_1, IsDestRegSet: true, SetName: affinity},
 		b.natFromReg1())
 }
 
@@ -194,13 +186,10 @@ func (b *builder) natFromReg1() *expr.NAT {
 		RegProtoMin: b.f.afterAddr, RegProtoMax: b.f.afterAddr, Specified: true}
 }
 
-// affinitySet describes a per-set session affinity map: client address → backend. Entries carry
-// their own timeout (set by the rule), so a changed timeout changes a rule, never the set.
-func affinitySet(f *family, name string, timeout time.Duration) (*nftables.Set, error) {
-	dataType, err := nftables.ConcatSetType(f.addrType, nftables.TypeInetService)
-	if err != nil {
-		return nil, fmt.Errorf("concat type: %w", err)
-	}
-	return &nftables.Set{Name: name, KeyType: f.addrType, DataType: dataType, IsMap: true,
-		HasTimeout: true, Dynamic: true, Timeout: timeout}, nil
+// affinitySet describes one backend's session affinity set: the clients sent to it. A set per
+// backend, as kube-proxy keeps, lets a backend that leaves take only its own clients' choices
+// with it. Entries carry their own timeout (set by the rule), so a changed timeout changes a
+// rule, never the set.
+func affinitySet(f *family, name string) *nftables.Set {
+	return &nftables.Set{Name: name, KeyType: f.addrType, HasTimeout: true, Dynamic: true}
 }

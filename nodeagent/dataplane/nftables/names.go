@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -13,9 +14,16 @@ const (
 	kindCluster  = "cl"  // endpoint choice over the cluster set
 	kindLocal    = "lo"  // endpoint choice over the local set
 	kindFirewall = "fw"  // LB source ranges, one chain per frontend index: fw0, fw1, ...
-	kindAffinity = "aff" // session affinity map, suffixed with the set kind: affcl, afflo
-	kindBackend  = "b"   // one backend of a set with affinity: bcl0, bcl1, blo0, ...
+	kindAffinity = "aff" // one backend's timed set of clients: affcl<backend>, afflo<backend>
+	kindBackend  = "b"   // one backend of a set with affinity: bcl<backend>, blo<backend>
 )
+
+// backendTag names a backend inside kind names: its address and port in hex. It is derived from
+// the backend alone, so a backend keeps its chain and its clients' set while others come and go,
+// and two backends of one port never share a name.
+func backendTag(f *family, b backend) string {
+	return hex.EncodeToString(append(f.addr(b.addr), padPort(b.port)[:2]...))
+}
 
 // maxNameLen is the kernel's NFT_NAME_MAXLEN minus the terminating NUL.
 const maxNameLen = 255
@@ -75,15 +83,32 @@ func parseObjectName(name string) (kind, base string, ok bool) {
 
 func isPortKind(kind string) bool {
 	switch kind {
-	case kindInternal, kindExternal, kindCluster, kindLocal, kindAffinity + kindCluster, kindAffinity + kindLocal:
+	case kindInternal, kindExternal, kindCluster, kindLocal:
+		return true
+	case kindAffinity + kindCluster, kindAffinity + kindLocal:
+		// One map per set, as earlier versions made: still recognized, so that adopting such a
+		// table replaces them.
 		return true
 	}
-	for _, prefix := range []string{kindFirewall, kindBackend + kindCluster, kindBackend + kindLocal} {
+	if rest, ok := strings.CutPrefix(kind, kindFirewall); ok && rest != "" {
+		return isDigits(rest)
+	}
+	// Backend tags are hex; earlier versions numbered backends in decimal, which is hex too.
+	for _, prefix := range []string{kindBackend + kindCluster, kindBackend + kindLocal, kindAffinity + kindCluster, kindAffinity + kindLocal} {
 		if rest, ok := strings.CutPrefix(kind, prefix); ok && rest != "" {
-			return isDigits(rest)
+			return isHex(rest)
 		}
 	}
 	return false
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func isDigits(s string) bool {

@@ -64,13 +64,6 @@ func delSetOp(t *nftables.Table, name string) op {
 	}
 }
 
-func flushSetOp(t *nftables.Table, name string) op {
-	return func(cc *nftables.Conn) error {
-		cc.FlushSet(&nftables.Set{Table: t, Name: name})
-		return nil
-	}
-}
-
 // addRuleOp appends a rule, creating its anonymous map first. The rule's comment is its hash.
 func addRuleOp(t *nftables.Table, chain string, r rule) op {
 	return func(cc *nftables.Conn) error {

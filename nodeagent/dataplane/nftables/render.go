@@ -292,29 +292,35 @@ func (r *renderer) setChain(scope v1.EndpointScope) (string, error) {
 }
 
 // affinityRules send a client back to the backend it was sent to before, else pick one and record
-// it. Each backend gets a chain that records itself: nft can display a recorded constant, not a
-// value read from a map, and the table must stay readable with nft.
+// it. Each backend has a chain that records the client in the backend's own timed set and DNATs
+// to it, and a rule here sends the clients in that set to that chain. A backend that leaves takes
+// its chain and set with it: its clients choose again, every other client keeps its backend.
 func (r *renderer) affinityRules(kind string, bs []backend) ([]rule, error) {
-	aff, err := r.name(kindAffinity + kind)
-	if err != nil {
-		return nil, err
-	}
-	s, err := affinitySet(r.f, aff, 0)
-	if err != nil {
-		return nil, err
-	}
-	r.o.sets[aff] = s
-	rules := []rule{newRule(r.f).dnatSticky(r.proto, aff).build()}
 	if len(slots(bs)) == 0 {
-		return rules, nil
+		return nil, nil
 	}
 	timeout := affinityTimeout(r.p.Service)
+	var rules []rule
 	chains := make([]string, len(bs))
 	for i, be := range bs {
-		if chains[i], err = r.name(fmt.Sprintf("%s%s%d", kindBackend, kind, i)); err != nil {
+		tag := backendTag(r.f, be)
+		name, err := r.name(kindBackend + kind + tag)
+		if err != nil {
 			return nil, err
 		}
-		r.o.chains[chains[i]] = []rule{newRule(r.f).dnatRecorded(r.proto, be, aff, timeout).build()}
+		chains[i] = name
+		if _, dup := r.o.chains[name]; dup {
+			continue // the same backend listed twice: one chain and set serve both
+		}
+		aff, err := r.name(kindAffinity + kind + tag)
+		if err != nil {
+			return nil, err
+		}
+		r.o.sets[aff] = affinitySet(r.f, aff)
+		r.o.chains[name] = []rule{newRule(r.f).dnatRecorded(r.proto, be, aff, timeout).build()}
+		// Going through the backend's chain refreshes the entry, as kube-proxy does: the
+		// timeout counts from the client's last new connection.
+		rules = append(rules, newRule(r.f).addrInSet("saddr", aff).gotoChain(name).build())
 	}
 	return append(rules, newRule(r.f).numgenVmap(bs, chains).build()), nil
 }

@@ -30,7 +30,16 @@ func TestObjectNameRoundTrip(t *testing.T) {
 	if _, err := objectName(kindCluster, strings.Repeat("x", 300)); !errors.Is(err, ErrNameTooLong) {
 		t.Errorf("300-byte base: %v, want ErrNameTooLong", err)
 	}
-	for _, name := range []string{chainServices, setVIPs, bucketOf(3), "x_y", "fw_a", "bclx_a"} {
+	for _, kind := range []string{kindBackend + kindCluster + "0af401051f90", kindAffinity + kindLocal + "fd0000000000000000000000000000011f90", "bcl1", "affcl"} {
+		name, err := objectName(kind, "ns/s:p/v6")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, base, ok := parseObjectName(name); !ok || got != kind || base != "ns/s:p/v6" {
+			t.Errorf("%q → %q → (%q, %q, %v)", kind, name, got, base, ok)
+		}
+	}
+	for _, name := range []string{chainServices, setVIPs, bucketOf(3), "x_y", "fw_a", "bclx_a", "affclX1_a", "fwa_a"} {
 		if _, _, ok := parseObjectName(name); ok {
 			t.Errorf("%q parsed as a port's object", name)
 		}
@@ -220,6 +229,7 @@ func TestRenderChainPath(t *testing.T) {
 		// want maps chain kinds to substrings their rules' text must contain.
 		want map[string][]string
 		vips map[string]string // "addr:port" → chain kind
+		sets []string          // kinds of the port's named sets
 	}{
 		{
 			name: "LB source ranges",
@@ -234,10 +244,14 @@ func TestRenderChainPath(t *testing.T) {
 		{
 			name: "affinity: a recording chain per backend",
 			port: mkPort(b, clusterIP("10.96.0.1", 80), affinity(30), cluster(fwd("10.244.1.5:8080", "10.244.1.6:8080"))),
+			// Backends are named by address and port (10.244.1.5:8080 is 0af401051f90), each
+			// with its own timed set of clients.
 			want: map[string][]string{
-				"cl":   {"dnat ip to ip saddr map @affcl_ns/s.p/v4", "numgen random mod 2 vmap"},
-				"bcl1": {"update @affcl_ns/s.p/v4 { ip saddr timeout 30s : 10.244.1.6 . 8080 }"},
+				"cl": {"ip saddr @affcl0af401051f90_ns/s.p/v4 goto bcl0af401051f90_ns/s.p/v4 ; " +
+					"ip saddr @affcl0af401061f90_ns/s.p/v4 goto bcl0af401061f90_ns/s.p/v4 ; numgen random mod 2 vmap"},
+				"bcl0af401061f90": {"update @affcl0af401061f90_ns/s.p/v4 { ip saddr timeout 30s } dnat ip to 10.244.1.6 . 8080"},
 			},
+			sets: []string{"affcl0af401051f90", "affcl0af401061f90"},
 			vips: map[string]string{"10.96.0.1:80": "cl"},
 		},
 	}
@@ -258,6 +272,14 @@ func TestRenderChainPath(t *testing.T) {
 						t.Errorf("chain %s: %q lacks %q", name, text, s)
 					}
 				}
+			}
+			var sets []string
+			for name := range o.sets {
+				kind, _, _ := parseObjectName(name)
+				sets = append(sets, kind)
+			}
+			if slices.Sort(sets); !slices.Equal(sets, c.sets) {
+				t.Errorf("sets %v, want %v", sets, c.sets)
 			}
 			if len(o.vips) != len(c.vips) || len(o.data) != 0 {
 				t.Fatalf("vips %v data %v, want vips %v", o.vips, o.data, c.vips)

@@ -278,12 +278,9 @@ func (tx *txn) delPort(base string) {
 func (tx *txn) upsert(o *portObjects) {
 	old := tx.t.ports[o.base]
 	for _, name := range slices.Sorted(maps.Keys(o.sets)) {
+		// Affinity sets are per backend: one that left goes with dropOld, and the clients
+		// of the backends that stay keep their entries.
 		tx.addSet(o.sets[name])
-		if old != nil && !old.restored && backendsLeft(old, o) {
-			// A client stuck to a backend that left would be sent to it until its entry
-			// expires: forget the set's choices, which costs stickiness only on such changes.
-			tx.at(phaseRules, flushSetOp(tx.t.table, name))
-		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(o.ep)) {
 		tx.setEndpoints(id, o.ep[id])
@@ -454,18 +451,4 @@ func (tx *txn) syncAddrs(set string, have map[netip.Addr]bool, refs map[netip.Ad
 			delete(have, a)
 		}
 	}
-}
-
-// backendsLeft reports whether a backend of old is missing from o.
-func backendsLeft(old, o *portObjects) bool {
-	now := map[backend]bool{}
-	for _, b := range o.backends {
-		now[backend{addr: b.addr, port: b.port}] = true
-	}
-	for _, b := range old.backends {
-		if !now[backend{addr: b.addr, port: b.port}] {
-			return true
-		}
-	}
-	return false
 }
