@@ -146,8 +146,8 @@ func (b *builder) dnat(proto byte, id uint32) *builder {
 }
 
 // numgenVmap jumps to one of chains, chosen by numgen in proportion to the backends' weights.
-// Session affinity needs it: nft can only display a recorded choice that is a constant, so each
-// backend gets its own small chain that records itself.
+// Session affinity needs it: each backend has a chain that records the client in that backend's
+// own set (nft can display a recorded constant, not a value read from a map).
 func (b *builder) numgenVmap(bs []backend, chains []string) *builder {
 	idx := slots(bs)
 	m := &anonMap{keyType: nftables.TypeInteger, dataType: nftables.TypeVerdict, verdict: true}

@@ -23,10 +23,13 @@
 // (slot count k), so the number of chains does not grow with the number of ports.
 //
 // Ports with ClientIP session affinity or LB source ranges keep chains of their own, reached
-// through the frontend-ips and node-ports verdict maps: int/ext/fw<i>/cl/lo_<base>, a timed map
-// affcl_<base> (client → backend), and with affinity a chain per backend that records itself (so
-// nft can still display the table). Their endpoint choice draws slots of endpoints-00..0f, interval
-// maps keyed by set id . slot.
+// through the frontend-ips and node-ports verdict maps: int/ext/fw<i>/cl/lo_<base>. With affinity,
+// each backend has a chain bcl<backend>_<base> and a timed set affcl<backend>_<base> of the clients
+// sent to it (<backend> is its address and port in hex), as kube-proxy keeps one per endpoint: the
+// set chain sends a client found in a backend's set to that backend's chain, which refreshes the
+// entry and DNATs; other clients are spread over those chains by numgen. A backend that leaves
+// takes its set with it, so only its own clients choose again. Without affinity, endpoint choice
+// draws slots of endpoints-00..0f, interval maps keyed by set id . slot.
 //
 // # Transactions
 //

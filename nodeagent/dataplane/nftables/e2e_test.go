@@ -1,11 +1,18 @@
 package nftables
 
 import (
+	"bufio"
+	"context"
 	"errors"
+	"fmt"
+	"net"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -173,6 +180,104 @@ func TestSessionAffinitySticks(t *testing.T) {
 			t.Fatalf("second client moved from %s to %s", other, b)
 		}
 	}
+}
+
+// TestSessionAffinityOutlivesOtherBackends: when a backend leaves, only the clients stuck to it
+// choose again; a client stuck to a backend that stays keeps it, across a restart too.
+func TestSessionAffinityOutlivesOtherBackends(t *testing.T) {
+	l := newLab(t, 3)
+	d := l.dataplane(t)
+	// Many client addresses, so that some are sure to be stuck to each backend.
+	var srcs []string
+	for i := range 40 {
+		srcs = append(srcs, fmt.Sprintf("192.168.50.%d", 100+i))
+		l.client.Run(t, "ip", "addr", "add", srcs[i]+"/24", "dev", "eth0")
+	}
+	const vip = "10.96.0.16:80"
+	sticky := func(backends ...string) dataplane.Port {
+		return mkPort("default/sticky:http/v4", clusterIP("10.96.0.16", 80), affinity(60), cluster(fwd(backends...)))
+	}
+	stuck := map[string]string{} // client address → backend
+	sticks := func(when, src string) {
+		t.Helper()
+		for range 3 {
+			if b := netlab.Backend(askFrom(t, l.client, src, vip)); b != stuck[src] {
+				t.Fatalf("%s: client %s moved from %s to %s", when, src, stuck[src], b)
+			}
+		}
+	}
+	// The first clients cannot choose pod1; the later ones can.
+	apply(t, d, sticky(ep(podIP(2)), ep(podIP(3))))
+	for _, src := range srcs[:8] {
+		stuck[src] = netlab.Backend(askFrom(t, l.client, src, vip))
+	}
+	apply(t, d, sticky(ep(podIP(1)), ep(podIP(2)), ep(podIP(3))))
+	var movers, stayers []string
+	for _, src := range srcs {
+		if stuck[src] == "" {
+			stuck[src] = netlab.Backend(askFrom(t, l.client, src, vip))
+		}
+		sticks("after pod1 joined", src)
+		if stuck[src] == "pod1" {
+			movers = append(movers, src)
+		} else {
+			stayers = append(stayers, src)
+		}
+	}
+	if len(movers) == 0 {
+		t.Fatalf("no client of %d chose pod1 out of three backends: %v", len(srcs), stuck)
+	}
+
+	// A new instance adopts the table, affinity sets included, and a re-apply changes nothing.
+	d.Close()
+	d = l.dataplane(t)
+	apply(t, d, sticky(ep(podIP(1)), ep(podIP(2)), ep(podIP(3))))
+	if d.lastMessages != 0 {
+		t.Fatalf("re-applying the sticky port after a restart sent %d messages, want none", d.lastMessages)
+	}
+	if err := d.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range srcs {
+		sticks("after a restart and Reconcile", src)
+	}
+
+	apply(t, d, sticky(ep(podIP(2)), ep(podIP(3))))
+	for _, src := range stayers {
+		sticks("after pod1 left", src)
+	}
+	for _, src := range movers {
+		b := netlab.Backend(askFrom(t, l.client, src, vip))
+		if b != "pod2" && b != "pod3" {
+			t.Fatalf("client %s of pod1, after pod1 left: reached %q, want pod2 or pod3", src, b)
+		}
+		stuck[src] = b
+		sticks("after choosing again", src)
+	}
+	if out := l.node.Run(t, "nft", "list", "table", "ip", TableName); strings.Contains(out, "0af4010b") || strings.Contains(out, podIP(1)) {
+		t.Fatalf("pod1 left, but its chain or affinity set did not:\n%s", out)
+	}
+}
+
+// askFrom connects from the namespace with source address src and returns the greeting.
+func askFrom(t *testing.T, n *netlab.NS, src, addr string) string {
+	t.Helper()
+	var line string
+	err := n.Do(func() error {
+		dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: netlab.DialTimeout}
+		c, err := dl.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(netlab.DialTimeout))
+		line, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	})
+	if err != nil {
+		t.Fatalf("connect from %s (%s) to %s: %v", n.Name, src, addr, err)
+	}
+	return strings.TrimSpace(line)
 }
 
 func TestHairpin(t *testing.T) {

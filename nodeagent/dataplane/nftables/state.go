@@ -13,7 +13,7 @@ import (
 // the table; Reconcile refreshes it from a dump.
 type kernelState struct {
 	chains map[string][]string // chain → rule hashes, in order
-	sets   map[string]bool     // per-port sets (affinity and endpoint maps)
+	sets   map[string]bool     // per-port sets (affinity sets)
 	// ep holds the endpoint map's elements per endpoint set id; ids the id of each set chain,
 	// read from its rule comment.
 	ep  map[uint32][]nftables.SetElement
