@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/knftables"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
 
 // The nftables half. IPVS decides where a connection goes; this table decides whether it may go
@@ -123,7 +125,7 @@ func baseObjects(tx *knftables.Transaction, mark uint32) {
 func feElement(k vsKey, v verdict) *knftables.Element {
 	return &knftables.Element{
 		Map:   "fe" + famSuffix(k.Addr),
-		Key:   []string{k.Addr.String(), protoName(k.Proto), strconv.Itoa(int(k.Port))},
+		Key:   []string{k.Addr.String(), dataplane.IPProtoName(uint8(k.Proto)), strconv.Itoa(int(k.Port))},
 		Value: []string{"goto " + v.mapChain(k)},
 	}
 }

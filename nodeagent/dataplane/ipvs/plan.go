@@ -11,7 +11,6 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
-	"golang.org/x/sys/unix"
 )
 
 // ErrInvalidPort marks a port the backend cannot program as given.
@@ -35,7 +34,7 @@ type vsKey struct {
 
 // String formats k the way errors and logs show it: tcp/10.96.0.1:80.
 func (k vsKey) String() string {
-	return fmt.Sprintf("%s/%s", protoName(k.Proto), netip.AddrPortFrom(k.Addr, k.Port))
+	return fmt.Sprintf("%s/%s", dataplane.IPProtoName(uint8(k.Proto)), netip.AddrPortFrom(k.Addr, k.Port))
 }
 
 // vsSpec is a virtual server's own settings, without its real servers.
@@ -226,15 +225,7 @@ func realServers(set *v1.EndpointSet) (map[netip.AddrPort]int, error) {
 // frontendAddrs resolves a frontend to addresses: its own, or the node's for NodePort.
 func frontendAddrs(fe *v1.Frontend, n dataplane.Node, v6 bool) ([]netip.Addr, bool, error) {
 	if fe.GetKind() == v1.FrontendKind_FRONTEND_KIND_NODE_PORT {
-		var out []netip.Addr
-		for _, a := range n.Addresses {
-			a = a.Unmap()
-			if a.Is6() != v6 || !nodePortAllowed(a, n.NodePortAddresses) {
-				continue
-			}
-			out = append(out, a)
-		}
-		return out, false, nil
+		return n.NodePortAddrs(v6), false, nil
 	}
 	a, err := netip.ParseAddr(fe.GetAddress())
 	if err != nil {
@@ -250,18 +241,6 @@ func frontendAddrs(fe *v1.Frontend, n dataplane.Node, v6 bool) ([]netip.Addr, bo
 		return []netip.Addr{a}, false, nil
 	}
 	return []netip.Addr{a}, true, nil
-}
-
-func nodePortAllowed(a netip.Addr, allowed []netip.Prefix) bool {
-	if len(allowed) == 0 {
-		return true
-	}
-	for _, p := range allowed {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 func canonicalRanges(ranges []string, v6 bool) (string, error) {
@@ -285,25 +264,8 @@ func canonicalRanges(ranges []string, v6 bool) (string, error) {
 }
 
 func protoNumber(p v1.Protocol) (uint16, error) {
-	switch p {
-	case v1.Protocol_PROTOCOL_TCP:
-		return unix.IPPROTO_TCP, nil
-	case v1.Protocol_PROTOCOL_UDP:
-		return unix.IPPROTO_UDP, nil
-	case v1.Protocol_PROTOCOL_SCTP:
-		return unix.IPPROTO_SCTP, nil
+	if num, _, ok := dataplane.IPProto(p); ok {
+		return uint16(num), nil
 	}
 	return 0, fmt.Errorf("%w: protocol %v", ErrInvalidPort, p)
-}
-
-func protoName(p uint16) string {
-	switch p {
-	case unix.IPPROTO_TCP:
-		return "tcp"
-	case unix.IPPROTO_UDP:
-		return "udp"
-	case unix.IPPROTO_SCTP:
-		return "sctp"
-	}
-	return fmt.Sprint(p)
 }

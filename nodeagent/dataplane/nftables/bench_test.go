@@ -177,7 +177,7 @@ func nftScript(ports []dataplane.Port) (string, error) {
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")}}
 	cfg := &renderConfig{podCIDRs: info.PodCIDRs, masqBit: DefaultMasqueradeBit, rejectBit: DefaultRejectBit,
 		setID: func(string) (uint32, error) { return 0, fmt.Errorf("chain-path port in the benchmark") }}
-	skel, err := newSkeleton(familyV4, cfg, nodePortAddrs(familyV4, info.Addresses, nil))
+	skel, err := newSkeleton(familyV4, cfg, info.NodePortAddrs(false))
 	if err != nil {
 		return "", err
 	}
@@ -282,7 +282,7 @@ func nftElem(e dataElem) string {
 		a, _ := netip.AddrFromSlice(k[:4])
 		parts, k = append(parts, a.String()), k[4:]
 	}
-	parts = append(parts, protoWord(k[0]), fmt.Sprint(binary.BigEndian.Uint16(k[4:6])))
+	parts = append(parts, dataplane.IPProtoName(k[0]), fmt.Sprint(binary.BigEndian.Uint16(k[4:6])))
 	if len(k) > 8 {
 		parts = append(parts, fmt.Sprint(binary.NativeEndian.Uint32(k[8:12])))
 	}

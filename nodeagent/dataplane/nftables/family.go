@@ -78,29 +78,3 @@ func padPort(p uint32) []byte {
 
 // padProto is an IP protocol number padded to a register.
 func padProto(p byte) []byte { return []byte{p, 0, 0, 0} }
-
-// protoNumber maps the contract's protocol to its IP protocol number and nft's word for it.
-func protoNumber(p v1.Protocol) (byte, string, bool) {
-	switch p {
-	case v1.Protocol_PROTOCOL_TCP:
-		return unix.IPPROTO_TCP, "tcp", true
-	case v1.Protocol_PROTOCOL_UDP:
-		return unix.IPPROTO_UDP, "udp", true
-	case v1.Protocol_PROTOCOL_SCTP:
-		return unix.IPPROTO_SCTP, "sctp", true
-	}
-	return 0, "", false
-}
-
-// protoWord is nft's word for an IP protocol number.
-func protoWord(p byte) string {
-	switch p {
-	case unix.IPPROTO_TCP:
-		return "tcp"
-	case unix.IPPROTO_UDP:
-		return "udp"
-	case unix.IPPROTO_SCTP:
-		return "sctp"
-	}
-	return "unknown"
-}

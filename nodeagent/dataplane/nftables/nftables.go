@@ -84,7 +84,7 @@ func New(node dataplane.Node, opts ...Option) (*Dataplane, error) {
 			}
 		}
 		cfg := &renderConfig{podCIDRs: cidrs, masqBit: d.opts.masqBit, rejectBit: d.opts.rejectBit}
-		skel, err := newSkeleton(f, cfg, nodePortAddrs(f, node.Addresses, node.NodePortAddresses))
+		skel, err := newSkeleton(f, cfg, node.NodePortAddrs(f.v6))
 		if err != nil {
 			d.Close()
 			return nil, err

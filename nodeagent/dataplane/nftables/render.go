@@ -82,7 +82,7 @@ func render(cfg *renderConfig, p dataplane.Port) (*portObjects, error) {
 		return nil, fmt.Errorf("%w: no service", ErrInvalidPort)
 	}
 	f := familyOf(sp.Family)
-	proto, _, ok := protoNumber(sp.Protocol)
+	proto, _, ok := dataplane.IPProto(sp.Protocol)
 	if !ok {
 		return nil, fmt.Errorf("%w: protocol %v", ErrInvalidPort, sp.Protocol)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
 
 // rule is one nftables rule in two forms built side by side: the expressions sent over netlink,
@@ -87,7 +89,7 @@ func (b *builder) build() rule {
 
 // l4proto matches the transport protocol.
 func (b *builder) l4proto(p byte) *builder {
-	return b.add("meta l4proto "+protoWord(p),
+	return b.add("meta l4proto "+dataplane.IPProtoName(p),
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{p}})
 }

@@ -112,24 +112,3 @@ func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*ske
 	}
 	return s, nil
 }
-
-// nodePortAddrs filters the node's addresses of one family by the NodePortAddresses prefixes.
-func nodePortAddrs(f *family, addrs []netip.Addr, allow []netip.Prefix) []netip.Addr {
-	var out []netip.Addr
-	for _, a := range addrs {
-		a = a.Unmap()
-		if !f.has(a) {
-			continue
-		}
-		ok := len(allow) == 0
-		for _, p := range allow {
-			if p.Contains(a) {
-				ok = true
-			}
-		}
-		if ok {
-			out = append(out, a)
-		}
-	}
-	return out
-}
