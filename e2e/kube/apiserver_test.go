@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
+	"github.com/ganglion-proxy/ganglion/e2e/proc"
 )
 
 // The API server listens inside the fabric namespace, where the brains run, so nothing here
@@ -40,7 +41,7 @@ type apiServer struct {
 	adminToken string
 	// client talks to the API server as an admin (system:masters), from inside the fabric.
 	client clientset.Interface
-	proc   *process
+	proc   *proc.Proc
 }
 
 // startAPIServer starts etcd and kube-apiserver per ../shared/design/testing.md and waits for
@@ -48,7 +49,7 @@ type apiServer struct {
 func startAPIServer(t *testing.T, bins kubeBins, fabric *netlab.NS) *apiServer {
 	t.Helper()
 	a := &apiServer{t: t, bins: bins, fabric: fabric, dir: t.TempDir(), adminToken: randomHex(16)}
-	start(t, fabric.Command(bins.etcd, "--name", "e2e", "--data-dir", filepath.Join(a.dir, "etcd"),
+	proc.Start(t, fabric.Command(bins.etcd, "--name", "e2e", "--data-dir", filepath.Join(a.dir, "etcd"),
 		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
 		"--initial-cluster", "e2e=http://127.0.0.1:2380", "--logger", "zap", "--log-level", "warn")...)
@@ -59,7 +60,7 @@ func startAPIServer(t *testing.T, bins kubeBins, fabric *netlab.NS) *apiServer {
 	if err := os.WriteFile(tokens, []byte(a.adminToken+",e2e-admin,e2e-admin,system:masters\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a.proc = start(t, fabric.Command(bins.apiserver,
+	a.proc = proc.Start(t, fabric.Command(bins.apiserver,
 		"--etcd-servers", "http://127.0.0.1:2379",
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", saKey, "--service-account-signing-key-file", saKey,
@@ -87,8 +88,8 @@ func (a *apiServer) waitReady() {
 	deadline := time.Now().Add(2 * time.Minute)
 	var last error
 	for time.Now().Before(deadline) {
-		if a.proc.exited() {
-			a.t.Fatalf("kube-apiserver exited:\n%s", tail(a.proc.out.String(), 4000))
+		if a.proc.Exited() {
+			a.t.Fatalf("kube-apiserver exited:\n%s", proc.Tail(a.proc.Output(), 4000))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		body, err := a.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)

@@ -46,7 +46,7 @@ type cluster struct {
 	lab    *netlab.Lab
 	api    *apiServer
 	bin    string
-	brains []*process
+	brains []*proc.Proc
 	agents []*proc.Proc
 }
 
@@ -97,8 +97,8 @@ func (c *cluster) startBrains() {
 		return []string{filepath.Join(c.bin, "ganglion-controlplane"), "serve", "--source", "kubernetes",
 			"--listen", net.JoinHostPort(ip, brainPort), "--metrics-listen", net.JoinHostPort(ip, metricPort)}
 	}
-	c.brains = append(c.brains, start(c.top, c.inCluster(token, serve(brainIPs[0]))...))
-	c.brains = append(c.brains, start(c.top, c.lab.Fabric.Command(append(serve(brainIPs[1]), "--kubeconfig", c.api.kubeconfig("brain", token))...)...))
+	c.brains = append(c.brains, proc.Start(c.top, c.inCluster(token, serve(brainIPs[0]))...))
+	c.brains = append(c.brains, proc.Start(c.top, c.lab.Fabric.Command(append(serve(brainIPs[1]), "--kubeconfig", c.api.kubeconfig("brain", token))...)...))
 }
 
 // inCluster returns the argv that runs argv in the fabric as a pod with the controlplane's

@@ -102,17 +102,17 @@ func (c *cluster) testManifests(t *testing.T) {
 // empty state of a brain that has read nothing.
 func (c *cluster) testNoAccess(t *testing.T) {
 	addr := net.JoinHostPort(brainIPs[0], "7090")
-	b := start(t, c.lab.Fabric.Command(filepath.Join(c.bin, "ganglion-controlplane"), "serve",
+	b := proc.Start(t, c.lab.Fabric.Command(filepath.Join(c.bin, "ganglion-controlplane"), "serve",
 		"--source", "kubernetes", "--kubeconfig", c.api.kubeconfig("agent", c.token("ganglion-agent")),
 		"--listen", addr, "--metrics-listen", "")...)
 	c.eventually("the brain reports its failed lists", func() bool {
-		out := b.out.String()
+		out := b.Output()
 		return strings.Contains(out, "list/watch failed") && strings.Contains(out, "forbidden")
 	})
 	if got := c.health(addr); got != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("health of a brain that could not list = %v, want NOT_SERVING", got)
 	}
-	b.stop()
+	b.Stop()
 }
 
 func (c *cluster) testClusterIP(t *testing.T) {
@@ -245,7 +245,7 @@ func (c *cluster) testFailover(t *testing.T) {
 			})
 		}
 	}
-	c.brains[0].kill()
+	c.brains[0].Kill()
 	for _, n := range moving {
 		c.eventually(n+" moved to brain 1 and in sync", func() bool { return c.inSync(1, n) })
 	}

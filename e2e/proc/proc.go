@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -66,8 +67,10 @@ func FreeAddr(t testing.TB) string {
 
 // Proc is a process started by a test and stopped when it ends; its output is kept for failures.
 type Proc struct {
-	cmd *exec.Cmd
-	out *syncBuffer
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
 }
 
 type syncBuffer struct {
@@ -90,16 +93,23 @@ func (s *syncBuffer) String() string {
 // Start starts argv and stops it (SIGINT, then SIGKILL) when t ends.
 func Start(t testing.TB, argv ...string) *Proc {
 	t.Helper()
-	name, args := argv[0], argv[1:]
-	p := &Proc{cmd: exec.Command(name, args...), out: &syncBuffer{}}
+	p := &Proc{name: filepath.Base(argv[0]), cmd: exec.Command(argv[0], argv[1:]...), out: &syncBuffer{}, done: make(chan struct{})}
+	for _, a := range argv {
+		// Name the program, not the "ip netns exec" or "env" that runs it.
+		if st, err := os.Stat(a); err == nil && filepath.IsAbs(a) && st.Mode()&0o111 != 0 {
+			p.name = filepath.Base(a)
+			break
+		}
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			t.Logf("output of %s:\n%s", filepath.Base(name), p.out)
+			t.Logf("output of %s:\n%s", p.name, Tail(p.out.String(), 8000))
 		}
 	})
 	return p
@@ -108,20 +118,41 @@ func Start(t testing.TB, argv ...string) *Proc {
 // Output returns what the process printed so far.
 func (p *Proc) Output() string { return p.out.String() }
 
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill ends the process with SIGKILL, with no chance to say goodbye on its connections.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
 // Stop interrupts the process and waits for it; it kills it after 5 seconds.
 func (p *Proc) Stop() {
-	if p.cmd.ProcessState != nil {
+	if p.Exited() {
 		return
 	}
 	_ = p.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.done:
 	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
+		p.Kill()
 	}
+}
+
+// Tail returns the last n bytes of s.
+func Tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
 }
 
 // Eventually polls cond; the deadline guards against hangs, it is not a performance assertion.
