@@ -329,15 +329,7 @@ func (d *Dataplane) commit(base string, old, pl *portPlan) []netip.Addr {
 				delete(d.owner, k)
 			}
 		}
-		for _, a := range old.Addrs {
-			d.addrs[a]--
-			if d.addrs[a] <= 0 {
-				gone = append(gone, a)
-			}
-		}
-		for _, a := range d.localReals(old) {
-			d.unrefHairpin(a)
-		}
+		gone = d.release(old)
 	}
 	for k := range pl.Frontends {
 		d.owner[k] = base
@@ -370,10 +362,16 @@ func (d *Dataplane) removePort(base string) ([]vsKey, []netip.Addr, error) {
 		keys = append(keys, k)
 	}
 	delete(d.ports, base)
-	var gone []netip.Addr
 	for _, k := range keys {
 		delete(d.owner, k)
 	}
+	return keys, d.release(old), nil
+}
+
+// release drops a plan's references to dummy addresses and hairpin entries; it returns the
+// addresses no port uses any more.
+func (d *Dataplane) release(old *portPlan) []netip.Addr {
+	var gone []netip.Addr
 	for _, a := range old.Addrs {
 		d.addrs[a]--
 		if d.addrs[a] <= 0 {
@@ -383,7 +381,7 @@ func (d *Dataplane) removePort(base string) ([]vsKey, []netip.Addr, error) {
 	for _, a := range d.localReals(old) {
 		d.unrefHairpin(a)
 	}
-	return keys, gone, nil
+	return gone
 }
 
 // cleanupAfter removes what deleted virtual servers left: their frontend elements, addresses
