@@ -3,6 +3,7 @@ package baremetal_test
 import (
 	"context"
 	"fmt"
+	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"log/slog"
 	"net"
 	"net/http"
@@ -105,7 +106,10 @@ func TestHealthChecksAndNodeLeases(t *testing.T) {
 	}
 	defer st.Close()
 	mem := &baremetal.Membership{Store: st, LeaseTTL: 2 * time.Second, Log: quiet}
-	b := brain.New(brain.Options{Log: quiet, Stream: stream.Options{Hooks: mem.Hooks()}})
+	b, err := brain.New(brain.Options{Log: quiet, Stream: stream.Options{Hooks: mem.Hooks()}, Auth: auth.Config{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	v1.RegisterAdminServiceServer(b.GRPC(), &baremetal.Admin{Store: st, Settings: baremetal.DefaultSettings()})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

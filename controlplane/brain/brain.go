@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -15,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/controlplane/inspect"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
@@ -27,6 +29,9 @@ type Options struct {
 	Compute compute.Options
 	Stream  stream.Options
 	Log     *slog.Logger
+	// Auth is who may call what, and the listener's TLS. The zero value is refused; in-process
+	// tests say Insecure.
+	Auth auth.Config
 }
 
 // Brain is one controlplane replica.
@@ -39,14 +44,19 @@ type Brain struct {
 }
 
 // New builds a brain that answers NOT_SERVING until MarkSynced.
-func New(opts Options) *Brain {
+func New(opts Options) (*Brain, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts.Auth.Log, opts.Auth.Registerer = opts.Log, reg
+	guard, err := auth.New(opts.Auth)
+	if err != nil {
+		return nil, err
+	}
 	hub := stream.NewHub(compute.NewEngine(opts.Compute), opts.Stream, stream.NewMetrics(reg))
-	srv := grpc.NewServer(append(stream.ServerOptions(), grpcopts.Server()...)...)
+	srv := grpc.NewServer(slices.Concat(stream.ServerOptions(), grpcopts.Server(), guard.ServerOptions())...)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(v1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -54,7 +64,18 @@ func New(opts Options) *Brain {
 	v1.RegisterInspectServiceServer(srv, inspect.NewServer(hub))
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
-	return &Brain{Hub: hub, Registry: reg, grpc: srv, health: hs, log: opts.Log}
+	return &Brain{Hub: hub, Registry: reg, grpc: srv, health: hs, log: opts.Log}, nil
+}
+
+// Ready says whether the sources are synced: the plaintext /readyz of probes that cannot speak
+// TLS.
+func (b *Brain) Ready() bool {
+	select {
+	case <-b.Hub.Synced():
+		return true
+	default:
+		return false
+	}
 }
 
 // GRPC returns the server, for more services to be registered before Serve.

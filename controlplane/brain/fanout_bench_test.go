@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"os"
 	"os/exec"
 	"slices"
@@ -219,7 +220,10 @@ func measureResume(b *testing.B, br *brain.Brain, addr string) (full, resume int
 func BenchmarkFanout(b *testing.B) {
 	raiseFileLimit()
 	for b.Loop() {
-		br := brain.New(brain.Options{Log: quiet, Stream: stream.Options{StallTimeout: 5 * time.Minute}})
+		br, err := brain.New(brain.Options{Log: quiet, Stream: stream.Options{StallTimeout: 5 * time.Minute}, Auth: auth.Config{Insecure: true}})
+		if err != nil {
+			b.Fatal(err)
+		}
 		br.Hub.Apply(time.Time{}, 1, func(e *compute.Engine) compute.Delta {
 			for i := range fanServices {
 				e.SetSlice(testSlice(i, fanEndpoints, 0))

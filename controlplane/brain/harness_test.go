@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -53,7 +54,10 @@ func startBrain(t *testing.T, services, endpoints int, opts stream.Options) (*br
 	if opts.Quiet == 0 {
 		opts.Quiet = 2 * time.Millisecond
 	}
-	b := brain.New(brain.Options{Stream: opts, Log: quiet})
+	b, err := brain.New(brain.Options{Stream: opts, Log: quiet, Auth: auth.Config{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	b.Hub.Apply(time.Time{}, 1, func(e *compute.Engine) compute.Delta {
 		var d compute.Delta
 		for i := range services {

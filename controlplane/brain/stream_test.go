@@ -2,6 +2,7 @@ package brain_test
 
 import (
 	"context"
+	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"slices"
 	"strings"
 	"testing"
@@ -235,7 +236,10 @@ func TestStalledStreamIsCancelledByTheWatchdog(t *testing.T) {
 }
 
 func TestHealthIsNotServingUntilSynced(t *testing.T) {
-	b := brain.New(brain.Options{Log: quiet})
+	b, err := brain.New(brain.Options{Log: quiet, Auth: auth.Config{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	lis := listen(t)
 	go b.Serve(lis)
 	t.Cleanup(b.Stop)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -14,11 +15,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/internal/digest"
 	"github.com/ganglion-proxy/ganglion/internal/resname"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
+
+// streamMethod names the stream in refusals.
+const streamMethod = "/ganglion.v1.AgentService/Stream"
 
 // maxBuckets bounds the digests an agent may send.
 const maxBuckets = 1 << 16
@@ -64,6 +69,10 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 	if hello.MinRevision > 0 && !srv.hub.waitRevision(ctx, hello.MinRevision, srv.hub.opts.BehindWait) {
 		return status.Errorf(codes.Unavailable, "replica behind: it has read source revision %d, the agent has applied %d",
 			srv.hub.Revision(), hello.MinRevision)
+	}
+	if id := auth.FromContext(ctx); !id.MayStreamAs(hello.NodeName) {
+		return auth.Refuse(ctx, streamMethod, "node_mismatch",
+			fmt.Sprintf("%s may not open the stream of node %q", id, hello.NodeName))
 	}
 	log := srv.log.With("node", hello.NodeName)
 	if hook := srv.hub.opts.Hooks.OnConnect; hook != nil {
@@ -294,10 +303,14 @@ func (c *conn) health(req *v1.StreamRequest) bool {
 	if hr == nil {
 		return false
 	}
-	if hook := c.srv.hub.opts.Hooks.OnHealth; hook != nil {
-		if ok := c.srv.hub.probed(c.s.node, hr.Endpoints); len(ok) > 0 {
-			hook(c.s.node, ok)
-		}
+	ok := c.srv.hub.probed(c.s.node, hr.Endpoints)
+	if n := len(hr.Endpoints) - len(ok); n > 0 {
+		// Not fatal: a report may race a probe set's removal. Counted, so forgery shows.
+		auth.Count(c.stream.Context(), streamMethod, "not_probed",
+			fmt.Sprintf("node %s reported %d endpoints it was not asked to probe", c.s.node, n))
+	}
+	if hook := c.srv.hub.opts.Hooks.OnHealth; hook != nil && len(ok) > 0 {
+		hook(c.s.node, ok)
 	}
 	return true
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
@@ -23,7 +24,10 @@ import (
 func runServe(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listen := fs.String("listen", ":7070", "gRPC address: agent stream, inspect, health, reflection")
-	metrics := fs.String("metrics-listen", ":7071", "HTTP address of /metrics; empty disables it")
+	metrics := fs.String("metrics-listen", "127.0.0.1:7071", "HTTP address of /metrics; empty disables it")
+	healthAddr := fs.String("health-listen", ":7072", "plaintext HTTP address of /healthz and /readyz for probes that cannot speak TLS; empty disables it")
+	var sec securityFlags
+	sec.register(fs)
 	sourceName := fs.String("source", "manifests", "the source of truth: "+sourceNames())
 	for _, def := range sources {
 		def.flags(fs)
@@ -54,25 +58,37 @@ func runServe(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	opts := brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log}
+	secured, err := sec.secure(*listen, log)
+	if err != nil {
+		return err
+	}
+	opts := brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log, Auth: secured.auth}
 	if h, ok := src.(interface{ Hooks() stream.Hooks }); ok {
 		opts.Stream.Hooks = h.Hooks()
 	}
-	b := brain.New(opts)
-	lis, err := net.Listen("tcp", *listen)
+	if t, ok := src.(interface {
+		Tokens() auth.TokenAuthenticator
+	}); ok {
+		opts.Auth.Tokens = t.Tokens()
+	}
+	b, err := brain.New(opts)
+	if err != nil {
+		return err
+	}
+	if secured.expiry != nil {
+		b.Registry.MustRegister(secured.expiry)
+	}
+	lis, err := net.Listen("tcp", secured.listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
 	if *metrics != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", b.MetricsHandler())
-		ms := &http.Server{Addr: *metrics, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", "err", err)
-			}
-		}()
-		defer ms.Close()
+		defer serveHTTP(*metrics, mux, log)()
+	}
+	if *healthAddr != "" {
+		defer serveHTTP(*healthAddr, probeHandler(b.Ready), log)()
 	}
 	if r, ok := src.(interface{ Register(*grpc.Server) }); ok {
 		r.Register(b.GRPC())
@@ -83,7 +99,7 @@ func runServe(args []string) error {
 		<-ctx.Done()
 		b.Stop()
 	}()
-	log.Info("brain listening", "grpc", lis.Addr().String(), "metrics", *metrics, "source", *sourceName)
+	log.Info("brain listening", "grpc", lis.Addr().String(), "tls", !opts.Auth.Insecure, "metrics", *metrics, "health", *healthAddr, "source", *sourceName)
 	go func() {
 		if err := b.Serve(lis); err != nil {
 			srcErr <- err
@@ -104,4 +120,30 @@ func newLogger(level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// serveHTTP serves h on addr in the background; the returned func closes it.
+func serveHTTP(addr string, h http.Handler, log *slog.Logger) func() error {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "addr", addr, "err", err)
+		}
+	}()
+	return srv.Close
+}
+
+// probeHandler answers kubelet-style probes: /healthz while the process runs, /readyz once the
+// sources are synced. It tells nothing else.
+func probeHandler(ready func() bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "sources not synced", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
 }

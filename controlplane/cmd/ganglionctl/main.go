@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -28,8 +27,11 @@ commands:
   delete -f FILE|DIR|-                        delete the objects a file defines
   describe service NAME [-n NS] [--node N]    the stored service and how each node uses it
   nodes                                       every node the brain knows, connected or not, and its sync
+  pki init|issue ...                          create a CA, issue node, admin, reader and server certificates
 
 KIND: service (svc), endpointslice, node (no). --server defaults to $GANGLION_SERVER or 127.0.0.1:7070.
+TLS: --cert, --key, --ca; by default the local admin credential and CA in --pki-dir
+(/var/lib/ganglion/pki, where a brain with no PKI flags creates them). --insecure for plaintext.
 `
 
 func main() {
@@ -53,6 +55,8 @@ type client struct {
 func run(args []string, in io.Reader, out io.Writer) error {
 	global := flag.NewFlagSet("ganglionctl", flag.ContinueOnError)
 	server := global.String("server", envOr("GANGLION_SERVER", "127.0.0.1:7070"), "the brain's gRPC address")
+	var creds credFlags
+	creds.register(global)
 	global.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	if err := global.Parse(args); err != nil {
 		return err
@@ -61,7 +65,14 @@ func run(args []string, in io.Reader, out io.Writer) error {
 		global.Usage()
 		return errors.New("a command is required")
 	}
-	conn, err := grpc.NewClient(*server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if global.Arg(0) == "pki" {
+		return runPKI(global.Args()[1:], out)
+	}
+	dial, err := creds.dialOption()
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(*server, dial)
 	if err != nil {
 		return fmt.Errorf("--server %s: %w", *server, err)
 	}

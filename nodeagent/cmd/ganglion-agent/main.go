@@ -43,6 +43,7 @@ type flags struct {
 	strictARP                            bool
 	healthzAddr, metricsAddr             string
 	staleAfter, reconcileEvery           time.Duration
+	tls                                  tlsFlags
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -63,6 +64,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.reconcileEvery, "reconcile-interval", 30*time.Second, "how often to repair kernel objects changed from outside")
 	fs.DurationVar(&f.staleAfter, "stale-after", 2*time.Minute, "report unhealthy after this long without a brain")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.tls.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -85,6 +87,10 @@ func run(args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	dialOpts, expiry, err := f.tls.dial(strings.Split(f.brains, ","), log)
+	if err != nil {
+		return err
+	}
 	self, err := nodeConfig(f)
 	if err != nil {
 		return err
@@ -98,6 +104,9 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	metrics := node.NewMetrics()
+	if expiry != nil {
+		metrics.Registry.MustRegister(expiry)
+	}
 	var agent *stream.Agent
 	health := &node.Health{Mode: f.backend, StaleAfter: f.staleAfter, Status: func() node.Status {
 		st := agent.Status()
@@ -118,6 +127,7 @@ func run(args []string) error {
 		NodeName:     f.nodeName,
 		AgentVersion: version,
 		Brains:       strings.Split(f.brains, ","),
+		DialOptions:  dialOpts,
 		Dataplane:    dp,
 		Node:         info,
 		Prober:       prober,

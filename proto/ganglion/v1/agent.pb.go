@@ -232,10 +232,14 @@ func (x *Hello) GetNode() *NodeInfo {
 
 // NodeInfo is what an agent knows of its own node.
 type NodeInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Addresses     []string               `protobuf:"bytes,1,rep,name=addresses,proto3" json:"addresses,omitempty"`
-	Zone          string                 `protobuf:"bytes,2,opt,name=zone,proto3" json:"zone,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Addresses []string               `protobuf:"bytes,1,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Zone      string                 `protobuf:"bytes,2,opt,name=zone,proto3" json:"zone,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// ExecCommands are the absolute command paths this node's agent allows exec health checks to
+	// run (its --exec-allow): the brain refuses at apply time a service whose exec check would not
+	// run on a node that hosts one of its backends.
+	ExecCommands  []string `protobuf:"bytes,4,rep,name=exec_commands,json=execCommands,proto3" json:"exec_commands,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -287,6 +291,13 @@ func (x *NodeInfo) GetZone() string {
 func (x *NodeInfo) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetExecCommands() []string {
+	if x != nil {
+		return x.ExecCommands
 	}
 	return nil
 }
@@ -846,11 +857,12 @@ const file_ganglion_v1_agent_proto_rawDesc = "" +
 	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\x12!\n" +
 	"\fheld_digests\x18\x04 \x03(\x06R\vheldDigests\x12!\n" +
 	"\fmin_revision\x18\x05 \x01(\x04R\vminRevision\x12)\n" +
-	"\x04node\x18\x06 \x01(\v2\x15.ganglion.v1.NodeInfoR\x04node\"\xb2\x01\n" +
+	"\x04node\x18\x06 \x01(\v2\x15.ganglion.v1.NodeInfoR\x04node\"\xd7\x01\n" +
 	"\bNodeInfo\x12\x1c\n" +
 	"\taddresses\x18\x01 \x03(\tR\taddresses\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x129\n" +
-	"\x06labels\x18\x03 \x03(\v2!.ganglion.v1.NodeInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x03 \x03(\v2!.ganglion.v1.NodeInfo.LabelsEntryR\x06labels\x12#\n" +
+	"\rexec_commands\x18\x04 \x03(\tR\fexecCommands\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
