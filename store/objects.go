@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -82,12 +81,34 @@ func parseObjectKey(rel string) (Key, bool) {
 // Commit writes puts and deletes in one transaction, if nothing was committed since the snapshot
 // of the given generation. It returns the new revision.
 func (s *Store) Commit(ctx context.Context, generation int64, puts []Item, deletes []Key) (int64, error) {
-	ops := make([]clientv3.Op, 0, len(puts)+len(deletes)+1)
-	for _, p := range puts {
+	return s.CommitChange(ctx, generation, Change{Puts: puts, Deletes: deletes})
+}
+
+// Change is one all-or-nothing write of objects.
+type Change struct {
+	Puts    []Item
+	Deletes []Key
+	// Prune lists raw prefixes (outside the objects space) removed in the same transaction: what
+	// a deleted object leaves behind, such as a service's probe results, must not outlive it,
+	// not even by the time between two writes.
+	Prune []string
+}
+
+// CommitChange writes c in one transaction, if nothing was committed since the snapshot of the
+// given generation. It returns the new revision.
+func (s *Store) CommitChange(ctx context.Context, generation int64, c Change) (int64, error) {
+	ops := make([]clientv3.Op, 0, len(c.Puts)+len(c.Deletes)+len(c.Prune)+1)
+	for _, p := range c.Puts {
 		ops = append(ops, clientv3.OpPut(s.prefix+p.path(), string(p.Value)))
 	}
-	for _, k := range deletes {
+	for _, k := range c.Deletes {
 		ops = append(ops, clientv3.OpDelete(s.prefix+k.path()))
+	}
+	for _, p := range c.Prune {
+		if err := checkRaw(p); err != nil {
+			return 0, err
+		}
+		ops = append(ops, clientv3.OpDelete(s.prefix+p, clientv3.WithPrefix()))
 	}
 	ops = append(ops, clientv3.OpPut(s.prefix+metaKey, ""))
 	resp, err := s.cli.Txn(ctx).
@@ -101,63 +122,4 @@ func (s *Store) Commit(ctx context.Context, generation int64, puts []Item, delet
 		return 0, ErrConflict
 	}
 	return resp.Header.Revision, nil
-}
-
-// PutRaw writes a value outside the objects space (probe results, leases), where writes are not
-// versioned against commits.
-func (s *Store) PutRaw(ctx context.Context, path string, value []byte) error {
-	if strings.HasPrefix(path, objectsSpace) || strings.HasPrefix(path, "meta/") {
-		return fmt.Errorf("store: %s is not writable raw", path)
-	}
-	if _, err := s.cli.Put(ctx, s.prefix+path, string(value)); err != nil {
-		return fmt.Errorf("store: put %s: %w", path, err)
-	}
-	return nil
-}
-
-// DeleteRaw removes a value outside the objects space.
-func (s *Store) DeleteRaw(ctx context.Context, path string) error {
-	if strings.HasPrefix(path, objectsSpace) || strings.HasPrefix(path, "meta/") {
-		return fmt.Errorf("store: %s is not writable raw", path)
-	}
-	if _, err := s.cli.Delete(ctx, s.prefix+path); err != nil {
-		return fmt.Errorf("store: delete %s: %w", path, err)
-	}
-	return nil
-}
-
-// HoldLease writes value at path under a lease of ttl and keeps the lease alive until ctx ends.
-// It does not revoke the lease then: the key outlives the holder by up to ttl, the grace in which
-// a restarting holder comes back unnoticed.
-func (s *Store) HoldLease(ctx context.Context, path string, value []byte, ttl time.Duration) error {
-	if !strings.HasPrefix(path, leasesSpace) {
-		return fmt.Errorf("store: %s is not a lease path", path)
-	}
-	lease, err := s.cli.Grant(ctx, int64(max(ttl/time.Second, 1)))
-	if err != nil {
-		return fmt.Errorf("store: grant lease for %s: %w", path, err)
-	}
-	if _, err := s.cli.Put(ctx, s.prefix+path, string(value), clientv3.WithLease(lease.ID)); err != nil {
-		return fmt.Errorf("store: put %s: %w", path, err)
-	}
-	ch, err := s.cli.KeepAlive(ctx, lease.ID)
-	if err != nil {
-		return fmt.Errorf("store: keep lease for %s: %w", path, err)
-	}
-	for range ch {
-	}
-	return nil
-}
-
-// Leased lists the names under leases/: the nodes whose agents are registered.
-func (s *Store) Leased(ctx context.Context) ([]string, error) {
-	resp, err := s.cli.Get(ctx, s.prefix+leasesSpace, clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return nil, fmt.Errorf("store: list leases: %w", err)
-	}
-	var out []string
-	for _, kv := range resp.Kvs {
-		out = append(out, strings.TrimPrefix(string(kv.Key), s.prefix+leasesSpace))
-	}
-	return out, nil
 }

@@ -40,12 +40,12 @@ func Apply(ctx context.Context, st *store.Store, objs []*Object, set Settings, d
 		if err != nil {
 			return nil, err
 		}
-		leased, err := st.Leased(ctx)
+		leased, err := st.Leases(ctx)
 		if err != nil {
 			return nil, err
 		}
 		w := newWorld(stored, objs)
-		for _, n := range leased {
+		for n := range leased {
 			w.nodes[n] = true // registered by its agent: as good as declared
 		}
 		if err := w.check(set); err != nil {
