@@ -37,8 +37,7 @@ func Binaries(t testing.TB) string {
 		if buildErr = os.MkdirAll(binDir, 0o755); buildErr != nil {
 			return
 		}
-		_, self, _, _ := runtime.Caller(0)
-		root := filepath.Dir(filepath.Dir(filepath.Dir(self)))
+		root := Root()
 		for _, cmd := range []string{"controlplane/cmd/ganglion-controlplane", "controlplane/cmd/ganglionctl", "nodeagent/cmd/ganglion-agent"} {
 			b := exec.Command("go", "build", "-o", binDir, "./"+cmd)
 			b.Dir = root
@@ -52,6 +51,12 @@ func Binaries(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binDir
+}
+
+// Root is the checkout this package belongs to: the binaries and tools are built from it.
+func Root() string {
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(filepath.Dir(self)))
 }
 
 // FreeAddr returns a loopback address with a port that was free a moment ago.
