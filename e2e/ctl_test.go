@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,20 +27,16 @@ spec:
 `
 
 // TestCtlAgainstARunningBrain drives a brain in bare-metal mode, with its embedded etcd, through
-// ganglionctl as an operator would.
+// ganglionctl as an operator on the brain's host would: the brain creates its CA and a local
+// admin credential in --pki-dir, and ganglionctl finds them there.
 func TestCtlAgainstARunningBrain(t *testing.T) {
-	bin := proc.Binaries(t)
 	dir := t.TempDir()
-	addr := proc.FreeAddr(t)
-	proc.Start(t, filepath.Join(bin, "ganglion-controlplane"), "serve", "--source", "etcd",
-		"--etcd-data-dir", filepath.Join(dir, "etcd"), "--etcd-listen-client", "http://"+proc.FreeAddr(t),
-		"--etcd-listen-peer", "http://"+proc.FreeAddr(t), "--listen", addr, "--metrics-listen", "")
+	pkiDir := filepath.Join(dir, "pki")
+	brain := proc.StartBrain(t, proc.FreeAddr(t), append(proc.EtcdArgs(t, dir), "--pki-dir", pkiDir)...)
+	brain.WaitReady(t)
 	ctl := func(args ...string) (string, error) {
-		cmd := exec.Command(filepath.Join(bin, "ganglionctl"), append([]string{"--server", addr}, args...)...)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		return proc.Ctl(t, nil, append([]string{"--server", brain.Addr, "--pki-dir", pkiDir}, args...)...)
 	}
-	proc.Eventually(t, "brain answering", func() bool { _, err := ctl("get", "nodes"); return err == nil })
 
 	file := filepath.Join(dir, "shop.yaml")
 	if err := os.WriteFile(file, []byte(ctlManifests), 0o644); err != nil {

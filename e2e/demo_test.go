@@ -3,7 +3,6 @@ package e2e
 import (
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -15,10 +14,8 @@ import (
 func TestDemo(t *testing.T) {
 	netlab.Require(t)
 	bin := proc.Binaries(t)
-	_, self, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(self))
 	demo := filepath.Join(t.TempDir(), "demo")
-	if out, err := exec.Command("go", "-C", root, "build", "-o", demo, "./demo").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "-C", proc.Root(), "build", "-o", demo, "./demo").CombinedOutput(); err != nil {
 		t.Fatalf("build demo: %v\n%s", err, out)
 	}
 	cmd := exec.Command(demo)

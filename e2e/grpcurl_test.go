@@ -3,39 +3,39 @@ package e2e
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/example"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
-	"github.com/ganglion-proxy/ganglion/internal/testenv"
+	"github.com/ganglion-proxy/ganglion/internal/pki"
+	"github.com/ganglion-proxy/ganglion/internal/testpki"
 )
 
-// grpcurl runs the real grpcurl against addr and returns its output.
-func grpcurl(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	out, err := exec.Command("grpcurl", append([]string{"-plaintext"}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
 // TestBrainAndAgentProcessesThroughGrpcurl runs the brain on manifests and an agent as real
-// processes, and drives the brain with grpcurl the way an operator would.
+// processes, secured with certificates from one CA, and drives the brain with grpcurl the way an
+// operator with a read-only identity would.
 func TestBrainAndAgentProcessesThroughGrpcurl(t *testing.T) {
-	testenv.RequireCommand(t, "grpcurl")
 	bin := proc.Binaries(t)
 	dir := t.TempDir()
 	manifests := filepath.Join(dir, "cluster.yaml")
 	if err := os.WriteFile(manifests, example.ClusterYAML, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := proc.FreeAddr(t)
-	proc.Start(t, filepath.Join(bin, "ganglion-controlplane"), "serve", "--manifests", manifests, "--listen", addr, "--metrics-listen", proc.FreeAddr(t))
-	proc.Eventually(t, "brain serving", func() bool {
-		out, err := grpcurl(t, addr, "grpc.health.v1.Health/Check")
-		return err == nil && strings.Contains(out, `"SERVING"`)
-	})
+	ca := testpki.New(t)
+	brain := proc.StartBrain(t, proc.FreeAddr(t), append([]string{"--manifests", manifests}, ca.BrainFlags()...)...)
+	addr := brain.Addr
+	brain.WaitReady(t)
+	// Health is the one thing a peer without a certificate may ask, as a load balancer would.
+	if out, err := proc.Grpcurl(t, append(proc.GrpcurlTLS(ca.CAFile, nil), "-protoset", proc.HealthProtoset(t), addr, "grpc.health.v1.Health/Check")...); err != nil || !strings.Contains(out, `"SERVING"`) {
+		t.Fatalf("anonymous health check: %v\n%s", err, out)
+	}
+	reader := ca.Issue(pki.RoleReader, "ops")
+	grpcurl := func(t *testing.T, args ...string) (string, error) {
+		t.Helper()
+		return proc.Grpcurl(t, append(proc.GrpcurlTLS(ca.CAFile, &reader), args...)...)
+	}
 	out, err := grpcurl(t, addr, "list")
 	if err != nil {
 		t.Fatalf("grpcurl list: %v\n%s", err, out)
@@ -46,8 +46,8 @@ func TestBrainAndAgentProcessesThroughGrpcurl(t *testing.T) {
 		}
 	}
 
-	proc.Start(t, filepath.Join(bin, "ganglion-agent"), "--node-name", "node-c", "--brain", addr,
-		"--dataplane", "recording", "--healthz-bind-address", "", "--metrics-bind-address", "")
+	proc.Start(t, append([]string{filepath.Join(bin, "ganglion-agent"), "--node-name", "node-c", "--brain", addr,
+		"--dataplane", "recording", "--healthz-bind-address", "", "--metrics-bind-address", ""}, ca.AgentFlags("node-c")...)...)
 	type nodeStatus struct {
 		Name      string
 		Connected bool
