@@ -2,7 +2,9 @@ package nft
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
+	"github.com/ganglion-proxy/ganglion/internal/testpki"
 )
 
 // The lab is netlab's: a fabric with the brain, three nodes with two pods each, an outside client.
@@ -40,11 +43,14 @@ type cluster struct {
 	nodes     []*node // nodes[0] is node-1
 	manifests string
 	brain     *proc.Proc
+	// ca issues the brain's serving certificate (for its fabric address) and each node's.
+	ca *testpki.PKI
 }
 
 func newCluster(t *testing.T) *cluster {
 	lab := netlab.NewLab(t, netlab.LabOptions{Nodes: nodes})
-	c := &cluster{t: t, bin: proc.Binaries(t), manifests: filepath.Join(t.TempDir(), "cluster.yaml"), fabric: lab.Fabric, client: lab.Client}
+	c := &cluster{t: t, bin: proc.Binaries(t), manifests: filepath.Join(t.TempDir(), "cluster.yaml"),
+		fabric: lab.Fabric, client: lab.Client, ca: testpki.New(t)}
 	for _, n := range lab.Nodes {
 		c.nodes = append(c.nodes, &node{ns: n.NS, pods: n.Pods})
 	}
@@ -70,19 +76,36 @@ func (c *cluster) write(m manifests) {
 	}
 }
 
-// startBrain runs the brain in the fabric namespace.
+// startBrain runs the brain in the fabric namespace, serving TLS with a certificate that names
+// its fabric address, the one agents dial.
 func (c *cluster) startBrain() {
-	c.brain = proc.Start(c.t, c.fabric.Command(filepath.Join(c.bin, "ganglion-controlplane"), "serve",
-		"--manifests", c.manifests, "--listen", brainIP+":7070", "--metrics-listen", "")...)
+	argv := append([]string{filepath.Join(c.bin, "ganglion-controlplane"), "serve",
+		"--manifests", c.manifests, "--listen", brainIP + ":7070", "--metrics-listen", ""}, c.ca.BrainFlags(brainIP)...)
+	c.brain = proc.Start(c.t, c.fabric.Command(argv...)...)
 }
 
-// startAgent runs node i's agent with the nftables dataplane in its namespace.
+// startAgent runs node i's agent with the nftables dataplane in its namespace, with node i's
+// certificate.
 func (c *cluster) startAgent(i int) {
-	c.nodes[i-1].agent = proc.Start(c.t, c.nodes[i-1].ns.Command(filepath.Join(c.bin, "ganglion-agent"),
-		"--node-name", fmt.Sprintf("node-%d", i), "--brain", brainIP+":7070", "--dataplane", "nftables",
+	name := fmt.Sprintf("node-%d", i)
+	argv := append([]string{filepath.Join(c.bin, "ganglion-agent"),
+		"--node-name", name, "--brain", brainIP + ":7070", "--dataplane", "nftables",
 		"--node-ip", nodeIP(i), "--pod-cidr", netlab.LabPodCIDR(i),
-		"--healthz-bind-address", nodeIP(i)+":10256", "--metrics-bind-address", "127.0.0.1:10249",
-		"--reconcile-interval", "500ms")...)
+		"--healthz-bind-address", nodeIP(i) + ":10256", "--metrics-bind-address", "127.0.0.1:10249",
+		"--reconcile-interval", "500ms"}, c.ca.AgentFlags(name)...)
+	c.nodes[i-1].agent = proc.Start(c.t, c.nodes[i-1].ns.Command(argv...)...)
+}
+
+// agentSynced reports whether node i's agent says, on its /healthz, that it is connected to the
+// brain and has applied a complete state.
+func (c *cluster) agentSynced(i int) bool {
+	resp, err := c.client.HTTPClient().Get("http://" + nodeIP(i) + ":10256/healthz")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var st struct{ Synced, Connected bool }
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil && st.Synced && st.Connected
 }
 
 // endpoint is one pod behind a service.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
@@ -191,7 +190,8 @@ func TestMultiNodeCluster(t *testing.T) {
 		defer conn.Close()
 		c.nodes[1].agent.Stop()
 		c.startAgent(2)
-		time.Sleep(time.Second) // the new agent has read the table back and synced with the brain
+		// The new agent has read the table back and synced with the brain.
+		proc.Eventually(t, "node-2's new agent synced", func() bool { return c.agentSynced(2) })
 		for i := range 3 {
 			if g, err := conn.Ask(); err != nil || g != conn.Greeting {
 				t.Fatalf("exchange %d after the restart: %q, %v (first answer %q)", i, g, err, conn.Greeting)
