@@ -12,7 +12,7 @@ import (
 )
 
 // Event is one change under the prefix. Path is relative to the prefix: objects/<kind>/<ns>/<name>,
-// health/<ns>/<service>/<address>, leases/<node>.
+// health/<ns>/<service>/<node>/<address>, leases/<node>.
 type Event struct {
 	Delete bool
 	Path   string

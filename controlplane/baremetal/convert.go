@@ -63,10 +63,16 @@ func modelHealthCheck(hc *HealthCheck) *model.HealthCheck {
 	return out
 }
 
+// probed is a backend as its node's agent probes it.
+type probed struct {
+	addr netip.Addr
+	node string
+}
+
 // backendSlices turns a native service's backends into one slice per family and port override.
-// failing holds the addresses whose health check fails; a disabled or failing backend is kept
-// but not ready, so it shows in explanations.
-func backendSlices(s *Service, failing map[netip.Addr]bool) []*model.EndpointSlice {
+// failing holds the backends whose health check fails on their own node; a disabled or failing
+// backend is kept but not ready, so it shows in explanations.
+func backendSlices(s *Service, failing map[probed]bool) []*model.EndpointSlice {
 	type group struct {
 		fam  model.Family
 		port int32
@@ -97,7 +103,7 @@ func backendSlices(s *Service, failing map[netip.Addr]bool) []*model.EndpointSli
 			slices[g] = sl
 			order = append(order, g)
 		}
-		ready := !b.Disabled && !failing[ip]
+		ready := !b.Disabled && !failing[probed{addr: ip, node: b.Node}]
 		sl.Endpoints = append(sl.Endpoints, model.Endpoint{
 			Address: ip, Ready: ready, Serving: ready, NodeName: b.Node, Zone: b.Zone, Weight: uint32(max(b.Weight, 0)),
 		})

@@ -54,7 +54,7 @@ type sourceState struct {
 	log      *slog.Logger
 	services map[model.ServiceKey]*Service
 	backends map[model.ServiceKey][]model.SliceKey
-	failing  map[model.ServiceKey]map[netip.Addr]bool
+	failing  map[model.ServiceKey]map[probed]bool
 	slices   map[model.SliceKey]*discoveryv1.EndpointSlice
 	nodes    map[string]*Node     // declared with apply
 	leased   map[string]leaseInfo // registered by a connected agent
@@ -67,7 +67,7 @@ func newSourceState(log *slog.Logger) *sourceState {
 		log = slog.Default()
 	}
 	return &sourceState{log: log, services: map[model.ServiceKey]*Service{}, backends: map[model.ServiceKey][]model.SliceKey{},
-		failing: map[model.ServiceKey]map[netip.Addr]bool{}, slices: map[model.SliceKey]*discoveryv1.EndpointSlice{},
+		failing: map[model.ServiceKey]map[probed]bool{}, slices: map[model.SliceKey]*discoveryv1.EndpointSlice{},
 		nodes: map[string]*Node{}, leased: map[string]leaseInfo{}, down: map[string]bool{}, schedule: func(string) {}}
 }
 
@@ -102,7 +102,7 @@ func (st *sourceState) clear(e *compute.Engine) compute.Delta {
 		d.Merge(e.DeleteNode(n))
 	}
 	st.slices, st.nodes, st.leased = map[model.SliceKey]*discoveryv1.EndpointSlice{}, map[string]*Node{}, map[string]leaseInfo{}
-	st.failing = map[model.ServiceKey]map[netip.Addr]bool{}
+	st.failing = map[model.ServiceKey]map[probed]bool{}
 	return d
 }
 
@@ -274,32 +274,36 @@ func (st *sourceState) deleteService(e *compute.Engine, k model.ServiceKey) comp
 	}
 	delete(st.backends, k)
 	delete(st.services, k)
+	delete(st.failing, k) // a recreated service starts healthy; its records are pruned with it
 	return d
 }
 
-// health records a backend's probe result: health/<ns>/<service>/<address>, "fail" or gone.
+// health follows a backend's probe result: health/<ns>/<service>/<node>/<address>, a failing
+// record or none. A record counts only for the backend on the node that wrote it: no node speaks
+// for another's backends, whatever reached the store.
 func (st *sourceState) health(e *compute.Engine, rest string, ev store.Event) compute.Delta {
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 {
+	if len(parts) != 4 {
 		return compute.Delta{}
 	}
-	addr, err := netip.ParseAddr(parts[2])
+	addr, err := netip.ParseAddr(parts[3])
 	if err != nil {
 		return compute.Delta{}
 	}
 	k := model.ServiceKey{Namespace: parts[0], Name: parts[1]}
+	at := probed{addr: addr.Unmap(), node: parts[2]}
 	var h healthRecord
-	failing := !ev.Delete && json.Unmarshal(ev.Value, &h) == nil && !h.Ready
-	if st.failing[k] == nil {
-		st.failing[k] = map[netip.Addr]bool{}
-	}
-	if st.failing[k][addr] == failing {
+	failing := !ev.Delete && json.Unmarshal(ev.Value, &h) == nil && !h.Ready && h.Node == at.node
+	if st.failing[k][at] == failing {
 		return compute.Delta{}
 	}
 	if failing {
-		st.failing[k][addr] = true
+		if st.failing[k] == nil {
+			st.failing[k] = map[probed]bool{}
+		}
+		st.failing[k][at] = true
 	} else {
-		delete(st.failing[k], addr)
+		delete(st.failing[k], at)
 	}
 	if st.services[k] == nil {
 		return compute.Delta{}

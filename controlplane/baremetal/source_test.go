@@ -75,12 +75,16 @@ endpoints: [{addresses: [10.1.0.9], nodeName: n2}]
 	waitSummary(t, hub, "n1", "default/api:grpc/v4", "internal=cluster FORWARD 10.1.0.9:9001")
 
 	// A failing health check takes a backend out everywhere; passing again brings it back.
-	if err := RecordHealth(ctx, st, "default", "web", "10.1.0.5", "n1", false); err != nil {
+	session, err := st.GrantLease(ctx, leasePrefix+"n1", []byte("{}"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordHealth(ctx, session, "default", "web", "10.1.0.5", "n1", false); err != nil {
 		t.Fatal(err)
 	}
 	waitSummary(t, hub, "n2", "default/web/v4", "internal=cluster FORWARD 10.1.0.6:8080 | external=local FORWARD 10.1.0.6:8080")
 	waitSummary(t, hub, "n1", "default/web/v4", "internal=cluster FORWARD 10.1.0.6:8080 | external=local DROP")
-	if err := RecordHealth(ctx, st, "default", "web", "10.1.0.5", "n1", true); err != nil {
+	if err := RecordHealth(ctx, session, "default", "web", "10.1.0.5", "n1", true); err != nil {
 		t.Fatal(err)
 	}
 	waitSummary(t, hub, "n1", "default/web/v4", "internal=cluster FORWARD 10.1.0.5:8080*3 10.1.0.6:8080 | external=local FORWARD 10.1.0.5:8080*3")
