@@ -1,35 +1,81 @@
 // Package probe runs the bare-metal health checks of the endpoints on this node, the way the
 // kubelet runs readiness probes, and reports each transition. Probing is never centralized: every
 // agent probes only its own node's endpoints, so the load and the failure domain stay local.
+//
+// The checks come from the brain, so they are untrusted input run as root: an HTTP or TCP probe
+// goes only to the endpoint's own address, and an exec probe runs only a command the operator
+// allowed on this agent (Options.ExecAllow), without a shell.
 package probe
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"strconv"
+	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
+// Options configures a Prober. The zero value runs HTTP and TCP checks and refuses every exec
+// check.
+type Options struct {
+	// ExecAllow are the absolute command paths exec checks may run (the agent's --exec-allow). A
+	// check runs only when its command[0] is exactly one of them; its arguments are the brain's,
+	// so allow only programs that are harmless with any arguments. Entries ValidateExecAllow
+	// refuses are dropped.
+	ExecAllow []string
+	// Log hears of checks that are refused (once per endpoint) and of dropped allowlist entries.
+	// Nil discards.
+	Log *slog.Logger
+}
+
 // Prober keeps one worker per probed endpoint.
 type Prober struct {
-	report func(*v1.EndpointHealth)
+	report    func(*v1.EndpointHealth)
+	execAllow map[string]bool
+	log       *slog.Logger
+	// tick is how long one of a check's periodSeconds or initialDelaySeconds lasts: a second,
+	// except in tests, which shorten it so that many periods pass quickly.
+	tick time.Duration
 
 	mu      sync.Mutex
 	workers map[string]*worker // namespace/service/address -> worker
 	results map[string]*v1.EndpointHealth
 }
 
-// New returns a prober; report hears of every transition, from the workers' goroutines.
-func New(report func(*v1.EndpointHealth)) *Prober {
-	return &Prober{report: report, workers: map[string]*worker{}, results: map[string]*v1.EndpointHealth{}}
+// New returns a prober; report hears of every transition, from the workers' goroutines. opts is
+// optional (at most one; the zero Options when left out) so that callers that run no exec checks
+// need not name it.
+func New(report func(*v1.EndpointHealth), opts ...Options) *Prober {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	p := &Prober{report: report, execAllow: map[string]bool{}, log: o.Log, tick: time.Second,
+		workers: map[string]*worker{}, results: map[string]*v1.EndpointHealth{}}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	for _, path := range o.ExecAllow {
+		if err := ValidateExecAllow([]string{path}); err != nil {
+			p.log.Error("exec allowlist entry dropped", "err", err)
+			continue
+		}
+		p.execAllow[path] = true
+	}
+	return p
+}
+
+// ExecAllowed returns the commands exec checks may run, sorted.
+func (p *Prober) ExecAllowed() []string {
+	out := make([]string, 0, len(p.execAllow))
+	for path := range p.execAllow {
+		out = append(out, path)
+	}
+	slices.Sort(out)
+	return out
 }
 
 type worker struct {
@@ -54,7 +100,8 @@ func (p *Prober) Update(sets []*v1.ProbeSet) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			p.workers[key] = &worker{spec: spec, cancel: cancel}
-			go p.run(ctx, key, &v1.EndpointHealth{Namespace: ps.Namespace, Service: ps.Service, Address: t.Address, Ready: true}, ps.Check, t.Port)
+			state := &v1.EndpointHealth{Namespace: ps.Namespace, Service: ps.Service, Address: t.Address, Ready: true}
+			go p.run(ctx, key, state, ps.Check, t.Port)
 		}
 	}
 	for key, w := range p.workers {
@@ -79,104 +126,3 @@ func (p *Prober) Results() []*v1.EndpointHealth {
 
 // Close stops every worker.
 func (p *Prober) Close() { p.Update(nil) }
-
-// run probes one endpoint until ctx ends. An endpoint starts ready, as it is stored; it turns not
-// ready after failureThreshold failures in a row and ready again after successThreshold passes.
-func (p *Prober) run(ctx context.Context, key string, state *v1.EndpointHealth, hc *v1.HealthCheck, port uint32) {
-	period := seconds(hc.GetPeriodSeconds(), 10)
-	timeout := seconds(hc.GetTimeoutSeconds(), 1)
-	success, failure := orU(hc.GetSuccessThreshold(), 1), orU(hc.GetFailureThreshold(), 3)
-	select {
-	case <-ctx.Done():
-		return
-	case <-time.After(seconds(hc.GetInitialDelaySeconds(), 0)):
-	}
-	t := time.NewTicker(period)
-	defer t.Stop()
-	var passes, fails uint32
-	for {
-		ok := check(ctx, hc, state.Address, port, timeout)
-		if ok {
-			passes, fails = passes+1, 0
-		} else {
-			passes, fails = 0, fails+1
-		}
-		if flip := (state.Ready && fails >= failure) || (!state.Ready && passes >= success); flip && ctx.Err() == nil {
-			next := &v1.EndpointHealth{Namespace: state.Namespace, Service: state.Service, Address: state.Address, Ready: !state.Ready}
-			state = next
-			p.mu.Lock()
-			p.results[key] = next
-			p.mu.Unlock()
-			p.report(next)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// check runs one probe.
-func check(ctx context.Context, hc *v1.HealthCheck, addr string, port uint32, timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	hostPort := func(p uint32) string {
-		if p == 0 {
-			p = port
-		}
-		return net.JoinHostPort(addr, strconv.Itoa(int(p)))
-	}
-	switch a := hc.GetAction().(type) {
-	case *v1.HealthCheck_HttpGet:
-		scheme := "http"
-		if a.HttpGet.Scheme == "HTTPS" {
-			scheme = "https"
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+hostPort(a.HttpGet.Port)+a.HttpGet.Path, nil)
-		if err != nil {
-			return false
-		}
-		req.Header.Set("User-Agent", "ganglion-probe")
-		// Like kubelet probes: no certificate checks, no keep-alive, redirects are not followed.
-		client := &http.Client{
-			Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}, //nolint:gosec // probes do not verify, as kubelet's do not
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode >= 200 && resp.StatusCode < 400
-	case *v1.HealthCheck_TcpSocket:
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", hostPort(a.TcpSocket.Port))
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	case *v1.HealthCheck_Exec:
-		if len(a.Exec.Command) == 0 {
-			return false
-		}
-		cmd := exec.CommandContext(ctx, a.Exec.Command[0], a.Exec.Command[1:]...)
-		cmd.Env = append(os.Environ(), "PROBE_ADDRESS="+addr, "PROBE_PORT="+strconv.Itoa(int(port)))
-		return cmd.Run() == nil
-	}
-	return false
-}
-
-func seconds(v, def uint32) time.Duration {
-	if v == 0 {
-		v = def
-	}
-	return time.Duration(v) * time.Second
-}
-
-func orU(v, def uint32) uint32 {
-	if v == 0 {
-		return def
-	}
-	return v
-}
