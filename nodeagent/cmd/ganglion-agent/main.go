@@ -43,6 +43,7 @@ type flags struct {
 	strictARP                            bool
 	healthzAddr, metricsAddr             string
 	staleAfter, reconcileEvery           time.Duration
+	execAllow                            []string // absolute paths exec health checks may run
 	tls                                  tlsFlags
 }
 
@@ -65,8 +66,13 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.staleAfter, "stale-after", 2*time.Minute, "report unhealthy after this long without a brain")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.tls.register(fs)
+	execAllow := fs.String("exec-allow", "", "comma-separated absolute paths of the commands exec health checks may run (default none: exec checks fail); never a shell or interpreter")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	f.execAllow = splitList(*execAllow)
+	if err := probe.ValidateExecAllow(f.execAllow); err != nil {
+		return nil, fmt.Errorf("--exec-allow: %w", err)
 	}
 	switch {
 	case f.brains == "":
@@ -117,9 +123,9 @@ func run(args []string) error {
 	prober := probe.New(func(r *v1.EndpointHealth) {
 		log.Info("endpoint probe changed", "service", r.Namespace+"/"+r.Service, "endpoint", r.Address, "ready", r.Ready)
 		agent.ReportHealth(r)
-	})
+	}, probe.Options{ExecAllow: f.execAllow, Log: log})
 	defer prober.Close()
-	info := &v1.NodeInfo{Zone: f.zone}
+	info := &v1.NodeInfo{Zone: f.zone, ExecCommands: prober.ExecAllowed()}
 	for _, a := range self.Addresses {
 		info.Addresses = append(info.Addresses, a.String())
 	}
