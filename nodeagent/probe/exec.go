@@ -28,18 +28,18 @@ func (p *Prober) execChecker(command []string, addr string, port uint32) (checke
 	}
 	env := []string{execPath, "PROBE_ADDRESS=" + addr, "PROBE_PORT=" + strconv.Itoa(int(port))}
 	return func(ctx context.Context) bool {
-		return runExec(ctx, command, env) == nil
+		return runExec(ctx, command, env, p.execCred) == nil
 	}, nil
 }
 
 // runExec runs command until it exits or ctx ends, then kills what is left of its process group:
 // a check that forks a child must not leave it running past its timeout, nor after it passes.
-func runExec(ctx context.Context, command, env []string) error {
+func runExec(ctx context.Context, command, env []string, cred *syscall.Credential) error {
 	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
 	cmd.Env = env
 	cmd.Dir = "/"
 	// Stdin, Stdout and Stderr stay nil: /dev/null, so nothing the check prints is kept or waited on.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.Cancel = func() error { return killGroup(cmd) }
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {

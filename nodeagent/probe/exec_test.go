@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -162,4 +164,31 @@ func running(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// TestExecRunsAsTheGivenUser checks that an allowed command runs as the agent's --exec-user
+// (nobody by default), not as the root agent.
+func TestExecRunsAsTheGivenUser(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir, err := os.MkdirTemp("", "probe-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "id")
+	check := script(t, dir, "check", `echo "$(id -u):$(id -g)" > "`+out+`"`+"\n")
+	startProber(t, &reports{}, probe.Options{ExecAllow: []string{check},
+		ExecCredential: &syscall.Credential{Uid: 65534, Gid: 65534}}, execCheck(check), "127.0.0.1", 8080)
+	var got string
+	eventually(t, "the check's id", func() bool {
+		b, err := os.ReadFile(out)
+		got = strings.TrimSpace(string(b))
+		return err == nil && got != ""
+	})
+	if got != "65534:65534" {
+		t.Errorf("the check ran as %s, want 65534:65534", got)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -26,6 +27,10 @@ type Options struct {
 	// so allow only programs that are harmless with any arguments. Entries ValidateExecAllow
 	// refuses are dropped.
 	ExecAllow []string
+	// ExecCredential, when set, is the user and group exec checks run as (the agent's
+	// --exec-user, nobody by default): an allowed program still gets the brain's arguments, so it
+	// should not also get root. Nil runs them as the agent's own user.
+	ExecCredential *syscall.Credential
 	// Log hears of checks that are refused (once per endpoint) and of dropped allowlist entries.
 	// Nil discards.
 	Log *slog.Logger
@@ -35,6 +40,7 @@ type Options struct {
 type Prober struct {
 	report    func(*v1.EndpointHealth)
 	execAllow map[string]bool
+	execCred  *syscall.Credential
 	log       *slog.Logger
 	// tick is how long one of a check's periodSeconds or initialDelaySeconds lasts: a second,
 	// except in tests, which shorten it so that many periods pass quickly.
@@ -53,7 +59,7 @@ func New(report func(*v1.EndpointHealth), opts ...Options) *Prober {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	p := &Prober{report: report, execAllow: map[string]bool{}, log: o.Log, tick: time.Second,
+	p := &Prober{report: report, execAllow: map[string]bool{}, execCred: o.ExecCredential, log: o.Log, tick: time.Second,
 		workers: map[string]*worker{}, results: map[string]*v1.EndpointHealth{}}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,7 @@ type flags struct {
 	healthzAddr, metricsAddr             string
 	staleAfter, reconcileEvery           time.Duration
 	execAllow                            []string // absolute paths exec health checks may run
+	execCred                             *syscall.Credential
 	tls                                  tlsFlags
 }
 
@@ -67,12 +69,17 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.tls.register(fs)
 	execAllow := fs.String("exec-allow", "", "comma-separated absolute paths of the commands exec health checks may run (default none: exec checks fail); never a shell or interpreter")
+	execUser := fs.String("exec-user", "65534:65534", "uid:gid exec health checks run as (default nobody); empty runs them as the agent's user (root)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	f.execAllow = splitList(*execAllow)
 	if err := probe.ValidateExecAllow(f.execAllow); err != nil {
 		return nil, fmt.Errorf("--exec-allow: %w", err)
+	}
+	var err error
+	if f.execCred, err = parseCredential(*execUser); err != nil {
+		return nil, fmt.Errorf("--exec-user: %w", err)
 	}
 	switch {
 	case f.brains == "":
@@ -123,7 +130,7 @@ func run(args []string) error {
 	prober := probe.New(func(r *v1.EndpointHealth) {
 		log.Info("endpoint probe changed", "service", r.Namespace+"/"+r.Service, "endpoint", r.Address, "ready", r.Ready)
 		agent.ReportHealth(r)
-	}, probe.Options{ExecAllow: f.execAllow, Log: log})
+	}, probe.Options{ExecAllow: f.execAllow, ExecCredential: f.execCred, Log: log})
 	defer prober.Close()
 	info := &v1.NodeInfo{Zone: f.zone, ExecCommands: prober.ExecAllowed()}
 	for _, a := range self.Addresses {
@@ -277,4 +284,19 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// parseCredential reads uid:gid. Only root may run a child as someone else, so an agent that is
+// not root keeps its own user.
+func parseCredential(s string) (*syscall.Credential, error) {
+	if s == "" || os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, g, ok := strings.Cut(s, ":")
+	uid, err1 := strconv.ParseUint(u, 10, 32)
+	gid, err2 := strconv.ParseUint(g, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("%q is not uid:gid", s)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
