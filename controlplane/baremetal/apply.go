@@ -2,6 +2,7 @@ package baremetal
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -15,6 +16,10 @@ type Settings struct {
 	ServiceCIDR netip.Prefix
 	// NodePortMin and NodePortMax bound node ports (default 30000-32767).
 	NodePortMin, NodePortMax int32
+	// AllowedAddressRanges are where services and backends may use addresses that are otherwise
+	// refused: loopback, unspecified, multicast, link-local, and, for services, nodes' own
+	// addresses (--allow-address-range). None by default.
+	AllowedAddressRanges []netip.Prefix
 }
 
 // DefaultSettings are Kubernetes' defaults.
@@ -44,27 +49,28 @@ func Apply(ctx context.Context, st *store.Store, objs []*Object, set Settings, d
 		if err != nil {
 			return nil, err
 		}
-		w := newWorld(stored, objs)
-		for n := range leased {
-			w.nodes[n] = true // registered by its agent: as good as declared
-		}
+		w := newWorld(stored, objs, decodeLeases(leased))
 		if err := w.check(set); err != nil {
 			return nil, err
 		}
-		var puts []store.Item
+		var change store.Change
 		var keys []store.Key
 		for _, o := range objs {
 			b, err := o.Encode()
 			if err != nil {
 				return nil, fmt.Errorf("%s: encode: %w", o.Source, err)
 			}
-			puts = append(puts, store.Item{Key: o.Key, Value: b})
+			change.Puts = append(change.Puts, store.Item{Key: o.Key, Value: b})
 			keys = append(keys, o.Key)
+			if o.Service != nil && w.stored[o.Key] == nil {
+				// A new service starts healthy, whatever an earlier one of its name left.
+				change.Prune = append(change.Prune, servicePrefix(o.Key.Namespace, o.Key.Name))
+			}
 		}
 		if dryRun {
 			return keys, nil
 		}
-		_, err = st.Commit(ctx, snap.Generation, puts, nil)
+		_, err = st.CommitChange(ctx, snap.Generation, change)
 		if errors.Is(err, store.ErrConflict) && attempt < 5 {
 			continue // someone else applied meanwhile: check again against their objects
 		}
@@ -91,7 +97,13 @@ func Delete(ctx context.Context, st *store.Store, keys []store.Key) error {
 				return fmt.Errorf("%s %s/%s: %w", k.Kind, k.Namespace, k.Name, ErrNotFound)
 			}
 		}
-		_, err = st.Commit(ctx, snap.Generation, nil, keys)
+		change := store.Change{Deletes: keys}
+		for _, k := range keys {
+			if k.Kind == KindService {
+				change.Prune = append(change.Prune, servicePrefix(k.Namespace, k.Name)) // its probe results go with it
+			}
+		}
+		_, err = st.CommitChange(ctx, snap.Generation, change)
 		if errors.Is(err, store.ErrConflict) && attempt < 5 {
 			continue
 		}
@@ -107,10 +119,21 @@ func validate(o *Object, set Settings) error {
 	case o.Service != nil:
 		return validateService(o, set)
 	case o.Slice != nil:
-		return validateSlice(o)
+		return validateSlice(o, set)
 	default:
 		return validateNode(o)
 	}
+}
+
+// decodeLeases reads registered nodes' lease values; an unreadable one still registers its node.
+func decodeLeases(leased map[string][]byte) map[string]leaseInfo {
+	out := make(map[string]leaseInfo, len(leased))
+	for n, b := range leased {
+		var l leaseInfo
+		_ = json.Unmarshal(b, &l)
+		out[n] = l
+	}
+	return out
 }
 
 func decodeSnapshot(snap *store.Snapshot) ([]*Object, error) {

@@ -32,11 +32,42 @@ func openStore(t *testing.T) *store.Store {
 
 func applyYAML(t *testing.T, st *store.Store, yaml string) ([]store.Key, error) {
 	t.Helper()
+	return applyWith(st, DefaultSettings(), false, yaml)
+}
+
+func applyWith(st *store.Store, set Settings, dryRun bool, yaml string) ([]store.Key, error) {
 	objs, err := Decode("test.yaml", []byte(yaml))
 	if err != nil {
 		return nil, err
 	}
-	return Apply(context.Background(), st, objs, DefaultSettings(), false)
+	return Apply(context.Background(), st, objs, set, dryRun)
+}
+
+// goodDoc goes first in every rejected apply: a valid document must not be stored either.
+var goodDoc = strings.Replace(native("  ports: [{port: 8080}]\n"), "name: web", "name: good", 1) + "---\n"
+
+// rejects applies goodDoc and doc with set: the error must name doc (the second document) and
+// contain want, and the store must not change.
+func rejects(t *testing.T, st *store.Store, set Settings, doc, want string) {
+	t.Helper()
+	before, err := st.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = applyWith(st, set, false, goodDoc+doc)
+	if err == nil {
+		t.Fatalf("accepted:\n%s", doc)
+	}
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "test.yaml#") {
+		t.Errorf("error %q\nwant it to name the document and contain %q", err, want)
+	}
+	after, err := st.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Generation != before.Generation || len(after.Items) != len(before.Items) {
+		t.Errorf("the store changed: %d items at generation %d, was %d at %d", len(after.Items), after.Generation, len(before.Items), before.Generation)
+	}
 }
 
 // base is what every bad-manifest case is applied on top of: two nodes and a service holding
@@ -73,7 +104,6 @@ func TestBadManifestsAreRejectedWithTheirFieldAndStoreNothing(t *testing.T) {
 	if _, err := applyYAML(t, st, base); err != nil {
 		t.Fatal(err)
 	}
-	good := strings.Replace(native("  ports: [{port: 8080}]\n"), "name: web", "name: good", 1) + "---\n"
 	cases := []struct{ name, doc, want string }{
 		{"not YAML", "{{{", "#2: document: not YAML"},
 		{"no kind", "apiVersion: v1\nmetadata: {name: x}", "apiVersion/kind: both are required"},
@@ -120,27 +150,8 @@ func TestBadManifestsAreRejectedWithTheirFieldAndStoreNothing(t *testing.T) {
 		{"bad node address", "apiVersion: ganglion-proxy.io/v1\nkind: Node\nmetadata: {name: n3}\nspec: {addresses: [localhost]}", `spec.addresses[0]: "localhost" is not an IP address`},
 		{"same object twice", native("  ports: [{port: 8081}]\n") + "\n---\n" + native("  ports: [{port: 8082}]\n"), "also defined by test.yaml#2"},
 	}
-	before, err := st.Snapshot(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := applyYAML(t, st, good+c.doc)
-			if err == nil {
-				t.Fatalf("accepted:\n%s", c.doc)
-			}
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "test.yaml#") {
-				t.Errorf("error %q\nwant it to name the document and contain %q", err, c.want)
-			}
-			after, err := st.Snapshot(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if after.Generation != before.Generation || len(after.Items) != len(before.Items) {
-				t.Errorf("the store changed: %d items at generation %d, was %d at %d", len(after.Items), after.Generation, len(before.Items), before.Generation)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { rejects(t, st, DefaultSettings(), c.doc, c.want) })
 	}
 	if len(cases) < 30 {
 		t.Errorf("only %d bad manifests", len(cases))

@@ -3,15 +3,16 @@ package baremetal_test
 import (
 	"context"
 	"fmt"
-	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/controlplane/baremetal"
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
@@ -149,7 +150,10 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := baremetal.Apply(ctx, st, objs, baremetal.DefaultSettings(), false); err != nil {
+	// The backends are on loopback, where this test can serve them: allowed as an operator would.
+	set := baremetal.DefaultSettings()
+	set.AllowedAddressRanges = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	if _, err := baremetal.Apply(ctx, st, objs, set, false); err != nil {
 		t.Fatal(err)
 	}
 	a1 := startAgent(t, "n1", lis.Addr().String())

@@ -78,6 +78,11 @@ func validateService(o *Object, set Settings) error {
 			}
 		}
 	}
+	for _, f := range serviceAddresses(sp) {
+		if err := checkAddress(o, f.field, f.ip, set); err != nil {
+			return err
+		}
+	}
 	if len(sp.LoadBalancerIPs) > 0 && sp.Type != "LoadBalancer" {
 		return o.fail("spec.loadBalancerIPs", "only LoadBalancer services have load-balancer IPs (type is %q)", or(sp.Type, "ClusterIP"))
 	}
@@ -106,7 +111,7 @@ func validateService(o *Object, set Settings) error {
 	if err := validateHealthCheck(o); err != nil {
 		return err
 	}
-	return validateBackends(o)
+	return validateBackends(o, set)
 }
 
 func validatePorts(o *Object, set Settings) error {
@@ -156,54 +161,18 @@ func validatePorts(o *Object, set Settings) error {
 	return nil
 }
 
-func validateHealthCheck(o *Object) error {
-	hc := o.Service.Spec.HealthCheck
-	if hc == nil {
-		return nil
-	}
-	n := 0
-	for _, set := range []bool{hc.HTTPGet != nil, hc.TCPSocket != nil, hc.Exec != nil} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		return o.fail("spec.healthCheck", "exactly one of httpGet, tcpSocket and exec is required (%d given)", n)
-	}
-	if g := hc.HTTPGet; g != nil {
-		if err := checkPort(o, "spec.healthCheck.httpGet.port", g.Port, true); err != nil {
-			return err
-		}
-		if g.Scheme != "" && g.Scheme != "HTTP" && g.Scheme != "HTTPS" {
-			return o.fail("spec.healthCheck.httpGet.scheme", "%q is not HTTP or HTTPS", g.Scheme)
-		}
-	}
-	if t := hc.TCPSocket; t != nil {
-		if err := checkPort(o, "spec.healthCheck.tcpSocket.port", t.Port, true); err != nil {
-			return err
-		}
-	}
-	if e := hc.Exec; e != nil && len(e.Command) == 0 {
-		return o.fail("spec.healthCheck.exec.command", "required")
-	}
-	for field, v := range map[string]int32{
-		"initialDelaySeconds": hc.InitialDelaySeconds, "periodSeconds": hc.PeriodSeconds, "timeoutSeconds": hc.TimeoutSeconds,
-		"successThreshold": hc.SuccessThreshold, "failureThreshold": hc.FailureThreshold,
-	} {
-		if v < 0 {
-			return o.fail("spec.healthCheck."+field, "%d is negative", v)
-		}
-	}
-	return nil
-}
-
-func validateBackends(o *Object) error {
+// validateBackends checks a native service's backends. A backend on a node's own address is
+// fine (host-network workloads); one on a special address is not.
+func validateBackends(o *Object, set Settings) error {
 	sp := &o.Service.Spec
 	seen := map[string]bool{}
 	for i, b := range sp.Backends {
 		f := fmt.Sprintf("spec.backends[%d]", i)
 		a, err := parseIP(o, f+".address", b.Address)
 		if err != nil {
+			return err
+		}
+		if err := checkAddress(o, f+".address", a, set); err != nil {
 			return err
 		}
 		if err := checkPort(o, f+".port", b.Port, true); err != nil {
@@ -242,7 +211,7 @@ func validateNode(o *Object) error {
 	return nil
 }
 
-func validateSlice(o *Object) error {
+func validateSlice(o *Object, set Settings) error {
 	s := o.Slice
 	if err := checkName(o, "metadata.name", s.Name, dnsSubdomain, 253); err != nil {
 		return err
@@ -280,6 +249,9 @@ func validateSlice(o *Object) error {
 			}
 			if !want(a) {
 				return o.fail(fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), "%s is not an %s address", addr, s.AddressType)
+			}
+			if err := checkAddress(o, fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), a, set); err != nil {
+				return err
 			}
 		}
 	}

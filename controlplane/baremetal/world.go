@@ -13,11 +13,15 @@ import (
 type world struct {
 	stored  map[store.Key]*Object
 	applied []*Object
-	nodes   map[string]bool
+	nodes   map[string]bool      // declared or registered
+	leases  map[string]leaseInfo // registered by their agents
 }
 
-func newWorld(stored, applied []*Object) *world {
-	w := &world{stored: map[store.Key]*Object{}, applied: applied, nodes: map[string]bool{}}
+func newWorld(stored, applied []*Object, leases map[string]leaseInfo) *world {
+	w := &world{stored: map[store.Key]*Object{}, applied: applied, nodes: map[string]bool{}, leases: leases}
+	for n := range leases {
+		w.nodes[n] = true // registered by its agent: as good as declared
+	}
 	for _, o := range stored {
 		w.stored[o.Key] = o
 		if o.Node != nil {
@@ -32,8 +36,9 @@ func newWorld(stored, applied []*Object) *world {
 	return w
 }
 
-// check finds duplicates, references to unknown nodes and taken addresses and ports, and
-// allocates what the applied services leave out.
+// check finds duplicates, references to unknown nodes, taken addresses and ports, services on
+// nodes' own addresses and exec checks nodes would not run, and allocates what the applied
+// services leave out.
 func (w *world) check(set Settings) error {
 	seen := map[store.Key]*Object{}
 	for _, o := range w.applied {
@@ -57,6 +62,10 @@ func (w *world) check(set Settings) error {
 			taken.add(o, nil)
 		}
 	}
+	own := w.ownAddresses()
+	for a := range own {
+		taken.vips[a] = true // never allocated: a VIP there would take over the node's ports
+	}
 	for _, o := range w.applied {
 		if o.Service == nil {
 			continue
@@ -69,7 +78,22 @@ func (w *world) check(set Settings) error {
 			return err
 		}
 	}
-	return nil
+	if err := w.checkOwnAddresses(own, set); err != nil {
+		return err
+	}
+	return w.checkExec()
+}
+
+// current is every object the store would hold after the apply.
+func (w *world) current() map[store.Key]*Object {
+	out := make(map[store.Key]*Object, len(w.stored)+len(w.applied))
+	for k, o := range w.stored {
+		out[k] = o
+	}
+	for _, o := range w.applied {
+		out[o.Key] = o
+	}
+	return out
 }
 
 // inherit keeps a re-applied service's allocations when the new document leaves them out, the
