@@ -106,7 +106,12 @@ func (p *Prober) Update(sets []*v1.ProbeSet) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			p.workers[key] = &worker{spec: spec, cancel: cancel}
+			// A changed check goes on from the endpoint's last result: starting over at ready would
+			// leave a not-ready record at the brain that no transition of the new worker clears.
 			state := &v1.EndpointHealth{Namespace: ps.Namespace, Service: ps.Service, Address: t.Address, Ready: true}
+			if last := p.results[key]; last != nil {
+				state.Ready = last.Ready
+			}
 			go p.run(ctx, key, state, ps.Check, t.Port)
 		}
 	}

@@ -71,3 +71,31 @@ func TestThresholdsCountConsecutiveProbes(t *testing.T) {
 		})
 	}
 }
+
+// TestChangedCheckGoesOnFromTheLastResult checks that a worker restarted because its check
+// changed starts from the endpoint's last result: a not-ready endpoint that passes the new check
+// is reported ready, so the brain's not-ready record is cleared.
+func TestChangedCheckGoesOnFromTheLastResult(t *testing.T) {
+	srv := &scriptedServer{codes: []int{http.StatusInternalServerError}}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	addr, port := hostPort(t, ts.Listener.Addr())
+	r := &reports{}
+	p := probe.New(r.add)
+	p.SetTick(tick)
+	t.Cleanup(p.Close)
+	set := func(path string) {
+		p.Update([]*v1.ProbeSet{{Namespace: "default", Service: "web", Targets: []*v1.ProbeTarget{{Address: addr, Port: uint32(port)}},
+			Check: &v1.HealthCheck{Action: &v1.HealthCheck_HttpGet{HttpGet: &v1.HTTPGetAction{Path: path}}, PeriodSeconds: 1, FailureThreshold: 1}}})
+	}
+	set("/healthz")
+	eventually(t, "not ready", func() bool { return r.count() == 1 })
+	srv.mu.Lock()
+	srv.codes = []int{http.StatusOK}
+	srv.mu.Unlock()
+	set("/ready")
+	eventually(t, "ready after the check changed", func() bool { return r.count() == 2 })
+	if got := r.list(); got[0].ready || !got[1].ready {
+		t.Errorf("transitions %v, want not ready then ready", got)
+	}
+}
