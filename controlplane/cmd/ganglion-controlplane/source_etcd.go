@@ -43,6 +43,7 @@ func init() {
 	var cfg store.Config
 	var endpoints, serviceCIDR, nodePorts string
 	var leaseTTL, grace time.Duration
+	var allowed prefixList
 	sources["etcd"] = sourceDef{
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.DataDir, "etcd-data-dir", "/var/lib/ganglion/etcd", "with --source=etcd: the embedded etcd's data directory")
@@ -57,6 +58,8 @@ func init() {
 			fs.StringVar(&nodePorts, "node-port-range", "30000-32767", "the node port range")
 			fs.DurationVar(&leaseTTL, "node-lease-ttl", 10*time.Second, "how long a node stays registered after its agent's stream ends")
 			fs.DurationVar(&grace, "node-grace", 5*time.Second, "how long after its lease expires a node's endpoints stay in use")
+			fs.Var(&allowed, "allow-address-range", "a CIDR where services and backends may use addresses refused by default (loopback, unspecified, multicast, "+
+				"link-local incl. 169.254.169.254, and for services nodes' own addresses); repeatable or comma-separated")
 		},
 		build: func(log *slog.Logger) (source, error) {
 			set := baremetal.DefaultSettings()
@@ -65,6 +68,7 @@ func init() {
 				return nil, fmt.Errorf("--service-cidr: %w", err)
 			}
 			set.ServiceCIDR = p
+			set.AllowedAddressRanges = allowed
 			if _, err := fmt.Sscanf(nodePorts, "%d-%d", &set.NodePortMin, &set.NodePortMax); err != nil || set.NodePortMin > set.NodePortMax {
 				return nil, fmt.Errorf("--node-port-range: %q is not min-max", nodePorts)
 			}
@@ -80,4 +84,29 @@ func init() {
 				mem: &baremetal.Membership{Store: st, LeaseTTL: leaseTTL, Log: log}}, nil
 		},
 	}
+}
+
+// prefixList is a repeatable, comma-separated CIDR flag.
+type prefixList []netip.Prefix
+
+func (l *prefixList) String() string {
+	if l == nil {
+		return ""
+	}
+	s := make([]string, len(*l))
+	for i, p := range *l {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *prefixList) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(part))
+		if err != nil {
+			return fmt.Errorf("not a CIDR: %w", err)
+		}
+		*l = append(*l, p.Masked())
+	}
+	return nil
 }
