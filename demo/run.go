@@ -91,29 +91,48 @@ func (d *demo) run() error {
 		}
 	}
 
-	d.step("brain: ganglion-controlplane serve --source etcd (embedded etcd in %s)", d.dir)
+	pkiDir, certDir := filepath.Join(d.dir, "pki"), filepath.Join(d.dir, "certs")
+	d.step("brain: ganglion-controlplane serve --source etcd --pki-dir %s (embedded etcd in %s; no security flags: it creates its CA, a serving certificate for its addresses and a local admin credential)", pkiDir, d.dir)
 	if err := d.start(fabric, "brain", filepath.Join(bin, "ganglion-controlplane"), "serve", "--source", "etcd",
-		"--etcd-data-dir", filepath.Join(d.dir, "etcd"), "--listen", brainAddr, "--metrics-listen", "",
+		"--etcd-data-dir", filepath.Join(d.dir, "etcd"), "--pki-dir", pkiDir, "--listen", brainAddr, "--metrics-listen", "",
 		"--node-lease-ttl", "3s", "--node-grace", "2s"); err != nil {
 		return err
 	}
+	// ganglionctl on the brain's host finds the local admin credential in --pki-dir, as it would
+	// in the default /var/lib/ganglion/pki.
+	ctl := func(args ...string) (string, error) {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", fabric, filepath.Join(bin, "ganglionctl"),
+			"--server", brainAddr, "--pki-dir", pkiDir}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if err := d.waitFor("the brain serving TLS", func() (bool, error) {
+		_, err := ctl("get", "nodes")
+		return err == nil, err
+	}); err != nil {
+		return err
+	}
+	for i := range nodes {
+		name := fmt.Sprintf("node-%d", i+1)
+		out, err := ctl("pki", "issue", "node", name, "--dir", pkiDir, "--out", certDir)
+		if err != nil {
+			return fmt.Errorf("ganglionctl pki issue: %v\n%s", err, out)
+		}
+		d.step("ganglionctl pki issue node %s --dir %s --out %s:\n%s", name, pkiDir, certDir, indent(out))
+	}
 	for i, node := range nodes {
-		ip := fmt.Sprintf("192.168.90.1%d", i+1)
-		if err := d.start(node, fmt.Sprintf("agent-%d", i+1), filepath.Join(bin, "ganglion-agent"), "--node-name", fmt.Sprintf("node-%d", i+1),
+		name, ip := fmt.Sprintf("node-%d", i+1), fmt.Sprintf("192.168.90.1%d", i+1)
+		if err := d.start(node, "agent-"+name, filepath.Join(bin, "ganglion-agent"), "--node-name", name,
 			"--brain", brainAddr, "--dataplane", "nftables", "--node-ip", ip, "--zone", "rack-1",
+			"--tls-ca", filepath.Join(pkiDir, "ca.crt"), "--tls-cert", filepath.Join(certDir, name+".crt"), "--tls-key", filepath.Join(certDir, name+".key"),
 			"--healthz-bind-address", ip+":10256", "--metrics-bind-address", "127.0.0.1:10249"); err != nil {
 			return err
 		}
 	}
-	d.step("agents: one per node, nftables dataplane, registering their nodes with the brain")
+	d.step("agents: one per node, nftables dataplane, each proving its node's name with its certificate and registering with the brain")
 
 	manifest := filepath.Join(d.dir, "web.yaml")
 	if err := os.WriteFile(manifest, []byte(webManifest), 0o644); err != nil {
 		return err
-	}
-	ctl := func(args ...string) (string, error) {
-		out, err := exec.Command("ip", append([]string{"netns", "exec", fabric, filepath.Join(bin, "ganglionctl"), "--server", brainAddr}, args...)...).CombinedOutput()
-		return string(out), err
 	}
 	if err := d.waitFor("both agents registered", func() (bool, error) {
 		out, err := ctl("nodes")
@@ -123,6 +142,13 @@ func (d *demo) run() error {
 	}
 	out, _ := ctl("nodes")
 	d.step("ganglionctl nodes:\n%s", indent(out))
+	// The same call in plaintext, as any peer on the network could make it before TLS.
+	out, err = ctl("--insecure", "get", "nodes")
+	if err == nil {
+		return fmt.Errorf("the brain answered a plaintext call:\n%s", out)
+	}
+	d.step("ganglionctl --insecure get nodes (plaintext, no identity):\n%s", indent(out))
+	d.summary = append(d.summary, "plaintext refused: "+strings.TrimSpace(out))
 	out, err = ctl("apply", "-f", manifest)
 	if err != nil {
 		return fmt.Errorf("ganglionctl apply: %v\n%s", err, out)

@@ -24,7 +24,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{"spread over 3 backends", "backend-b failing: out of rotation", "backend-b recovered"} {
+	for _, want := range []string{"plaintext refused", "spread over 3 backends", "backend-b failing: out of rotation", "backend-b recovered"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
