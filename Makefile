@@ -58,7 +58,7 @@ test: proto-check lint unit e2e e2e-nft e2e-ipvs e2e-kube ## everything CI runs
 bench: ## print the BENCH lines
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeFull$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeChange' -benchtime 1x ./controlplane/compute | grep '^BENCH'
-	@$(GO) test -run '^$$' -bench 'BenchmarkFanout' -benchtime 1x -timeout 30m ./controlplane/brain | grep '^BENCH'
+	@$(GO) test -run '^$$' -bench '^(BenchmarkFanout|BenchmarkTLSReconnect)$$' -benchtime 1x -timeout 30m ./controlplane/brain | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkNFT$$' -benchtime 1x ./nodeagent/dataplane/nftables | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkIPVSInVM$$' -benchtime 1x -timeout 30m ./e2e/ipvs | grep '^BENCH'
 

@@ -1,0 +1,193 @@
+package brain_test
+
+import (
+	"errors"
+	"fmt"
+	"unique"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/ganglion-proxy/ganglion/internal/digest"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+)
+
+// simHeld is a simulated agent that keeps what it is sent, as names and versions only, and
+// resumes from it as a real agent does: digests in its hello, its held list when asked.
+// A thousand agents hold the same twenty thousand names, so names and versions are interned:
+// each agent's state is a map of handles, not a thousand copies of the strings.
+type simHeld struct {
+	held     map[unique.Handle[string]]unique.Handle[string]
+	revision uint64
+	synced   bool
+	// sum is the digest of held, kept from the last update on: a real agent computes it on its
+	// own core at hello, but here a thousand agents share two cores with the brain whose restart
+	// is measured. Nil when held changed since.
+	sum []uint64
+	// buckets is how many digests the last hello sent: a held request counts in them.
+	buckets int
+	// received counts upserts and removals since the last hello: what a resume resent.
+	received int
+}
+
+var errBadFrame = errors.New("malformed frame")
+
+func newSimHeld() *simHeld {
+	return &simHeld{held: map[unique.Handle[string]]unique.Handle[string]{}}
+}
+
+func (h *simHeld) counts() (received, held int) { return h.received, len(h.held) }
+
+func (h *simHeld) hello(node string) *v1.Hello {
+	if h.sum == nil && len(h.held) > 0 {
+		h.summarize()
+	}
+	h.buckets, h.received = len(h.sum), 0
+	return &v1.Hello{NodeName: node, HeldDigests: h.sum, MinRevision: h.revision}
+}
+
+func (h *simHeld) summarize() {
+	set := digest.New(digest.Buckets(len(h.held)))
+	for name, version := range h.held {
+		set.Add(name.Value(), version.Value())
+	}
+	h.sum = set
+}
+
+// answer handles one StreamResponse: an update is applied and acknowledged, a held request is
+// answered with the held list; synced says the update completed a snapshot.
+func (h *simHeld) answer(frame []byte) (reply *v1.StreamRequest, synced bool, err error) {
+	var update, request []byte
+	err = eachField(frame, func(num protowire.Number, _ uint64, b []byte) {
+		switch num {
+		case 1:
+			update = b
+		case 2:
+			request = b
+		}
+	})
+	switch {
+	case err != nil:
+		return nil, false, err
+	case request != nil:
+		return h.heldList(request)
+	case update == nil:
+		return nil, false, errBadFrame
+	}
+	ack, complete, err := h.apply(update)
+	if err != nil {
+		return nil, false, err
+	}
+	h.synced = h.synced || complete
+	if h.synced { // the state is whole: what a hello would say of it now
+		h.summarize()
+	}
+	return &v1.StreamRequest{Message: &v1.StreamRequest_Ack{Ack: ack}}, complete, nil
+}
+
+// apply records an Update's upserts (their names and versions) and removals.
+func (h *simHeld) apply(update []byte) (*v1.Ack, bool, error) {
+	ack, complete := &v1.Ack{}, false
+	var bad error
+	err := eachField(update, func(num protowire.Number, v uint64, b []byte) {
+		switch num {
+		case 1:
+			ack.Generation = v
+		case 2:
+			name, version, err := nameVersion(b)
+			bad = errors.Join(bad, err)
+			h.held[unique.Make(name)] = unique.Make(version)
+		case 3:
+			delete(h.held, unique.Make(string(b)))
+		case 4:
+			complete = v != 0
+		case 5:
+			h.revision = max(h.revision, v)
+		}
+		if num == 2 || num == 3 {
+			h.received++
+			h.sum = nil
+		}
+	})
+	return ack, complete, errors.Join(err, bad)
+}
+
+// heldList answers a HeldRequest with what is held in the buckets it names.
+func (h *simHeld) heldList(request []byte) (*v1.StreamRequest, bool, error) {
+	asked := map[int]bool{}
+	err := eachField(request, func(num protowire.Number, v uint64, b []byte) {
+		if num != 1 {
+			return
+		}
+		if b == nil { // an unpacked bucket
+			asked[int(v)] = true
+		}
+		for len(b) > 0 {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return
+			}
+			asked[int(v)], b = true, b[n:]
+		}
+	})
+	if err != nil || h.buckets == 0 {
+		return nil, false, fmt.Errorf("held request after a hello of %d buckets: %w", h.buckets, errors.Join(err, errBadFrame))
+	}
+	list := &v1.HeldList{}
+	for name, version := range h.held {
+		if asked[digest.Bucket(name.Value(), h.buckets)] {
+			list.Resources = append(list.Resources, &v1.HeldResource{Name: name.Value(), Version: version.Value()})
+		}
+	}
+	return &v1.StreamRequest{Message: &v1.StreamRequest_HeldList{HeldList: list}}, false, nil
+}
+
+// nameVersion reads a Resource's name and version, leaving its content undecoded.
+func nameVersion(resource []byte) (name, version string, err error) {
+	err = eachField(resource, func(num protowire.Number, _ uint64, b []byte) {
+		switch num {
+		case 1:
+			name = string(b)
+		case 2:
+			version = string(b)
+		}
+	})
+	if err == nil && (name == "" || version == "") {
+		err = errBadFrame
+	}
+	return name, version, err
+}
+
+// eachField calls fn with each field of a protobuf message: its number, and its value for a
+// varint or its bytes for a length-delimited field (nil for a varint).
+func eachField(msg []byte, fn func(num protowire.Number, v uint64, b []byte)) error {
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		msg = msg[n:]
+		switch typ {
+		case protowire.VarintType:
+			v, m := protowire.ConsumeVarint(msg)
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			fn(num, v, nil)
+			n = m
+		case protowire.BytesType:
+			b, m := protowire.ConsumeBytes(msg)
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			fn(num, 0, b)
+			n = m
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, msg)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+		}
+		msg = msg[n:]
+	}
+	return nil
+}
