@@ -24,6 +24,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
+	"github.com/ganglion-proxy/ganglion/internal/testpki"
 )
 
 // brainIPs are the two brain replicas' addresses on the fabric.
@@ -33,8 +34,15 @@ const (
 	nodes      = 3
 	deployNS   = "ganglion-system"
 	brainSA    = "ganglion-controlplane"
+	agentSA    = "ganglion-agent"
 	brainPort  = "7070"
 	metricPort = "7071"
+	healthPort = "7072"
+	// brainName is the name in the brain's certificate that agents check, as deploy/'s
+	// DaemonSet passes it in --brain-server-name; the addresses they dial need not be in it.
+	brainName = "ganglion-controlplane." + deployNS + ".svc"
+	// tokenAudience is the audience of the agents' projected tokens, as deploy/ sets it.
+	tokenAudience = "ganglion"
 )
 
 // cluster is the lab, the API server, two brains and an agent per node.
@@ -45,15 +53,19 @@ type cluster struct {
 	conns  map[string]*grpc.ClientConn
 	lab    *netlab.Lab
 	api    *apiServer
-	bin    string
-	brains []*proc.Proc
-	agents []*proc.Proc
+	pki    *testpki.PKI
+	// brainTLS are the brains' certificate flags, issued once for brainName and every address.
+	brainTLS []string
+	bin      string
+	brains   []*proc.Proc
+	agents   []*proc.Proc
 }
 
 func newCluster(t *testing.T) *cluster {
 	bins := requireBins(t)
-	c := &cluster{t: t, top: t, lab: netlab.NewLab(t, netlab.LabOptions{Nodes: nodes, FabricIPs: brainIPs[1:]}), bin: proc.Binaries(t)}
+	c := &cluster{t: t, top: t, lab: netlab.NewLab(t, netlab.LabOptions{Nodes: nodes, FabricIPs: brainIPs[1:]}), bin: proc.Binaries(t), pki: testpki.New(t)}
 	c.api = startAPIServer(t, bins, c.lab.Fabric)
+	c.brainTLS = c.pki.BrainFlags(append([]string{brainName}, brainIPs...)...)
 	return c
 }
 
@@ -90,15 +102,26 @@ func (c *cluster) token(sa string) string {
 }
 
 // startBrains starts, for the whole test, both replicas in the fabric with --source=kubernetes: the first configured
-// in-cluster, exactly as deploy/'s Deployment runs it, the second with --kubeconfig.
+// in-cluster, exactly as deploy/'s Deployment runs it, the second with --kubeconfig. Both serve
+// TLS with a certificate for brainName and their addresses, and accept the agents' tokens.
 func (c *cluster) startBrains() {
 	token := c.brainToken()
 	serve := func(ip string) []string {
-		return []string{filepath.Join(c.bin, "ganglion-controlplane"), "serve", "--source", "kubernetes",
-			"--listen", net.JoinHostPort(ip, brainPort), "--metrics-listen", net.JoinHostPort(ip, metricPort)}
+		return c.serveArgs(ip, brainPort, "--metrics-listen", net.JoinHostPort(ip, metricPort))
 	}
 	c.brains = append(c.brains, proc.Start(c.top, c.inCluster(token, serve(brainIPs[0]))...))
 	c.brains = append(c.brains, proc.Start(c.top, c.lab.Fabric.Command(append(serve(brainIPs[1]), "--kubeconfig", c.api.kubeconfig("brain", token))...)...))
+}
+
+// serveArgs is a secured brain on ip:port: its certificate (brainName and every brain address)
+// and the flags of deploy/'s Deployment, with the health port on ip too (both replicas share the
+// fabric, where a Deployment's replicas would each have a node).
+func (c *cluster) serveArgs(ip, port string, more ...string) []string {
+	args := []string{filepath.Join(c.bin, "ganglion-controlplane"), "serve", "--source", "kubernetes",
+		"--listen", net.JoinHostPort(ip, port), "--health-listen", net.JoinHostPort(ip, healthPort),
+		"--token-audience", tokenAudience, "--agent-service-account", deployNS + "/" + agentSA}
+	args = append(args, c.brainTLS...)
+	return append(args, more...)
 }
 
 // inCluster returns the argv that runs argv in the fabric as a pod with the controlplane's
@@ -134,14 +157,18 @@ func brainsFor(i int) string {
 
 // startAgents runs every node's agent with the nftables dataplane in its namespace. Its node
 // name and brains come from the environment, as the DaemonSet gives them (downward API and
-// ConfigMap).
+// ConfigMap), and it authenticates as the DaemonSet's pods do: with a token of the agents'
+// ServiceAccount for the brains' audience, bound to a pod scheduled on its node.
 func (c *cluster) startAgents() {
 	for i := 1; i <= nodes; i++ {
+		pod := c.createPod("agent-"+nodeName(i), nodeName(i), agentSA)
+		tokenFile := c.writeToken(c.boundToken(agentSA, pod, tokenAudience, 3600))
 		c.agents = append(c.agents, proc.Start(c.top, c.lab.Nodes[i-1].NS.Command("env", "NODE_NAME="+nodeName(i), "GANGLION_BRAIN="+brainsFor(i),
 			filepath.Join(c.bin, "ganglion-agent"), "--dataplane", "nftables",
 			"--node-ip", netlab.LabNodeIP(i), "--pod-cidr", netlab.LabPodCIDR(i),
 			"--healthz-bind-address", netlab.LabNodeIP(i)+":10256", "--metrics-bind-address", "127.0.0.1:10249",
-			"--reconcile-interval", "500ms")...))
+			"--reconcile-interval", "500ms",
+			"--token-file", tokenFile, "--tls-ca", c.pki.CAFile, "--brain-server-name", brainName)...))
 	}
 }
 

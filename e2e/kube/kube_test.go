@@ -58,6 +58,12 @@ func TestKubernetesMode(t *testing.T) {
 	c.run("scaling endpoints up and down reaches every node", c.testScale)
 	c.run("a not ready endpoint gets no new connections", c.testNotReady)
 	c.run("a service labelled for another proxy is left alone", c.testOtherProxy)
+	c.run("a token bound to a pod on node A cannot open node B's stream", c.testTokenNodeBinding)
+	c.run("a token for another audience is refused", c.testTokenAudience)
+	c.run("an expired token is refused", c.testTokenExpired)
+	c.run("a token whose pod was deleted is refused", c.testTokenRevoked)
+	c.run("a token of another ServiceAccount is refused", c.testTokenOtherServiceAccount)
+	c.run("a token bound to no pod, or none at all, is refused", c.testTokenUnbound)
 	c.run("killing a brain moves its agents without a full resend or lost traffic", c.testFailover)
 }
 
@@ -80,10 +86,13 @@ func (c *cluster) testManifests(t *testing.T) {
 	if out, err := c.kubectl("apply", "-k", filepath.Join(deploy, "overlays/nftables")); err != nil {
 		t.Fatalf("apply deploy/overlays/nftables: %v\n%s", err, out)
 	}
+	c.checkSecuredManifests(t)
 	// What the manifests grant is what the brain needs, and not more.
 	for verb, want := range map[string]string{
 		"list services": "yes", "watch endpointslices.discovery.k8s.io": "yes", "watch nodes": "yes",
 		"create services": "no", "list secrets": "no", "update endpointslices.discovery.k8s.io": "no",
+		// How it checks the agents' tokens.
+		"create tokenreviews.authentication.k8s.io": "yes",
 	} {
 		args := append([]string{"auth", "can-i"}, strings.Fields(verb)...)
 		args = append(args, "--as", "system:serviceaccount:"+deployNS+":"+brainSA)
@@ -92,8 +101,13 @@ func (c *cluster) testManifests(t *testing.T) {
 			t.Errorf("controlplane can %s: %q, want %q", verb, out, want)
 		}
 	}
-	if out, _ := c.kubectl("auth", "can-i", "list", "services", "--as", "system:serviceaccount:"+deployNS+":ganglion-agent"); out != "no" {
-		t.Errorf("agent can list services: %q, want no: the agent needs no API access", out)
+	for _, verb := range []string{"list services", "create tokenreviews.authentication.k8s.io"} {
+		args := append([]string{"auth", "can-i"}, strings.Fields(verb)...)
+		out, _ := c.kubectl(append(args, "--as", "system:serviceaccount:"+deployNS+":"+agentSA)...)
+		// On "no", kubectl exits 1 and c.kubectl adds its warnings (cluster-scoped resources).
+		if out, _, _ = strings.Cut(out, "\n"); out != "no" {
+			t.Errorf("agent can %s: %q, want no: the agent needs no API access", verb, out)
+		}
 	}
 }
 
@@ -102,9 +116,8 @@ func (c *cluster) testManifests(t *testing.T) {
 // empty state of a brain that has read nothing.
 func (c *cluster) testNoAccess(t *testing.T) {
 	addr := net.JoinHostPort(brainIPs[0], "7090")
-	b := proc.Start(t, c.lab.Fabric.Command(filepath.Join(c.bin, "ganglion-controlplane"), "serve",
-		"--source", "kubernetes", "--kubeconfig", c.api.kubeconfig("agent", c.token("ganglion-agent")),
-		"--listen", addr, "--metrics-listen", "")...)
+	b := proc.Start(t, c.lab.Fabric.Command(c.serveArgs(brainIPs[0], "7090",
+		"--kubeconfig", c.api.kubeconfig("agent", c.token(agentSA)), "--metrics-listen", "", "--health-listen", "")...)...)
 	c.eventually("the brain reports its failed lists", func() bool {
 		out := b.Output()
 		return strings.Contains(out, "list/watch failed") && strings.Contains(out, "forbidden")

@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
+	"github.com/ganglion-proxy/ganglion/internal/pki"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -22,19 +23,43 @@ func (c *cluster) grpcConn(i int) *grpc.ClientConn {
 	return c.grpcConnTo(net.JoinHostPort(brainIPs[i], brainPort))
 }
 
-// grpcConnTo is grpcConn for any address in the fabric.
+// grpcConnTo is grpcConn for any address in the fabric. It is an operator's connection: TLS
+// with a reader's certificate, which may inspect and ask for health.
 func (c *cluster) grpcConnTo(addr string) *grpc.ClientConn {
+	return c.dialBrain(addr, "reader")
+}
+
+// anonConnTo is a TLS connection to addr that shows no certificate: what an agent with a token
+// uses, whose identity then comes from the token alone.
+func (c *cluster) anonConnTo(addr string) *grpc.ClientConn { return c.dialBrain(addr, "") }
+
+// dialBrain returns a connection to addr as the reader named operator (no certificate when
+// empty), made from inside the fabric once per identity and kept until the whole test ends. It
+// checks the brain's certificate for brainName, as agents do.
+func (c *cluster) dialBrain(addr, operator string) *grpc.ClientConn {
 	c.t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conns == nil {
 		c.conns = map[string]*grpc.ClientConn{}
 	}
-	if conn := c.conns[addr]; conn != nil {
+	key := addr + "/" + operator
+	if conn := c.conns[key]; conn != nil {
 		return conn
 	}
+	roots, err := pki.LoadPool(c.pki.CAFile)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var pair *pki.KeyPair
+	if operator != "" {
+		files := c.pki.Issue(pki.RoleReader, operator)
+		if pair, err = pki.LoadKeyPair(files.Cert, files.Key); err != nil {
+			c.t.Fatal(err)
+		}
+	}
 	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientConfig(pair, roots, brainName))),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			var nc net.Conn
 			err := c.lab.Fabric.Do(func() error {
@@ -48,7 +73,7 @@ func (c *cluster) grpcConnTo(addr string) *grpc.ClientConn {
 		c.t.Fatal(err)
 	}
 	c.top.Cleanup(func() { conn.Close() })
-	c.conns[addr] = conn
+	c.conns[key] = conn
 	return conn
 }
 
@@ -108,6 +133,13 @@ func (c *cluster) stateNames(i int, node string) []string {
 // metric sums every sample of name in replica i's /metrics.
 func (c *cluster) metric(i int, name string) float64 {
 	c.t.Helper()
+	return c.metricWith(i, name, "")
+}
+
+// metricWith sums the samples of name in replica i's /metrics whose labels include label
+// (e.g. reason="forbidden"); every sample when label is empty.
+func (c *cluster) metricWith(i int, name, label string) float64 {
+	c.t.Helper()
 	resp, err := c.lab.Fabric.HTTPClient().Get("http://" + net.JoinHostPort(brainIPs[i], metricPort) + "/metrics")
 	if err != nil {
 		c.t.Fatalf("metrics of brain %d: %v", i, err)
@@ -117,7 +149,7 @@ func (c *cluster) metric(i int, name string) float64 {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+		if (!strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{")) || !strings.Contains(line, label) {
 			continue
 		}
 		f := strings.Fields(line)
