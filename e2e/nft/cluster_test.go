@@ -2,9 +2,7 @@ package nft
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,16 +94,9 @@ func (c *cluster) startAgent(i int) {
 	c.nodes[i-1].agent = proc.Start(c.t, c.nodes[i-1].ns.Command(argv...)...)
 }
 
-// agentSynced reports whether node i's agent says, on its /healthz, that it is connected to the
-// brain and has applied a complete state.
+// agentSynced reports whether node i's agent is connected and in sync, by its /healthz.
 func (c *cluster) agentSynced(i int) bool {
-	resp, err := c.client.HTTPClient().Get("http://" + nodeIP(i) + ":10256/healthz")
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	var st struct{ Synced, Connected bool }
-	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil && st.Synced && st.Connected
+	return proc.AgentSynced(c.client.HTTPClient(), nodeIP(i)+":10256")
 }
 
 // endpoint is one pod behind a service.

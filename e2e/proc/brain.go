@@ -41,7 +41,9 @@ func EtcdArgs(t testing.TB, dir string) []string {
 func (b *Brain) WaitReady(t testing.TB) {
 	t.Helper()
 	c := &http.Client{Timeout: 2 * time.Second}
-	Eventually(t, "brain ready on "+b.Health, func() bool {
+	// An embedded etcd's first start fsyncs its way through a new data directory: on a busy
+	// machine that is the slow part of every test here.
+	EventuallyWithin(t, 2*time.Minute, "brain ready on "+b.Health, func() bool {
 		if b.Exited() {
 			t.Fatalf("brain exited before it was ready:\n%s", Tail(b.Output(), 4000))
 		}

@@ -163,7 +163,14 @@ func Tail(s string, n int) string {
 // Eventually polls cond; the deadline guards against hangs, it is not a performance assertion.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	EventuallyWithin(t, 30*time.Second, what, cond)
+}
+
+// EventuallyWithin is Eventually with its own deadline, for waits that a loaded machine
+// stretches most, such as a process starting.
+func EventuallyWithin(t testing.TB, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	for !cond() {
 		select {
