@@ -5,7 +5,7 @@ TOOLS_DIR := $(CURDIR)/.bin
 export PATH := $(TOOLS_DIR):$(PATH)
 PROTO_GEN := $(wildcard proto/ganglion/v1/*.pb.go)
 
-.PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-ipvs e2e-kube bench demo demo-compute clean
+.PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube bench demo demo-compute clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ e2e: tools ## brain and agent processes driven with grpcurl
 e2e-nft: ## three nftables nodes in network namespaces, brain and agents as processes (root)
 	$(GO) test -count=1 -timeout 20m ./e2e/nft/
 
+e2e-security: tools ## what a brain with no security flags refuses (plaintext, foreign CA, expired, other nodes' streams, readers writing, unsafe documents), rotation without restart, --insecure on loopback only
+	$(GO) test -count=1 -timeout 10m ./e2e/security/
+
 e2e-ipvs: ## the IPVS dataplane in a qemu VM (root; installs qemu, busybox and ipvsadm, fetches Debian's kernel)
 	$(GO) test -count=1 -timeout 30m ./e2e/vm/... ./e2e/ipvs/...
 
@@ -53,7 +56,7 @@ e2e-kube: ## a real kube-apiserver on etcd (built once, cached in /var/cache/gan
 	GO=$(GO) ./e2e/kube/prepare.sh
 	$(GO) test -count=1 -timeout 15m ./e2e/kube/
 
-test: proto-check lint unit e2e e2e-nft e2e-ipvs e2e-kube ## everything CI runs
+test: proto-check lint unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube ## everything CI runs
 
 bench: ## print the BENCH lines
 	@$(GO) test -run '^$$' -bench 'BenchmarkComputeFull$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
