@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -76,7 +75,7 @@ func (w *world) conn(t *testing.T, role pki.Role, name string) *grpc.ClientConn 
 		pair, _ = pki.LoadKeyPair(c.Cert, c.Key)
 	}
 	pool, _ := pki.LoadPool(w.p.CAFile)
-	cc, err := grpc.NewClient(w.addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientConfig(pair, pool, ""))))
+	cc, err := grpc.NewClient(w.addr, grpc.WithTransportCredentials(pki.Credentials(pair, pool, "")))
 	if err != nil {
 		t.Fatal(err)
 	}

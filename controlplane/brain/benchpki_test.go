@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
@@ -80,7 +79,7 @@ func nodeCreds(dir, node string, roots *pki.Pool) (grpc.DialOption, error) {
 	if err != nil {
 		return nil, err
 	}
-	return grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientConfig(pair, roots, ""))), nil
+	return grpc.WithTransportCredentials(pki.Credentials(pair, roots, "")), nil
 }
 
 // agentCreds is node's mutual TLS, for an agent in the benchmark's own process.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
@@ -59,7 +58,7 @@ func (c *cluster) dialBrain(addr, operator string) *grpc.ClientConn {
 		}
 	}
 	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientConfig(pair, roots, brainName))),
+		grpc.WithTransportCredentials(pki.Credentials(pair, roots, brainName)),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			var nc net.Conn
 			err := c.lab.Fabric.Do(func() error {

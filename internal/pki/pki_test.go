@@ -262,3 +262,47 @@ func TestTokenFileFollowsRotation(t *testing.T) {
 		t.Error("missing token file accepted")
 	}
 }
+
+// TestCredentialsCheckTheDialedAddress checks that a client dialing a brain by IP address
+// verifies that address against the certificate: Go sends no SNI for an IP, so without the
+// dialed name any certificate of the CA would pass.
+func TestCredentialsCheckTheDialedAddress(t *testing.T) {
+	ca, dir := newCA(t)
+	pool, _ := LoadPool(filepath.Join(dir, CACert))
+	for _, c := range []struct {
+		sans   []net.IP
+		wantOK bool
+	}{
+		{[]net.IP{net.ParseIP("127.0.0.1")}, true},
+		{[]net.IP{net.ParseIP("127.0.0.2")}, false},
+	} {
+		certFile, keyFile := issue(t, ca, dir, Request{Role: RoleServer, Name: "brain", IPs: c.sans})
+		pair, _ := LoadKeyPair(certFile, keyFile)
+		lis, err := tls.Listen("tcp", "127.0.0.1:0", ServerConfig(pair, pool))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if conn, err := lis.Accept(); err == nil {
+				_ = conn.(*tls.Conn).Handshake()
+				conn.Close()
+			}
+		}()
+		raw, err := net.Dial("tcp", lis.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = Credentials(nil, pool, "").ClientHandshake(t.Context(), lis.Addr().String(), raw)
+		if (err == nil) != c.wantOK {
+			t.Errorf("certificate for %v dialed at %s: err %v, want ok=%v", c.sans, lis.Addr(), err, c.wantOK)
+		}
+		raw.Close()
+		lis.Close()
+	}
+	// ClientConfig alone, with no name and no SNI, fails closed.
+	certFile, keyFile := issue(t, ca, dir, Request{Role: RoleServer, Name: "brain", IPs: []net.IP{net.ParseIP("127.0.0.1")}})
+	pair, _ := LoadKeyPair(certFile, keyFile)
+	if _, cErr, _ := handshake(t, ServerConfig(pair, pool), ClientConfig(nil, pool, "")); cErr == nil {
+		t.Error("a handshake with no server name to check passed")
+	}
+}

@@ -1,10 +1,14 @@
 package pki
 
 import (
+	"context"
+	"net"
+
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/credentials"
 )
 
 // ServerConfig is the brain's TLS: its certificate from pair, and client certificates verified
@@ -38,9 +42,11 @@ func ServerConfig(pair *KeyPair, clientCAs *Pool) *tls.Config {
 }
 
 // ClientConfig is a client's TLS towards a brain: the server's certificate must chain to roots
-// and name serverName (the host the client dialed when empty); pair, when set, is offered as the
-// client certificate. Roots and pair are re-read when their files change, which is why the
-// verification is done here rather than by a static RootCAs.
+// and name serverName; pair, when set, is offered as the client certificate. Roots and pair are
+// re-read when their files change, which is why the verification is done here rather than by a
+// static RootCAs. With serverName empty the name is the SNI sent, and since Go sends none for an
+// IP address a handshake with nothing to check the name against fails: gRPC clients use
+// Credentials, which names the host they dial.
 func ClientConfig(pair *KeyPair, roots *Pool, serverName string) *tls.Config {
 	c := &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -49,7 +55,11 @@ func ClientConfig(pair *KeyPair, roots *Pool, serverName string) *tls.Config {
 		// chain and the name against the roots as they are now.
 		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyServer(cs, roots)
+			name := serverName
+			if name == "" {
+				name = cs.ServerName
+			}
+			return verifyServer(cs, roots, name)
 		},
 	}
 	if pair != nil {
@@ -60,9 +70,13 @@ func ClientConfig(pair *KeyPair, roots *Pool, serverName string) *tls.Config {
 	return c
 }
 
-func verifyServer(cs tls.ConnectionState, roots *Pool) error {
+func verifyServer(cs tls.ConnectionState, roots *Pool, name string) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("tls: the server sent no certificate")
+	}
+	if name == "" {
+		// x509 skips the name check for an empty name: any certificate of the CA would do.
+		return errors.New("tls: no server name to verify the brain's certificate against")
 	}
 	pool, err := roots.Get()
 	if err != nil {
@@ -75,8 +89,40 @@ func verifyServer(cs tls.ConnectionState, roots *Pool) error {
 	_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{
 		Roots:         pool,
 		Intermediates: inter,
-		DNSName:       cs.ServerName,
+		DNSName:       name,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
 	return err
+}
+
+// Credentials are gRPC transport credentials towards a brain: ClientConfig, verifying the
+// brain's certificate against serverName or, when that is empty, the host of each address dialed
+// (an IP address included).
+func Credentials(pair *KeyPair, roots *Pool, serverName string) credentials.TransportCredentials {
+	return &clientCreds{TransportCredentials: credentials.NewTLS(ClientConfig(pair, roots, serverName)),
+		pair: pair, roots: roots, serverName: serverName}
+}
+
+type clientCreds struct {
+	credentials.TransportCredentials
+	pair       *KeyPair
+	roots      *Pool
+	serverName string
+}
+
+// ClientHandshake verifies against the name of this dial when none was configured.
+func (c *clientCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if c.serverName != "" {
+		return c.TransportCredentials.ClientHandshake(ctx, authority, conn)
+	}
+	host, _, err := net.SplitHostPort(authority)
+	if err != nil {
+		host = authority
+	}
+	return credentials.NewTLS(ClientConfig(c.pair, c.roots, host)).ClientHandshake(ctx, authority, conn)
+}
+
+// Clone implements credentials.TransportCredentials.
+func (c *clientCreds) Clone() credentials.TransportCredentials {
+	return &clientCreds{TransportCredentials: c.TransportCredentials.Clone(), pair: c.pair, roots: c.roots, serverName: c.serverName}
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ganglion-proxy/ganglion/internal/pki"
@@ -64,5 +63,5 @@ func (c *credFlags) dialOption() (grpc.DialOption, error) {
 			return nil, fmt.Errorf("--cert: %w", err)
 		}
 	}
-	return grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientConfig(pair, roots, c.serverName))), nil
+	return grpc.WithTransportCredentials(pki.Credentials(pair, roots, c.serverName)), nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ganglion-proxy/ganglion/internal/pki"
@@ -69,7 +68,7 @@ func (t *tlsFlags) dial(brains []string, log *slog.Logger) ([]grpc.DialOption, p
 	default:
 		return nil, nil, errors.New("--tls-cert/--tls-key or --token-file: the agent needs an identity")
 	}
-	creds := credentials.NewTLS(pki.ClientConfig(pair, roots, t.serverName))
+	creds := pki.Credentials(pair, roots, t.serverName)
 	opts = append(opts, grpc.WithTransportCredentials(creds))
 	return opts, pki.NewExpiryCollector([]*pki.KeyPair{pair}, []*pki.Pool{roots}), nil
 }
