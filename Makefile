@@ -8,7 +8,7 @@ PROTO_GEN := $(wildcard proto/ganglion/v1/*.pb.go)
 .PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube bench demo demo-compute clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: bin/ganglion-controlplane bin/ganglionctl bin/ganglion-agent ## build the static binaries into bin/
 
