@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 )
 
@@ -29,8 +30,10 @@ type Config struct {
 	CertFile, KeyFile, CAFile string
 	// DataDir is the embedded etcd's data directory: the store survives restarts in it.
 	DataDir string
-	// ClientURL is where the embedded etcd listens (default http://127.0.0.1:2479), PeerURL its
-	// peer port (default http://127.0.0.1:2480): neither is exposed beyond the host by default.
+	// ClientURL is where the embedded etcd listens (default 127.0.0.1:2479), PeerURL its peer
+	// port (default 127.0.0.1:2480). Both serve TLS that refuses every client whatever the scheme
+	// (http:// means https://): the brain talks to its embedded etcd in process, and nobody else
+	// may (see lockedTLS).
 	ClientURL, PeerURL string
 	// Prefix is the key prefix the store owns (default /ganglion/).
 	Prefix string
@@ -59,16 +62,37 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Log = slog.Default()
 	}
 	s := &Store{prefix: cfg.Prefix, log: cfg.Log}
-	endpoints := cfg.Endpoints
-	var tlsCfg *tls.Config
-	if len(endpoints) == 0 {
+	where := "embedded"
+	if len(cfg.Endpoints) == 0 {
 		e, err := startEmbedded(cfg)
 		if err != nil {
 			return nil, err
 		}
 		s.etcd = e
-		endpoints = []string{e.Clients[0].Addr().String()}
-	} else if cfg.CertFile != "" || cfg.CAFile != "" {
+		// In process: the embedded etcd's listeners admit no one, the brain included.
+		s.cli = v3client.New(e.Server)
+	} else {
+		where = fmt.Sprint(cfg.Endpoints)
+		cli, err := dialExternal(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.cli = cli
+	}
+	// Fail now, not at the first write, when the cluster is not there.
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := s.cli.Get(sctx, s.prefix+"meta"); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: etcd %s not answering: %w", where, err)
+	}
+	return s, nil
+}
+
+// dialExternal connects to an external cluster, with TLS when given certificates.
+func dialExternal(ctx context.Context, cfg Config) (*clientv3.Client, error) {
+	var tlsCfg *tls.Config
+	if cfg.CertFile != "" || cfg.CAFile != "" {
 		info := transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.CAFile}
 		var err error
 		if tlsCfg, err = info.ClientConfig(); err != nil {
@@ -76,20 +100,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	// The client's own retry chatter is not logged: failures reach the caller as errors.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, TLS: tlsCfg, Context: ctx, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: 10 * time.Second, TLS: tlsCfg, Context: ctx, Logger: zap.NewNop()})
 	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("store: connect to etcd %v: %w", endpoints, err)
+		return nil, fmt.Errorf("store: connect to etcd %v: %w", cfg.Endpoints, err)
 	}
-	s.cli = cli
-	// Fail now, not at the first write, when the cluster is not there.
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if _, err := cli.Get(sctx, s.prefix+"meta"); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("store: etcd %v not answering: %w", endpoints, err)
-	}
-	return s, nil
+	return cli, nil
 }
 
 func startEmbedded(cfg Config) (*embed.Etcd, error) {
@@ -100,18 +115,26 @@ func startEmbedded(cfg Config) (*embed.Etcd, error) {
 	ec.Name = "ganglion"
 	ec.Dir = cfg.DataDir
 	ec.LogLevel = or(cfg.EtcdLogLevel, "error")
-	client, peer := or(cfg.ClientURL, "http://127.0.0.1:2479"), or(cfg.PeerURL, "http://127.0.0.1:2480")
-	cu, err := url.Parse(client)
+	client, peer := or(cfg.ClientURL, "https://127.0.0.1:2479"), or(cfg.PeerURL, "https://127.0.0.1:2480")
+	cu, err := lockedURL(client)
 	if err != nil {
 		return nil, fmt.Errorf("store: client URL %q: %w", client, err)
 	}
-	pu, err := url.Parse(peer)
+	pu, err := lockedURL(peer)
 	if err != nil {
 		return nil, fmt.Errorf("store: peer URL %q: %w", peer, err)
 	}
-	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	locked, err := lockedTLS(cfg.DataDir, []url.URL{cu, pu})
+	if err != nil {
+		return nil, err
+	}
+	ec.ClientTLSInfo, ec.PeerTLSInfo = locked, locked
+	// The JSON gateway dials the client port as a client, and no client gets in; the brain has
+	// no use for it either.
+	ec.EnableGRPCGateway = false
 	// Keep an hour of history: watches resume from a revision across short brain restarts, and
 	// older ones relist.
 	ec.AutoCompactionMode = embed.CompactorModePeriodic

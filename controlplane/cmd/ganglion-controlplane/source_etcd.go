@@ -47,8 +47,12 @@ func init() {
 	sources["etcd"] = sourceDef{
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.DataDir, "etcd-data-dir", "/var/lib/ganglion/etcd", "with --source=etcd: the embedded etcd's data directory")
-			fs.StringVar(&cfg.ClientURL, "etcd-listen-client", "http://127.0.0.1:2479", "the embedded etcd's client URL")
-			fs.StringVar(&cfg.PeerURL, "etcd-listen-peer", "http://127.0.0.1:2480", "the embedded etcd's peer URL")
+			// The brain talks to its embedded etcd in process; these ports refuse every client
+			// (TLS with a client CA whose key no one holds), so the scheme only says TCP or unix.
+			fs.StringVar(&cfg.ClientURL, "etcd-listen-client", "https://127.0.0.1:2479",
+				"where the embedded etcd's client port listens; it admits no client (the brain uses etcd in process), http:// is served as https://")
+			fs.StringVar(&cfg.PeerURL, "etcd-listen-peer", "https://127.0.0.1:2480",
+				"where the embedded etcd's peer port listens; it admits no peer, http:// is served as https://")
 			fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated endpoints of an external etcd cluster (instead of the embedded one)")
 			fs.StringVar(&cfg.CertFile, "etcd-cert", "", "client certificate for the external etcd")
 			fs.StringVar(&cfg.KeyFile, "etcd-key", "", "client key for the external etcd")
