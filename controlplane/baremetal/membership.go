@@ -20,15 +20,18 @@ const leasePrefix = "leases/"
 const sessionWait = 5 * time.Second
 
 // Membership turns agents' streams into node leases and their probe reports into stored health,
-// each report written under the lease of the reporting node's session.
+// each report written under the lease of the session that sent it.
 type Membership struct {
 	Store *store.Store
 	// LeaseTTL is how long a node stays registered after its agent's stream ends (default 10s).
 	LeaseTTL time.Duration
 	Log      *slog.Logger
 
-	mu       sync.Mutex
-	sessions map[string]*session
+	mu sync.Mutex
+	// sessions are keyed by their stream's context, which both hooks get: a node's new stream
+	// can start (and report) while its old one has not ended, so the node does not tell which
+	// session a report came from.
+	sessions map[context.Context]*session
 	started  chan struct{} // closed and replaced when a session starts: waiting reports look again
 }
 
@@ -52,9 +55,10 @@ type leaseInfo struct {
 	ExecCommands []string `json:"execCommands,omitempty"`
 }
 
-// hold keeps the node's lease while its agent's stream is up. Several replicas holding leases for
-// the same node overwrite one value: the last connection's lease wins, and any of them keeps it.
-// The newest session on this replica is the one its node's reports are written under.
+// hold keeps the node's lease while its agent's stream is up. Several sessions holding leases
+// for the same node (on this replica or others) overwrite one registration: the last one's lease
+// wins it, and any of them keeps the node registered. Health reports go under the lease of the
+// session that sent them, whichever that is.
 func (m *Membership) hold(ctx context.Context, hello *v1.Hello) {
 	node := hello.GetNode()
 	info := leaseInfo{Addresses: node.GetAddresses(), Zone: node.GetZone(), Labels: node.GetLabels(), ExecCommands: node.GetExecCommands()}
@@ -67,8 +71,8 @@ func (m *Membership) hold(ctx context.Context, hello *v1.Hello) {
 		ttl = 10 * time.Second
 	}
 	s := &session{granted: make(chan struct{})}
-	m.start(hello.NodeName, s)
-	defer m.end(hello.NodeName, s)
+	m.start(ctx, s)
+	defer m.end(ctx)
 	lease, err := m.Store.GrantLease(ctx, leasePrefix+hello.NodeName, b, ttl)
 	s.lease = lease
 	close(s.granted)
@@ -80,35 +84,34 @@ func (m *Membership) hold(ctx context.Context, hello *v1.Hello) {
 	}
 }
 
-func (m *Membership) start(node string, s *session) {
+func (m *Membership) start(stream context.Context, s *session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.sessions == nil {
-		m.sessions = map[string]*session{}
+		m.sessions = map[context.Context]*session{}
 	}
-	m.sessions[node] = s
+	m.sessions[stream] = s
 	if m.started != nil {
 		close(m.started)
 	}
 	m.started = make(chan struct{})
 }
 
-// end forgets s unless a newer session of the node replaced it. Its lease lives on for its TTL:
-// what was written under it goes when it expires.
-func (m *Membership) end(node string, s *session) {
+// end forgets the stream's session. Its lease lives on for its TTL: what was written under it
+// goes when it expires.
+func (m *Membership) end(stream context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.sessions[node] == s {
-		delete(m.sessions, node)
-	}
+	delete(m.sessions, stream)
 }
 
-// lease returns the lease of node's current session, waiting for a session to start and for its
-// grant; nil when there is none in time.
-func (m *Membership) lease(ctx context.Context, node string) *store.Lease {
+// lease returns the lease of the session of stream, waiting for the session to start (the stream
+// runs OnConnect on its own goroutine, so a report can come first) and for its grant; nil when
+// there is none before wait ends, or once the stream has ended.
+func (m *Membership) lease(wait context.Context, stream context.Context) *store.Lease {
 	for {
 		m.mu.Lock()
-		s := m.sessions[node]
+		s := m.sessions[stream]
 		if m.started == nil {
 			m.started = make(chan struct{})
 		}
@@ -118,26 +121,29 @@ func (m *Membership) lease(ctx context.Context, node string) *store.Lease {
 			select {
 			case <-s.granted:
 				return s.lease
-			case <-ctx.Done():
+			case <-wait.Done():
 				return nil
 			}
 		}
 		select {
 		case <-started:
-		case <-ctx.Done():
+		case <-wait.Done():
+			return nil
+		case <-stream.Done():
 			return nil
 		}
 	}
 }
 
-// record stores probe results under the reporting node's session lease; without one they are
-// dropped: a report must not outlive the session that made it.
-func (m *Membership) record(node string, results []*v1.EndpointHealth) {
+// record stores probe results under the lease of the session that reported them; without one
+// they are dropped: a report must not outlive the session that made it, nor land under another
+// session's lease, which may end first while the agent, having reported once, says no more.
+func (m *Membership) record(stream context.Context, node string, results []*v1.EndpointHealth) {
 	wctx, cancel := context.WithTimeout(context.Background(), sessionWait)
 	defer cancel()
-	lease := m.lease(wctx, node)
+	lease := m.lease(wctx, stream)
 	if lease == nil {
-		m.log().Warn("probe results dropped: the node holds no session lease", "node", node, "results", len(results))
+		m.log().Warn("probe results dropped: the reporting session holds no lease", "node", node, "results", len(results))
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

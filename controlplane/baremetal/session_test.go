@@ -41,21 +41,41 @@ func healthWorld(t *testing.T) (*store.Store, *stream.Hub, *Membership) {
 	return st, hub, &Membership{Store: st, LeaseTTL: time.Second, Log: slog.New(slog.DiscardHandler)}
 }
 
-// connect starts node's session as its agent's stream would; cancelling the context ends it.
-func connect(t *testing.T, m *Membership, node string) context.CancelFunc {
+// agentStream is one agent stream as the hooks see it: its context names the session, and
+// cancelling it ends the stream.
+type agentStream struct {
+	ctx context.Context
+	end context.CancelFunc
+}
+
+// newStream is a stream whose hello has not reached OnConnect yet.
+func newStream(t *testing.T) agentStream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go m.Hooks().OnConnect(ctx, &v1.Hello{NodeName: node, Node: &v1.NodeInfo{}})
-	return cancel
+	return agentStream{ctx: ctx, end: cancel}
 }
 
-func report(m *Membership, node string, ready bool, addresses ...string) {
+// connect runs OnConnect for s as the stream does (on its own goroutine) and returns s.
+func (s agentStream) connect(m *Membership, node string) agentStream {
+	go m.Hooks().OnConnect(s.ctx, &v1.Hello{NodeName: node, Node: &v1.NodeInfo{}})
+	return s
+}
+
+// connect starts node's session as its agent's stream would.
+func connect(t *testing.T, m *Membership, node string) agentStream {
+	t.Helper()
+	return newStream(t).connect(m, node)
+}
+
+// report sends a health report on the stream s, for the web service's backends at addresses;
+// it returns once the report is stored or dropped.
+func (s agentStream) report(m *Membership, node string, ready bool, addresses ...string) {
 	var rs []*v1.EndpointHealth
 	for _, a := range addresses {
 		rs = append(rs, &v1.EndpointHealth{Namespace: "default", Service: "web", Address: a, Ready: ready})
 	}
-	m.Hooks().OnHealth(node, rs)
+	m.Hooks().OnHealth(s.ctx, node, rs)
 }
 
 // TestHealthRecordEndsWithItsSession: a failing report is undone when the session that made it
@@ -63,10 +83,10 @@ func report(m *Membership, node string, ready bool, addresses ...string) {
 // restarted, does not leave a backend out.
 func TestHealthRecordEndsWithItsSession(t *testing.T) {
 	_, hub, m := healthWorld(t)
-	end := connect(t, m, "n1")
-	report(m, "n1", false, "10.1.0.5")
+	s := connect(t, m, "n1")
+	s.report(m, "n1", false, "10.1.0.5")
 	waitSummary(t, hub, "n2", "default/web/v4", onlySecond)
-	end()
+	s.end()
 	waitSummary(t, hub, "n2", "default/web/v4", bothUp)
 }
 
@@ -74,8 +94,7 @@ func TestHealthRecordEndsWithItsSession(t *testing.T) {
 // service applied again uses all its backends, though the reporting session is still up.
 func TestRecreatedServiceStartsHealthy(t *testing.T) {
 	st, hub, m := healthWorld(t)
-	connect(t, m, "n1")
-	report(m, "n1", false, "10.1.0.5")
+	connect(t, m, "n1").report(m, "n1", false, "10.1.0.5")
 	waitSummary(t, hub, "n2", "default/web/v4", onlySecond)
 	if err := Delete(context.Background(), st, []store.Key{{Kind: KindService, Namespace: "default", Name: "web"}}); err != nil {
 		t.Fatal(err)
@@ -91,8 +110,7 @@ func TestRecreatedServiceStartsHealthy(t *testing.T) {
 // counts (the stream drops such reports before; the store must not trust them either).
 func TestHealthFromAnotherNodeIsIgnored(t *testing.T) {
 	_, hub, m := healthWorld(t)
-	connect(t, m, "n2")
-	report(m, "n2", false, "10.1.0.5", "10.1.0.6") // in order: once 10.1.0.6 is out, 10.1.0.5 was seen
+	connect(t, m, "n2").report(m, "n2", false, "10.1.0.5", "10.1.0.6") // in order: once 10.1.0.6 is out, 10.1.0.5 was seen
 	waitSummary(t, hub, "n1", "default/web/v4", onlyFirst)
 }
 
@@ -100,8 +118,7 @@ func TestHealthFromAnotherNodeIsIgnored(t *testing.T) {
 // stored, since nothing would end it.
 func TestHealthWithoutASessionIsDropped(t *testing.T) {
 	_, hub, m := healthWorld(t)
-	report(m, "n1", false, "10.1.0.5") // returns once dropped, after waiting for a session
-	connect(t, m, "n2")
-	report(m, "n2", false, "10.1.0.6")
+	newStream(t).report(m, "n1", false, "10.1.0.5") // returns once dropped, after waiting for a session
+	connect(t, m, "n2").report(m, "n2", false, "10.1.0.6")
 	waitSummary(t, hub, "n1", "default/web/v4", onlyFirst)
 }

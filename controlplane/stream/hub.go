@@ -40,8 +40,10 @@ type Hooks struct {
 	// lease for the node meanwhile.
 	OnConnect func(ctx context.Context, hello *v1.Hello)
 	// OnHealth receives probe results, already checked to be of endpoints the node was told to
-	// probe.
-	OnHealth func(node string, results []*v1.EndpointHealth)
+	// probe. ctx is the very context OnConnect got for the same stream: it names the session that
+	// sent the report (a node's new stream may start before its old one has ended, so the node
+	// alone does not), and it ends with that stream.
+	OnHealth func(ctx context.Context, node string, results []*v1.EndpointHealth)
 }
 
 func (o *Options) defaults() {

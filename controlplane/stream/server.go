@@ -92,14 +92,14 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 	var once sync.Once
 	release := func() { once.Do(func() { <-srv.hub.slots }) }
 	defer release()
-	upserts, removals, err := c.initialDiff(hello)
+	upserts, removals, err := c.initialDiff(ctx, hello)
 	if err != nil {
 		return err
 	}
 	log.Debug("agent connected", "upserts", len(upserts), "removals", len(removals))
 
 	errs := make(chan error, 2)
-	go func() { errs <- c.receive() }()
+	go func() { errs <- c.receive(ctx) }()
 	go func() { errs <- c.send(ctx, upserts, removals, release) }()
 	select {
 	case err := <-errs:
@@ -126,7 +126,7 @@ type conn struct {
 
 // initialDiff computes what the agent lacks. An agent that holds nothing gets everything; one
 // that holds something is asked for the contents of only the digest buckets that differ.
-func (c *conn) initialDiff(hello *v1.Hello) ([]*compute.Resource, []string, error) {
+func (c *conn) initialDiff(ctx context.Context, hello *v1.Hello) ([]*compute.Resource, []string, error) {
 	var state []*compute.Resource
 	c.srv.hub.View(func(e *compute.Engine) { e.ForEach(c.s.node, func(r *compute.Resource) { state = append(state, r) }) })
 	n := len(hello.HeldDigests)
@@ -147,7 +147,7 @@ func (c *conn) initialDiff(hello *v1.Hello) ([]*compute.Resource, []string, erro
 		return nil, nil, err
 	}
 	req, err := c.stream.Recv()
-	for err == nil && c.health(req) {
+	for err == nil && c.health(ctx, req) {
 		req, err = c.stream.Recv()
 	}
 	if err != nil {
@@ -297,8 +297,9 @@ func (c *conn) watchdog() func() bool {
 }
 
 // health hands a health report to the hook, and says whether req was one: reports may come at
-// any time, even between a held request and its answer.
-func (c *conn) health(req *v1.StreamRequest) bool {
+// any time, even between a held request and its answer. ctx is the stream's, the one OnConnect
+// got: it tells the hook which of the node's sessions sent the report.
+func (c *conn) health(ctx context.Context, req *v1.StreamRequest) bool {
 	hr := req.GetHealthReport()
 	if hr == nil {
 		return false
@@ -310,13 +311,13 @@ func (c *conn) health(req *v1.StreamRequest) bool {
 			fmt.Sprintf("node %s reported %d endpoints it was not asked to probe", c.s.node, n))
 	}
 	if hook := c.srv.hub.opts.Hooks.OnHealth; hook != nil && len(ok) > 0 {
-		hook(c.s.node, ok)
+		hook(ctx, c.s.node, ok)
 	}
 	return true
 }
 
 // receive handles acknowledgements until the agent closes its side.
-func (c *conn) receive() error {
+func (c *conn) receive(ctx context.Context) error {
 	for {
 		req, err := c.stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -325,7 +326,7 @@ func (c *conn) receive() error {
 		if err != nil {
 			return err
 		}
-		if c.health(req) {
+		if c.health(ctx, req) {
 			continue
 		}
 		ack := req.GetAck()
