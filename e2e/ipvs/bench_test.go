@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"testing"
@@ -20,7 +19,8 @@ import (
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
-// benchEnv asks the guest to run TestVMBench; it is too slow for the e2e run.
+// benchEnv asks the guest's TestVMBench for the BENCH figures; without it, the e2e run gets a
+// small pass through the same code (see benchScale).
 const benchEnv = "GANGLION_IPVS_BENCH"
 
 const (
@@ -67,66 +67,91 @@ func ipvsadmRules(n int) []byte {
 	return b.Bytes()
 }
 
-// TestVMBench measures, in the guest, a full sync against ipvsadm-restore of the same set, and
-// one endpoint change with 10,000 services installed against the same with 100. Each phase runs
-// in a fresh network namespace: IPVS keeps deleted real servers in a per-namespace trash list
-// that every later addition walks, so whichever ran second in a shared namespace would lose.
+// benchScale is how much TestVMBench does: the BENCH figures when BenchmarkIPVSInVM asks for
+// them, and otherwise (every e2e run) a small pass through the same code, so the benchmark and
+// its check that both sides build the same table cannot rot between measurements.
+type benchScale struct {
+	services, small, runs, changes int
+}
+
+var (
+	fullScale  = benchScale{services: benchServices, small: benchSmall, runs: 5, changes: benchChanges}
+	smokeScale = benchScale{services: 200, small: 20, runs: 2, changes: 11}
+)
+
+// TestVMBench measures, in the guest, our full sync against `ipvsadm -R` of the same set (each
+// from an empty namespace, see fullSyncs), and one endpoint change with 10,000 services
+// installed against the same with 100. Every figure is a median of runs with its range. Each
+// phase runs in namespaces of its own: IPVS keeps deleted real servers in a per-namespace trash
+// list that every later addition walks, so whichever ran second in a shared namespace would lose.
 func TestVMBench(t *testing.T) {
 	vm.RequireInside(t)
-	if os.Getenv(benchEnv) == "" {
-		t.Skip("benchmark; run by BenchmarkIPVSInVM")
-	}
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ipvsadm")
-	ctx := context.Background()
+	sc := smokeScale
+	if os.Getenv(benchEnv) != "" {
+		sc = fullScale
+	}
+	all := make([]dataplane.Port, sc.services)
+	for i := range all {
+		all[i] = benchPort(i, 0)
+	}
+	ours, restore := fullSyncs(t, all, ipvsadmRules(sc.services), sc.runs)
+	large, small := endpointChanges(t, all, sc)
+	line := fmt.Sprintf("BENCH ipvs %s %s runs=%d %s %s %s %s",
+		ratioOf(ours, restore).keys("fullsync_vs_ipvsadm"), ratioOf(large, small).keys("apply_ratio"), sc.runs,
+		ours.secKeys("fullsync_s"), restore.secKeys("ipvsadm_restore_s"), large.usKeys("apply_10k_us"), small.usKeys("apply_100_us"))
+	t.Logf("full sync runs: ours %v, ipvsadm -R %v", ours, restore)
+	if sc != fullScale {
+		t.Logf("at %d services, not a figure: %s", sc.services, line)
+		return
+	}
+	fmt.Println(line)
+}
 
-	// ipvsadm-restore is a bash wrapper around `ipvsadm -C` and `ipvsadm -R`; the guest has no
-	// bash, so run those two directly.
-	rules := ipvsadmRules(benchServices)
-	var restore time.Duration
-	inFreshNetns(t, "bench-ipvsadm", func() {
-		start := time.Now()
-		if out, err := exec.Command("ipvsadm", "-C").CombinedOutput(); err != nil {
-			t.Fatalf("ipvsadm -C: %v: %s", err, out)
+// endpointChanges returns, per round, the median time of one endpoint change with every port
+// installed and with sc.small of them. The two dataplanes live side by side in namespaces of
+// their own and the rounds alternate between them, so load on the machine falls on both.
+func endpointChanges(t *testing.T, all []dataplane.Port, sc benchScale) (large, small runs) {
+	type side struct {
+		ns *netlab.NS
+		d  *ipvs.Dataplane
+		i  int // the service whose endpoint moves
+	}
+	var sides []side
+	for k, n := range []int{len(all), sc.small} {
+		ns, done := freshNetns(t, fmt.Sprintf("bench-apply%d", k))
+		t.Cleanup(done)
+		s := side{ns: ns, i: n / 2}
+		in(t, ns, func() {
+			s.d = benchDataplane(t)
+			t.Cleanup(func() { in(t, ns, func() { s.d.Close(); emptyKernel(t) }) })
+			if errs := s.d.Apply(context.Background(), dataplane.Change{Upserts: all[:n]}); len(errs) > 0 {
+				t.Fatalf("sync of %d services: %v", n, firstErr(errs))
+			}
+		})
+		sides = append(sides, s)
+	}
+	for range sc.runs {
+		for k, s := range sides {
+			var m time.Duration
+			in(t, s.ns, func() { m = endpointChange(t, s.d, s.i, sc.changes) })
+			if k == 0 {
+				large = append(large, m)
+			} else {
+				small = append(small, m)
+			}
 		}
-		cmd := exec.Command("ipvsadm", "-R")
-		cmd.Stdin = bytes.NewReader(rules)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("ipvsadm -R: %v: %s", err, out)
-		}
-		restore = time.Since(start)
-	})
+	}
+	return large, small
+}
 
-	var full, large, small time.Duration
-	inFreshNetns(t, "bench-large", func() {
-		d := benchDataplane(t)
-		defer d.Close()
-		all := make([]dataplane.Port, benchServices)
-		for i := range all {
-			all[i] = benchPort(i, 0)
-		}
-		start := time.Now()
-		if errs := d.Apply(ctx, dataplane.Change{Upserts: all}); len(errs) > 0 {
-			t.Fatalf("full sync: %d errors, e.g. %v", len(errs), firstErr(errs))
-		}
-		full = time.Since(start)
-		large = endpointChange(t, d, benchServices/2)
-	})
-	inFreshNetns(t, "bench-small", func() {
-		d := benchDataplane(t)
-		defer d.Close()
-		var some []dataplane.Port
-		for i := range benchSmall {
-			some = append(some, benchPort(i, 0))
-		}
-		if errs := d.Apply(ctx, dataplane.Change{Upserts: some}); len(errs) > 0 {
-			t.Fatalf("sync: %v", firstErr(errs))
-		}
-		small = endpointChange(t, d, benchSmall/2)
-	})
-	fmt.Printf("BENCH ipvs fullsync_vs_ipvsadm=%.2f apply_ratio=%.2f fullsync_s=%.2f ipvsadm_restore_s=%.2f apply_10k_us=%d apply_100_us=%d\n",
-		full.Seconds()/restore.Seconds(), float64(large)/float64(small), full.Seconds(), restore.Seconds(),
-		large.Microseconds(), small.Microseconds())
+// in runs fn on a thread inside ns: the dataplane runs nft there.
+func in(t *testing.T, ns *netlab.NS, fn func()) {
+	t.Helper()
+	if err := ns.DoHere(func() error { fn(); return nil }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func benchDataplane(t *testing.T) *ipvs.Dataplane {
@@ -139,27 +164,8 @@ func benchDataplane(t *testing.T) *ipvs.Dataplane {
 	return d
 }
 
-// inFreshNetns runs fn on a thread inside a new network namespace with lo up; programs fn
-// starts inherit it, since the thread that forks them stays locked there.
-func inFreshNetns(t *testing.T, name string, fn func()) {
-	t.Helper()
-	if err := runAll([][]string{{"ip", "netns", "add", name}, {"ip", "-n", name, "link", "set", "lo", "up"}}); err != nil {
-		t.Fatal(err)
-	}
-	defer run("ip", "netns", "del", name)
-	ns, err := netlab.OpenNS(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	// On this goroutine, not netlab's Do: fn calls t.Fatal.
-	if err := ns.DoHere(func() error { fn(); return nil }); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // endpointChange returns the median time of moving one endpoint of service i back and forth.
-func endpointChange(t *testing.T, d *ipvs.Dataplane, i int) time.Duration {
+func endpointChange(t *testing.T, d *ipvs.Dataplane, i, changes int) time.Duration {
 	t.Helper()
 	// A few unmeasured changes first, and a collection, so neither warm-up nor a pending GC of
 	// the sync's garbage lands in the samples.
@@ -170,8 +176,9 @@ func endpointChange(t *testing.T, d *ipvs.Dataplane, i int) time.Duration {
 	}
 	runtime.GC()
 	var times []time.Duration
-	for n := range benchChanges {
-		p := benchPort(i, (n+1)%2)
+	// The warm-up left shift 1: sample n moves the endpoint to shift n%2, so each one changes it.
+	for n := range changes {
+		p := benchPort(i, n%2)
 		start := time.Now()
 		if errs := d.Apply(context.Background(), dataplane.Change{Upserts: []dataplane.Port{p}}); len(errs) > 0 {
 			t.Fatalf("endpoint change: %v", errs)

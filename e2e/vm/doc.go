@@ -13,7 +13,11 @@
 //
 // A package uses it by putting its guest tests and an outer test in the same package: the outer
 // test calls RunGoTest, which builds the package's own test binary statically and runs the
-// chosen tests in the guest; guest tests start with RequireInside. Environment:
+// chosen tests in the guest; guest tests start with RequireInside. The guest's exit code is not
+// enough (a pattern matching nothing exits 0, and so does a skip): before booting, RunGoTest
+// lists the tests the pattern selects (`-test.list` on the same binary), and afterwards it fails
+// unless the guest's `-test.v` output shows every one of them PASS and no test FAIL or SKIP.
+// Environment:
 //
 //	GANGLION_VM_CACHE    cache directory (default /var/cache/ganglion-vm)
 //	GANGLION_VM_CONSOLE  when set, stream the guest console to stderr while it runs

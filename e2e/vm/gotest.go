@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +41,10 @@ type GoTest struct {
 	Env map[string]string
 	// Timeout bounds the VM run (default 5 minutes).
 	Timeout time.Duration
+	// Expect names the tests that must pass in the guest. Empty means every test the binary
+	// lists for Run (`-test.list`, on the host, before booting): Args must then not deselect
+	// any (no -test.skip), or the run fails for tests that never ran.
+	Expect []string
 }
 
 // BuildTest compiles the test binary of the package in dir statically, so it runs in the guest
@@ -56,11 +59,10 @@ func BuildTest(ctx context.Context, dir, out string) error {
 	return nil
 }
 
-var failRe = regexp.MustCompile(`(?m)^\s*--- (FAIL|SKIP): .*$`)
-
-// RunGoTest builds g's package, runs it in a fresh VM and fails t with the guest's log when the
-// guest's tests fail. A missing prerequisite (not root, no package, no kernel) skips t, or fails
-// it when CI is set. It returns the guest's result for callers that parse its output.
+// RunGoTest builds g's package, runs it in a fresh VM and fails t with the guest's log unless
+// every expected test passed and none failed or skipped (see GuestTests.Check). A missing
+// prerequisite (not root, no package, no kernel) skips t, or fails it when CI is set. It returns
+// the guest's result for callers that parse its output.
 func RunGoTest(t testing.TB, g GoTest) *Result {
 	t.Helper()
 	testenv.RequireRoot(t)
@@ -68,13 +70,35 @@ func RunGoTest(t testing.TB, g GoTest) *Result {
 	if _, err := Prepare(ctx); err != nil {
 		testenv.Require(t, false, "VM prerequisites: "+err.Error())
 	}
-	dir, err := filepath.Abs(g.Package)
+	res, err := runGoTest(ctx, g, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "guest.test")
+	t.Logf("guest tests passed in %s (boot included)", res.Elapsed.Round(time.Second))
+	if testing.Verbose() {
+		t.Logf("guest console:\n%s", res.Log)
+	}
+	return res
+}
+
+// runGoTest is RunGoTest with its verdict returned, so a test can show the harness fails.
+func runGoTest(ctx context.Context, g GoTest, tmp string) (*Result, error) {
+	dir, err := filepath.Abs(g.Package)
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(tmp, "guest.test")
 	if err := BuildTest(ctx, dir, bin); err != nil {
-		t.Fatal(err)
+		return nil, err
+	}
+	expect := g.Expect
+	if len(expect) == 0 {
+		if expect, err = ListTests(ctx, bin, dir, g.Run); err != nil {
+			return nil, err
+		}
+		if len(expect) == 0 {
+			return nil, fmt.Errorf("%w: -test.run %q matches no test of %s", ErrGuestTests, g.Run, dir)
+		}
 	}
 	args := []string{"-test.v", "-test.count=1"}
 	if g.Run != "" {
@@ -101,17 +125,39 @@ func RunGoTest(t testing.TB, g GoTest) *Result {
 		if res != nil {
 			log = res.Log
 		}
-		t.Fatalf("%v\nguest console:\n%s", err, log)
+		return res, fmt.Errorf("%w\nguest console:\n%s", err, log)
 	}
 	if res.ExitCode != 0 {
-		t.Fatalf("guest tests failed (rc=%d) after %s; guest console:\n%s", res.ExitCode, res.Elapsed.Round(time.Second), res.Log)
+		return res, fmt.Errorf("guest tests failed (rc=%d) after %s; guest console:\n%s", res.ExitCode, res.Elapsed.Round(time.Second), res.Log)
 	}
-	for _, l := range failRe.FindAllString(res.Log, -1) {
-		t.Log("guest: " + strings.TrimSpace(l))
+	if err := ParseGuestTests(res.Log).Check(expect); err != nil {
+		return res, fmt.Errorf("%w\nguest console:\n%s", err, res.Log)
 	}
-	t.Logf("guest tests passed in %s (boot included)", res.Elapsed.Round(time.Second))
-	if testing.Verbose() {
-		t.Logf("guest console:\n%s", res.Log)
+	return res, nil
+}
+
+// ListTests asks the test binary bin (run on the host in dir) which tests -test.run pattern
+// selects. Benchmarks and examples are left out: -test.run runs no benchmark, and an example
+// without output is listed but never run.
+func ListTests(ctx context.Context, bin, dir, pattern string) ([]string, error) {
+	if pattern == "" {
+		pattern = "."
 	}
-	return res
+	cmd := exec.CommandContext(ctx, bin, "-test.list", pattern)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s -test.list %q: %w", bin, pattern, err)
+	}
+	var names []string
+	// One name a line; anything else (a TestMain that talks) is not a name.
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.ContainsAny(l, " \t") {
+			continue
+		}
+		if strings.HasPrefix(l, "Test") || strings.HasPrefix(l, "Fuzz") {
+			names = append(names, l)
+		}
+	}
+	return names, nil
 }
