@@ -95,7 +95,11 @@ func buildPort(svc *model.Service, port model.ServicePort, clusterIP netip.Addr,
 	if svc.AffinityTimeoutSeconds > 0 {
 		sp.SessionAffinity = &v1.SessionAffinity{TimeoutSeconds: svc.AffinityTimeoutSeconds}
 	}
-	if pol.usesLocal() {
+	// semantics.md serves the healthCheckNodePort for every ETP Local load balancer, from this
+	// node's local set: a port with no external destination (no node port, and its ingress not yet
+	// assigned, of the other family or in Proxy mode) needs that set too, or no node would answer.
+	healthChecked := svc.HealthCheckNodePort != 0 && svc.Type == model.TypeLoadBalancer && svc.ExternalTrafficLocal
+	if pol.usesLocal() || healthChecked {
 		sp.HealthCheckNodePort = uint32(svc.HealthCheckNodePort)
 	}
 
@@ -110,7 +114,7 @@ func buildPort(svc *model.Service, port model.ServicePort, clusterIP netip.Addr,
 	if pol.usesCluster() {
 		out.cluster = sealLayers(resname.Join(base, resname.KindCluster), clusterLayers(ts), empty, false)
 	}
-	if pol.usesLocal() {
+	if pol.usesLocal() || healthChecked {
 		out.local = sealLayers(resname.Join(base, resname.KindLocal), localLayers(ts), empty, true)
 	}
 	return out

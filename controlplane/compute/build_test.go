@@ -117,6 +117,30 @@ func TestHealthCheckNodePortCountsDistinctLocalReadyAddresses(t *testing.T) {
 	}
 }
 
+// An ETP Local load balancer without node ports whose ingress is not assigned yet, or is in Proxy
+// mode, has no external destination on this port; its healthCheckNodePort must still answer from
+// each node's local set (semantics.md), which once no node served.
+func TestHealthCheckNodePortWithoutExternalDestinations(t *testing.T) {
+	for name, ingress := range map[string][]model.LoadBalancerIngress{
+		"not assigned yet": nil,
+		"Proxy mode":       {{IP: netip.MustParseAddr("203.0.113.10"), IPMode: model.IPModeProxy}},
+	} {
+		s := svc(loadBalancer(), etpLocal, func(s *model.Service) {
+			s.Ports[0].NodePort, s.HealthCheckNodePort, s.LoadBalancerIngress = 0, 32000, ingress
+		})
+		e := engineWith(t, s, []*model.EndpointSlice{slice("web-1", ep("10.1.0.1", "n1"), ep("10.1.0.2", "n2", terminating))}, testNodes...)
+		for node, want := range map[string]uint32{"n1": 1, "n2": 0, "n3": 0} {
+			p := portView(t, e, node, base)
+			if p.Service.HealthCheckNodePort != 32000 || p.Local == nil || p.Local.LocalReadyEndpoints != want {
+				t.Errorf("%s, %s: healthCheckNodePort %d, local set %v, want 32000 and %d local ready", name, node, p.Service.HealthCheckNodePort, p.Local, want)
+			}
+			if p.Service.External != nil {
+				t.Errorf("%s, %s: external policy %v on a port with no external destination", name, node, p.Service.External)
+			}
+		}
+	}
+}
+
 func TestProxyNameClaimsLabelledServices(t *testing.T) {
 	labelled := svc(func(s *model.Service) { s.Labels = map[string]string{LabelServiceProxyName: "ganglion"} })
 	if r := IgnoredReason(labelled, Options{}); r == "" {

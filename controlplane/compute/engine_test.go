@@ -140,37 +140,6 @@ func (rc randomCluster) slice(svcIdx, n int) *model.EndpointSlice {
 	return sl
 }
 
-// TestLayersMatchTheRulesOnEveryNode checks the layered state against the rules evaluated directly
-// for each node, over random clusters.
-func TestLayersMatchTheRulesOnEveryNode(t *testing.T) {
-	rc := randomCluster{r: rand.New(rand.NewPCG(1, 2)), nodes: []string{"n1", "n2", "n3", "n4", "n5"}, zones: []string{"a", "b", ""}}
-	for iter := range 300 {
-		e := NewEngine(Options{})
-		zoneOf := map[string]string{}
-		for i, n := range rc.nodes {
-			zoneOf[n] = rc.zones[i%len(rc.zones)]
-			e.SetNode(node(n, zoneOf[n]))
-		}
-		s, sl := rc.service(1), rc.slice(1, 1+rc.r.IntN(6))
-		e.SetService(s)
-		e.SetSlice(sl)
-		ts := targetsFor([]*model.EndpointSlice{sl}, s.Ports[0], model.IPv4)
-		for _, n := range rc.nodes {
-			p := portView(t, e, n, "default/s1:http/v4")
-			if p.Cluster != nil {
-				if got, want := FormatSet(p.Cluster), FormatSet(endpointSet(clusterSet(ts, n, zoneOf[n]), p.Cluster.Action, false)); got != want {
-					t.Fatalf("iter %d node %s cluster set: got %s want %s\nendpoints %+v", iter, n, got, want, sl.Endpoints)
-				}
-			}
-			if p.Local != nil {
-				if got, want := FormatSet(p.Local), FormatSet(endpointSet(localSet(ts, n), p.Local.Action, true)); got != want {
-					t.Fatalf("iter %d node %s local set: got %s want %s", iter, n, got, want)
-				}
-			}
-		}
-	}
-}
-
 // TestIncrementalEqualsFromScratch applies random changes one by one and checks, after each, that
 // the delta named every resource that changed for every node, and that the state equals an engine
 // built from scratch with the same model.
