@@ -59,8 +59,9 @@ e2e-kube: ## a real kube-apiserver on etcd (built once, cached in /var/cache/gan
 test: proto-check lint unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube ## everything CI runs
 
 bench: ## print the BENCH lines
-	@$(GO) test -run '^$$' -bench 'BenchmarkComputeFull$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
-	@$(GO) test -run '^$$' -bench 'BenchmarkComputeChange' -benchtime 1x ./controlplane/compute | grep '^BENCH'
+	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkComputeLoad$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
+	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkComputeMaterialise$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
+	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkComputeChange$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench '^(BenchmarkFanout|BenchmarkTLSReconnect)$$' -benchtime 1x -timeout 30m ./controlplane/brain | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkNFT$$' -benchtime 1x ./nodeagent/dataplane/nftables | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkIPVSInVM$$' -benchtime 1x -timeout 30m ./e2e/ipvs | grep '^BENCH'
