@@ -13,6 +13,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/vm"
+	"github.com/ganglion-proxy/ganglion/internal/benchstat"
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/ipvs"
@@ -99,8 +100,8 @@ func TestVMBench(t *testing.T) {
 	ours, restore := fullSyncs(t, all, ipvsadmRules(sc.services), sc.runs)
 	large, small := endpointChanges(t, all, sc)
 	line := fmt.Sprintf("BENCH ipvs %s %s runs=%d %s %s %s %s",
-		ratioOf(ours, restore).keys("fullsync_vs_ipvsadm"), ratioOf(large, small).keys("apply_ratio"), sc.runs,
-		ours.secKeys("fullsync_s"), restore.secKeys("ipvsadm_restore_s"), large.usKeys("apply_10k_us"), small.usKeys("apply_100_us"))
+		benchstat.RatioOf(ours, restore).Keys("fullsync_vs_ipvsadm"), benchstat.RatioOf(large, small).Keys("apply_ratio"), sc.runs,
+		ours.SecKeys("fullsync_s"), restore.SecKeys("ipvsadm_restore_s"), large.UsKeys("apply_10k_us"), small.UsKeys("apply_100_us"))
 	t.Logf("full sync runs: ours %v, ipvsadm -R %v", ours, restore)
 	if sc != fullScale {
 		t.Logf("at %d services, not a figure: %s", sc.services, line)
@@ -112,7 +113,7 @@ func TestVMBench(t *testing.T) {
 // endpointChanges returns, per round, the median time of one endpoint change with every port
 // installed and with sc.small of them. The two dataplanes live side by side in namespaces of
 // their own and the rounds alternate between them, so load on the machine falls on both.
-func endpointChanges(t *testing.T, all []dataplane.Port, sc benchScale) (large, small runs) {
+func endpointChanges(t *testing.T, all []dataplane.Port, sc benchScale) (large, small benchstat.Runs) {
 	type side struct {
 		ns *netlab.NS
 		d  *ipvs.Dataplane

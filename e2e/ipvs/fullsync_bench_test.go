@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
+	"github.com/ganglion-proxy/ganglion/internal/benchstat"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
 
@@ -21,7 +22,7 @@ import (
 // on the device and in the nftables frontend map; ipvsadm only creates the IPVS objects, so the
 // ratio is a floor that favours ipvsadm. The sides alternate which goes first, so drifting load
 // (and whatever a deleted namespace leaves the kernel to free) falls on both.
-func fullSyncs(t *testing.T, ports []dataplane.Port, rules []byte, n int) (ours, restore runs) {
+func fullSyncs(t *testing.T, ports []dataplane.Port, rules []byte, n int) (ours, restore benchstat.Runs) {
 	var oursTable, theirTable []string
 	for i := range n {
 		oursFirst := i%2 == 0

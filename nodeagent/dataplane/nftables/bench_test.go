@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
+	"github.com/ganglion-proxy/ganglion/internal/benchstat"
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
@@ -82,7 +82,7 @@ func medianApplyOneChange(b *testing.B, d *Dataplane, n int) time.Duration {
 			b.Fatalf("sample %d changed nothing", k)
 		}
 	}
-	return median(ds)
+	return benchstat.Runs(ds).Median()
 }
 
 // medianConnect times TCP connects from a pod to service 0's ClusterIP.
@@ -103,15 +103,8 @@ func medianConnect(b *testing.B, l *lab) time.Duration {
 		c.Close()
 		ds = append(ds, took)
 	}
-	return median(ds)
+	return benchstat.Runs(ds).Median()
 }
-
-func median(ds []time.Duration) time.Duration {
-	slices.Sort(ds)
-	return ds[len(ds)/2]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // BenchmarkNFT prints the BENCH line. Run it with -benchtime 1x: one iteration already
 // repeats every measurement benchRuns times.
@@ -144,7 +137,7 @@ func benchNFT(b *testing.B) {
 	big := newLab(b, 2)
 	db := big.dataplane(b)
 	apply(b, db, ports...)
-	var apply100, apply10k, connect10, connect10k runs
+	var apply100, apply10k, connect10, connect10k benchstat.Runs
 	for range benchRuns {
 		apply100 = append(apply100, medianApplyOneChange(b, ds, benchSmall))
 		apply10k = append(apply10k, medianApplyOneChange(b, db, benchServices))
@@ -155,9 +148,9 @@ func benchNFT(b *testing.B) {
 	b.Logf("full sync runs: ours %v, nft -f %v", ours, nft)
 
 	fmt.Printf("BENCH nft %s %s %s runs=%d %s %s %s %s %s %s\n",
-		ratioOf(apply10k, apply100).keys("apply_ratio"), ratioOf(ours, nft).keys("fullsync_vs_nft"),
-		ratioOf(connect10k, connect10).keys("firstpacket_ratio"), benchRuns,
-		apply100.msKeys("apply100_ms", 3), apply10k.msKeys("apply10k_ms", 3),
-		ours.msKeys("fullsync_ms", 0), nft.msKeys("nft_f_ms", 0),
-		connect10.usKeys("connect10_us"), connect10k.usKeys("connect10k_us"))
+		benchstat.RatioOf(apply10k, apply100).Keys("apply_ratio"), benchstat.RatioOf(ours, nft).Keys("fullsync_vs_nft"),
+		benchstat.RatioOf(connect10k, connect10).Keys("firstpacket_ratio"), benchRuns,
+		apply100.MsKeys("apply100_ms", 3), apply10k.MsKeys("apply10k_ms", 3),
+		ours.MsKeys("fullsync_ms", 0), nft.MsKeys("nft_f_ms", 0),
+		connect10.UsKeys("connect10_us"), connect10k.UsKeys("connect10k_us"))
 }

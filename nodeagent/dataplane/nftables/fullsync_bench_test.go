@@ -13,6 +13,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
+	"github.com/ganglion-proxy/ganglion/internal/benchstat"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
 
@@ -31,7 +32,7 @@ func benchNode() dataplane.Node {
 // (sockets, a dump that finds nothing, the skeleton's transaction) and one Apply of every port;
 // the nft side is the process, parsing the script and its one transaction. The sides alternate
 // which goes first, so drifting load on the machine falls on both.
-func fullSyncs(b *testing.B, node dataplane.Node, ports []dataplane.Port) (ours, nft runs) {
+func fullSyncs(b *testing.B, node dataplane.Node, ports []dataplane.Port) (ours, nft benchstat.Runs) {
 	script, err := nftScript(node, ports)
 	if err != nil {
 		b.Fatal(err)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/nftables"
 	"sigs.k8s.io/knftables"
+
+	"github.com/ganglion-proxy/ganglion/internal/benchstat"
 )
 
 // BenchmarkNFTLibraryChoice times the same small transaction (add one set element, then delete
@@ -63,5 +65,5 @@ func BenchmarkNFTLibraryChoice(b *testing.B) {
 		b.Fatal(err)
 	}
 	fmt.Printf("LIB google_nftables_us=%.0f knftables_us=%.0f\n",
-		float64(median(viaNetlink).Nanoseconds())/1000, float64(median(viaNft).Nanoseconds())/1000)
+		float64(benchstat.Runs(viaNetlink).Median().Nanoseconds())/1000, float64(benchstat.Runs(viaNft).Median().Nanoseconds())/1000)
 }
