@@ -60,9 +60,12 @@
 //
 //	one small transaction (add or delete one element), 100 services:
 //	    google/nftables 15 µs, knftables 16,000 µs (process start and parsing dominate)
-//	full sync of 10,000 services / 100,000 endpoints in one transaction:
-//	    google/nftables 3.0-4.4 s, nft -f of the same ruleset 4.1-5.5 s (BENCH fullsync_vs_nft)
+//	full sync of 10,000 services / 100,000 endpoints from an empty namespace (medians of 7):
+//	    google/nftables 1.7-2.6 s, nft -f of an expert's script (elements inside each set's
+//	    definition) 1.5-2.4 s: the full sync is 10-25% slower than nft -f, the user-space cost
+//	    of our transaction building (BENCH fullsync_vs_nft, 2026-12-01)
 //
 // knftables' fixed cost per transaction is a thousand times the kernel's work for an endpoint
-// change; with it no single change could be cheap.
+// change; with it no single change could be cheap. A full sync is rare (agent start); changes
+// are what a proxy does all day.
 package nftables
