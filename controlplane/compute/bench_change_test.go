@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/model"
+	"github.com/ganglion-proxy/ganglion/internal/benchstat"
 	"github.com/ganglion-proxy/ganglion/internal/resname"
 )
 
@@ -34,7 +35,7 @@ func BenchmarkComputeChange(b *testing.B) {
 			}
 			// The machine is shared: the figure is the median of several samples, with their spread.
 			const samples, rounds = 7, 1000
-			var micros []float64
+			var perChange benchstat.Runs
 			deltas := make([]Delta, rounds)
 			runtime.GC()
 			for range samples {
@@ -46,19 +47,20 @@ func BenchmarkComputeChange(b *testing.B) {
 					}
 					deltas[r] = e.SetSlice(sl)
 				}
-				micros = append(micros, float64(time.Since(start).Nanoseconds())/1e3/rounds)
+				perChange = append(perChange, time.Since(start)/rounds)
 				for r, d := range deltas {
 					if err := want.check(d); err != nil {
 						b.Fatalf("policy %s round %d: %v", c.policy, r, err)
 					}
 				}
 			}
-			slices.Sort(micros)
 			fmt.Printf("BENCH compute change policy=%s micros=%.1f nodes_changed=%d shared_changed=%d samples=%d rounds=%d micros_min=%.1f micros_max=%.1f\n",
-				c.policy, micros[samples/2], len(want.nodes), len(want.shared), samples, rounds, micros[0], micros[samples-1])
+				c.policy, micros(perChange.Median()), len(want.nodes), len(want.shared), samples, rounds, micros(perChange.Min()), micros(perChange.Max()))
 		}
 	}
 }
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 // changeWanted is what flipping the first endpoint of a service must report.
 type changeWanted struct {
