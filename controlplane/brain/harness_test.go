@@ -91,13 +91,17 @@ type runningAgent struct {
 }
 
 func newAgent(node string, brains ...string) *runningAgent {
-	dp := dataplane.NewRecording()
-	ra := &runningAgent{dp: dp, cfg: agentstream.Config{
-		NodeName: node, AgentVersion: "test", Brains: brains, Dataplane: dp, Log: quiet,
+	return newRunningAgent(agentstream.Config{
+		NodeName: node, AgentVersion: "test", Brains: brains, Log: quiet,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-	}}
-	ra.Agent = agentstream.New(ra.cfg)
-	return ra
+	})
+}
+
+// newRunningAgent is a real agent of cfg over a recording dataplane of its own.
+func newRunningAgent(cfg agentstream.Config) *runningAgent {
+	dp := dataplane.NewRecording()
+	cfg.Dataplane = dp
+	return &runningAgent{Agent: agentstream.New(cfg), cfg: cfg, dp: dp}
 }
 
 // dialOptions rebuilds the (not yet started) agent with more dial options.
@@ -108,12 +112,19 @@ func (a *runningAgent) dialOptions(opts ...grpc.DialOption) {
 
 func (a *runningAgent) start(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stop, a.done = cancel, make(chan struct{})
-	go func() { defer close(a.done); a.Run(ctx) }()
+	a.run()
 	t.Cleanup(a.halt)
 }
 
+// run starts the agent's Run; halt ends it. A child process of simulated agents has no test to
+// clean up after it.
+func (a *runningAgent) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop, a.done = cancel, make(chan struct{})
+	go func() { defer close(a.done); a.Run(ctx) }()
+}
+
+// halt ends Run and waits for it: its stream and connection are closed when it returns.
 func (a *runningAgent) halt() {
 	if a.stop != nil {
 		a.stop()
@@ -126,13 +137,45 @@ func (a *runningAgent) halt() {
 // against hangs; it is not a performance assertion.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// hangGuard bounds every wait of the tests: far above what any of them needs.
+const hangGuard = 20 * time.Second
+
+// holdsThroughout checks a negative assertion: holds must be true at every poll for at least
+// window, and until attempted says that what could break it was tried. Checked once, soon after
+// the event, such an assertion passes whether or not the event could have happened yet.
+func holdsThroughout(t *testing.T, what string, window time.Duration, attempted, holds func() bool) {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < window || !attempted() {
+		if !holds() {
+			t.Fatalf("%s: broken after %s", what, time.Since(start).Round(time.Millisecond))
+		}
+		if time.Since(start) > hangGuard {
+			t.Fatalf("%s: held for %s, but too few attempts were made to tell", what, hangGuard)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !holds() {
+		t.Fatalf("%s: broken after %s", what, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// retryWindow is longer than anything that could still be on its way when a negative assertion
+// starts: the brain's coalescing (MaxDelay), a replica holding an agent that is ahead of it
+// (BehindWait) and the agent's longest wait before it tries again (BackoffMax, plus the floor of
+// its jitter), twice over. opts must spell out the values the test relies on: the defaults are
+// the hub's, not visible here.
+func retryWindow(opts stream.Options, a *runningAgent) time.Duration {
+	return 2 * (opts.MaxDelay + opts.BehindWait + a.cfg.BackoffMax + a.cfg.BackoffMin/2)
 }
 
 // desired returns node's desired versions in b.

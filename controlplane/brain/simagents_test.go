@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,7 +20,6 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/ganglion-proxy/ganglion/internal/grpcopts"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
@@ -34,10 +35,18 @@ type simConfig struct {
 	Agents int
 	// PKIDir holds the CA and each agent's node certificate, as newBenchPKI wrote them.
 	PKIDir string
-	// Hold makes agents keep what they are sent and resume from it; otherwise they acknowledge
-	// without decoding and say hello with nothing held.
-	Hold bool
+	// Work is what the agents do with what they are sent: workApply or workHeld.
+	Work string
 }
+
+const (
+	// workApply agents are the real agent client over the recording dataplane (simapply_test.go):
+	// each update decoded and applied before its acknowledgement.
+	workApply = "apply"
+	// workHeld agents keep names and versions only, undecoded, and resume from them (simheld_test.go):
+	// a reconnect storm measures the brain, not a thousand agents' decoding on its two cores.
+	workHeld = "held"
+)
 
 // The reconnect backoff of nodeagent/stream's defaults (Config.BackoffMin, BackoffMax), so a
 // storm of simulated agents comes back as a fleet of real ones would.
@@ -68,9 +77,15 @@ func raiseFileLimit() {
 
 func simNode(i int) string { return fmt.Sprintf("node-%04d", i) }
 
-// runSimAgents runs cfg.Agents simulated agents until stdin closes. Each prints a line
-// "synced <node> <snapshots> <received> <held>" when it completes a snapshot; session errors are
-// summed up on stderr at the end, as a storm makes a thousand of each.
+// simFleetWork is a child's agents: they run from their start until stop; command answers the
+// benchmark's requests (lines on stdin) with lines on out.
+type simFleetWork interface {
+	command(args []string, out io.Writer) error
+	stop()
+}
+
+// runSimAgents runs cfg.Agents simulated agents and answers the benchmark's commands, one a line,
+// each answered by its lines and then "ok" (or "error ..."), until stdin closes.
 func runSimAgents(cfg simConfig) int {
 	raiseFileLimit()
 	roots, err := pki.LoadPool(filepath.Join(cfg.PKIDir, pki.CACert))
@@ -78,41 +93,72 @@ func runSimAgents(cfg simConfig) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	var work simFleetWork
+	switch cfg.Work {
+	case workApply:
+		work, err = startApplyFleet(cfg, roots)
+	case workHeld:
+		work, err = startHeldFleet(cfg, roots)
+	default:
+		err = fmt.Errorf("unknown work %q", cfg.Work)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	out := bufio.NewWriter(os.Stdout)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if err := work.command(strings.Fields(in.Text()), out); err != nil {
+			fmt.Fprintln(out, "error", err)
+		} else {
+			fmt.Fprintln(out, "ok")
+		}
+		out.Flush()
+	}
+	work.stop()
+	return 0
+}
+
+// heldFleet is the agents of BenchmarkTLSReconnect.
+type heldFleet struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   *errorTally
+}
+
+func startHeldFleet(cfg simConfig, roots *pki.Pool) (*heldFleet, error) {
 	codec := rawCodec{encoding.GetCodecV2(proto.Name)}
-	errs := &errorTally{seen: map[string]int{}}
+	f := &heldFleet{errs: &errorTally{seen: map[string]int{}}}
 	agents := make([]*simAgent, cfg.Agents)
 	for i := range agents {
 		node := simNode(i)
 		creds, err := nodeCreds(cfg.PKIDir, node, roots)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, node, err)
-			return 2
+			return nil, fmt.Errorf("%s: %w", node, err)
 		}
-		agents[i] = &simAgent{node: node, addr: cfg.Addr, codec: codec, errs: errs, state: ackOnly{},
+		agents[i] = &simAgent{node: node, addr: cfg.Addr, codec: codec, errs: f.errs, state: newSimHeld(),
 			dial: append(grpcopts.Client(), creds)}
-		if cfg.Hold {
-			agents[i].state = newSimHeld()
-		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
+	f.cancel = cancel
 	for _, a := range agents {
-		wg.Go(func() { a.run(ctx) })
+		f.wg.Go(func() { a.run(ctx) })
 	}
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-	cancel()
-	wg.Wait()
-	errs.print()
-	return 0
+	return f, nil
 }
 
-// simState is what a simulated agent does with what it receives.
-type simState interface {
-	hello(node string) *v1.Hello
-	// answer replies to one StreamResponse; synced says it completed a snapshot.
-	answer(frame []byte) (reply *v1.StreamRequest, synced bool, err error)
-	// counts are the resources received since the hello, and those held.
-	counts() (received, held int)
+// command: held agents take no commands; they report their snapshots on their own.
+func (f *heldFleet) command(args []string, _ io.Writer) error {
+	return fmt.Errorf("held agents take no command %q", args)
+}
+
+// stop ends the agents and sums up their session errors on stderr, as a storm makes a thousand
+// of each.
+func (f *heldFleet) stop() {
+	f.cancel()
+	f.wg.Wait()
+	f.errs.print()
 }
 
 // simAgent is one simulated agent: sessions to one brain, with the production backoff between.
@@ -121,7 +167,7 @@ type simAgent struct {
 	addr  string
 	dial  []grpc.DialOption
 	codec rawCodec
-	state simState
+	state *simHeld
 	errs  *errorTally
 	syncs int // snapshots completed
 }
@@ -185,26 +231,10 @@ func (a *simAgent) session(ctx context.Context) error {
 }
 
 // report tells the benchmark of a completed snapshot, in one write: lines of a thousand agents
-// do not interleave.
+// do not interleave (nor with a command's answer, which is written when the agents are quiet).
 func (a *simAgent) report() {
 	received, held := a.state.counts()
 	fmt.Fprintf(os.Stdout, "synced %s %d %d %d\n", a.node, a.syncs, received, held)
-}
-
-// ackOnly is the agent of BenchmarkFanout: it holds nothing and acknowledges every update
-// without reading past its generation, so it never knows it synced.
-type ackOnly struct{}
-
-func (ackOnly) counts() (int, int) { return 0, 0 }
-
-func (ackOnly) hello(node string) *v1.Hello { return &v1.Hello{NodeName: node} }
-
-func (ackOnly) answer(frame []byte) (*v1.StreamRequest, bool, error) {
-	gen, ok := updateHeader(frame)
-	if !ok {
-		return nil, false, errBadFrame
-	}
-	return &v1.StreamRequest{Message: &v1.StreamRequest_Ack{Ack: &v1.Ack{Generation: gen}}}, false, nil
 }
 
 // errorTally counts session errors by message.
@@ -242,29 +272,4 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return nil
 	}
 	return c.CodecV2.Unmarshal(data, v)
-}
-
-// updateHeader reads an update frame's generation, or reports that it is not an update.
-func updateHeader(b []byte) (gen uint64, ok bool) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 || num != 1 || typ != protowire.BytesType {
-		return 0, false
-	}
-	u, m := protowire.ConsumeBytes(b[n:])
-	if m < 0 {
-		return 0, false
-	}
-	for len(u) > 0 {
-		num, typ, n := protowire.ConsumeTag(u)
-		if n < 0 {
-			return 0, false
-		}
-		u = u[n:]
-		if num == 1 && typ == protowire.VarintType {
-			gen, _ = protowire.ConsumeVarint(u)
-			return gen, true
-		}
-		u = u[max(protowire.ConsumeFieldValue(num, typ, u), 0):]
-	}
-	return 0, false
 }
