@@ -18,6 +18,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -154,10 +155,21 @@ func TestReconnectResumesWithOnlyTheDifference(t *testing.T) {
 	}
 }
 
+// replicasFor starts two replicas with the same options and returns them as node's agent tries
+// them (agentstream.Order, not list order): A is the one it prefers, B its fallback.
+func replicasFor(t *testing.T, node string, services, endpoints int, opts stream.Options) (bA, bB *brain.Brain, addrA, addrB string) {
+	t.Helper()
+	b1, a1 := startBrain(t, services, endpoints, opts)
+	b2, a2 := startBrain(t, services, endpoints, opts)
+	if agentstream.Order(node, []string{a1, a2})[0] == a2 {
+		return b2, b1, a2, a1
+	}
+	return b1, b2, a1, a2
+}
+
 func TestAgentMovesBetweenReplicasWithoutAFullResend(t *testing.T) {
-	bA, addrA := startBrain(t, 300, 4, stream.Options{})
-	bB, addrB := startBrain(t, 300, 4, stream.Options{})
-	a := newAgent("node-1", addrA, addrB)
+	bA, bB, addrA, addrB := replicasFor(t, "node-1", 300, 4, stream.Options{})
+	a := newAgent("node-1", addrB, addrA) // the list's order is not the agent's
 	a.start(t)
 	eventually(t, "synced from A", func() bool { return a.Status().Synced && a.Status().Brain == addrA })
 
@@ -173,9 +185,9 @@ func TestAgentMovesBetweenReplicasWithoutAFullResend(t *testing.T) {
 }
 
 func TestAgentNeverMovesBackToAReplicaThatIsBehind(t *testing.T) {
-	bA, addrA := startBrain(t, 20, 2, stream.Options{})
+	// A never waits: the agent is never ahead of it.
 	optsB := stream.Options{BehindWait: 50 * time.Millisecond}
-	bB, addrB := startBrain(t, 20, 2, optsB)
+	bA, bB, addrA, addrB := replicasFor(t, "node-1", 20, 2, optsB)
 	bA.Hub.Apply(time.Time{}, 100, func(*compute.Engine) compute.Delta { return compute.Delta{} })
 	a := newAgent("node-1", addrA, addrB)
 	meter := &wireMeter{} // counts the agent's attempts at B

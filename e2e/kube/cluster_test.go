@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,10 +26,14 @@ import (
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
+	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
 )
 
-// brainIPs are the two brain replicas' addresses on the fabric.
-var brainIPs = []string{netlab.FabricIP, "192.168.77.2"}
+// brainIPs are the two brain replicas' addresses on the fabric. Agents choose their replica from
+// their node name and these addresses (preferredReplica); .3 makes that choice put nodes on both
+// replicas (node-1 and node-3 on the first, node-2 on the second), where .2 happens to put all
+// three on one. The tests compute who is where, so any address works; this one tests more.
+var brainIPs = []string{netlab.FabricIP, "192.168.77.3"}
 
 const (
 	nodes      = 3
@@ -145,14 +150,22 @@ exec "$@"`
 		"unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", tokenFile, c.api.caFile()}, argv...)...)
 }
 
-// brainsFor orders the replicas for node i: odd nodes start on the first, even ones on the
-// second, so both replicas serve agents.
-func brainsFor(i int) string {
-	a, b := net.JoinHostPort(brainIPs[0], brainPort), net.JoinHostPort(brainIPs[1], brainPort)
-	if i%2 == 0 {
-		a, b = b, a
+// brainList is the brain list every agent is given, as one ConfigMap gives it to the DaemonSet:
+// which replica serves which node is the agents' own choice (preferredReplica).
+func brainList() string { return strings.Join(brainAddrs(), ",") }
+
+func brainAddrs() []string {
+	out := make([]string, len(brainIPs))
+	for r, ip := range brainIPs {
+		out[r] = net.JoinHostPort(ip, brainPort)
 	}
-	return a + "," + b
+	return out
+}
+
+// preferredReplica is the replica node i's agent starts on and returns to, computed by the
+// agent's own function rather than assumed from list order.
+func preferredReplica(i int) int {
+	return slices.Index(brainAddrs(), agentstream.Order(nodeName(i), brainAddrs())[0])
 }
 
 // startAgents runs every node's agent with the nftables dataplane in its namespace. Its node
@@ -163,7 +176,7 @@ func (c *cluster) startAgents() {
 	for i := 1; i <= nodes; i++ {
 		pod := c.createPod("agent-"+nodeName(i), nodeName(i), agentSA)
 		tokenFile := c.writeToken(c.boundToken(agentSA, pod, tokenAudience, 3600))
-		c.agents = append(c.agents, proc.Start(c.top, c.lab.Nodes[i-1].NS.Command("env", "NODE_NAME="+nodeName(i), "GANGLION_BRAIN="+brainsFor(i),
+		c.agents = append(c.agents, proc.Start(c.top, c.lab.Nodes[i-1].NS.Command("env", "NODE_NAME="+nodeName(i), "GANGLION_BRAIN="+brainList(),
 			filepath.Join(c.bin, "ganglion-agent"), "--dataplane", "nftables",
 			"--node-ip", netlab.LabNodeIP(i), "--pod-cidr", netlab.LabPodCIDR(i),
 			"--healthz-bind-address", netlab.LabNodeIP(i)+":10256", "--metrics-bind-address", "127.0.0.1:10249",

@@ -49,7 +49,7 @@ func TestKubernetesMode(t *testing.T) {
 	c.eventually("both brains synced (SERVING)", func() bool { return c.serving(0) && c.serving(1) })
 	c.startAgents()
 	for i := 1; i <= nodes; i++ {
-		replica := (i + 1) % 2 // odd nodes on brain 0, even nodes on brain 1 (see brainsFor)
+		replica := preferredReplica(i)
 		c.eventually(fmt.Sprintf("%s synced on brain %d", nodeName(i), replica), func() bool { return c.inSync(replica, nodeName(i)) })
 	}
 
@@ -213,22 +213,30 @@ func (c *cluster) testOtherProxy(t *testing.T) {
 	}
 }
 
-// testFailover kills brain 0 (SIGKILL) while traffic flows through the nodes it serves, and
-// checks that they resume on brain 1 with nothing resent and no connection lost.
+// testFailover kills the brain node 1 prefers (SIGKILL) while traffic flows through the nodes it
+// serves, and checks that they resume on the other with nothing resent and no connection lost,
+// and that only they move.
 func (c *cluster) testFailover(t *testing.T) {
 	c.createService(svc{name: "steady", clusterIP: "10.96.0.16", nodePort: 30082})
 	c.setEndpoints("steady", ep{node: 1, pod: 1}, ep{node: 2, pod: 0}, ep{node: 3, pod: 1})
 	c.eventuallyServed("steady", "10.96.0.16", 30082, "pod1b", "pod2a", "pod3b")
-	moving := []string{nodeName(1), nodeName(3)}
-	for _, n := range moving {
-		c.eventually(n+" in sync on brain 0", func() bool { return c.inSync(0, n) })
+	victim := preferredReplica(1)
+	survivor := 1 - victim
+	var moving []int // the nodes the victim serves: the agents' own choice, node 1 among them
+	for i := 1; i <= nodes; i++ {
+		if preferredReplica(i) == victim {
+			moving = append(moving, i)
+		}
+	}
+	for _, i := range moving {
+		c.eventually(fmt.Sprintf("%s in sync on brain %d", nodeName(i), victim), func() bool { return c.inSync(victim, nodeName(i)) })
 	}
 	held := 0
-	for _, n := range moving {
-		held += len(c.stateNames(1, n))
+	for _, i := range moving {
+		held += len(c.stateNames(survivor, nodeName(i)))
 	}
-	sentBefore := c.metric(1, "ganglion_update_resources_total")
-	snapshotsBefore := c.metric(1, "ganglion_snapshots_total")
+	sentBefore := c.metric(survivor, "ganglion_update_resources_total")
+	snapshotsBefore := c.metric(survivor, "ganglion_snapshots_total")
 
 	// Traffic through both moving nodes, from outside and from the nodes themselves, until the
 	// move is over. Every attempt must succeed: the agents keep their rules without a brain.
@@ -236,7 +244,7 @@ func (c *cluster) testFailover(t *testing.T) {
 	var firstErr atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, i := range []int{1, 3} {
+	for _, i := range moving {
 		for _, from := range []*netlab.NS{c.lab.Client, c.lab.Nodes[i-1].NS} {
 			addr := fmt.Sprintf("%s:30082", netlab.LabNodeIP(i))
 			if from != c.lab.Client {
@@ -258,9 +266,9 @@ func (c *cluster) testFailover(t *testing.T) {
 			})
 		}
 	}
-	c.brains[0].Kill()
-	for _, n := range moving {
-		c.eventually(n+" moved to brain 1 and in sync", func() bool { return c.inSync(1, n) })
+	c.brains[victim].Kill()
+	for _, i := range moving {
+		c.eventually(fmt.Sprintf("%s moved to brain %d and in sync", nodeName(i), survivor), func() bool { return c.inSync(survivor, nodeName(i)) })
 	}
 	close(stop)
 	wg.Wait()
@@ -268,20 +276,21 @@ func (c *cluster) testFailover(t *testing.T) {
 	if f := failures.Load(); f > 0 {
 		t.Errorf("%d of %d connections failed while the agents moved; first: %v", f, attempts.Load(), firstErr.Load())
 	}
-	resent := c.metric(1, "ganglion_update_resources_total") - sentBefore
-	snapshots := c.metric(1, "ganglion_snapshots_total") - snapshotsBefore
-	t.Logf("failover: %d connections, brain 1 sent %v resources for %d snapshots; the moving agents hold %d",
-		attempts.Load(), resent, int(snapshots), held)
+	resent := c.metric(survivor, "ganglion_update_resources_total") - sentBefore
+	snapshots := c.metric(survivor, "ganglion_snapshots_total") - snapshotsBefore
+	t.Logf("failover: %d connections, brain %d sent %v resources for %d snapshots; the moving agents hold %d",
+		attempts.Load(), survivor, resent, int(snapshots), held)
 	if resent >= float64(held) {
-		t.Errorf("brain 1 sent %v resources to agents holding %d: a full resend", resent, held)
+		t.Errorf("brain %d sent %v resources to agents holding %d: a full resend", survivor, resent, held)
 	}
-	if snapshots < float64(len(moving)) {
-		t.Errorf("brain 1 answered %v resumes, want %d", snapshots, len(moving))
+	// One resume per moving agent and no more: the survivor's own agents kept their streams.
+	if snapshots != float64(len(moving)) {
+		t.Errorf("brain %d answered %v resumes, want %d (nodes %v moved)", survivor, snapshots, len(moving), moving)
 	}
 
 	// The survivor drives them: a change made now reaches the nodes that moved.
 	c.setEndpoints("steady", ep{node: 1, pod: 1}, ep{node: 3, pod: 1})
-	for _, i := range []int{1, 3} {
+	for _, i := range moving {
 		node := c.lab.Nodes[i-1].NS
 		c.eventually("change after failover on "+nodeName(i), func() bool { return servedBy(node, "10.96.0.16:80", "pod1b", "pod3b") })
 	}

@@ -25,8 +25,9 @@ import (
 type Config struct {
 	NodeName     string
 	AgentVersion string
-	// Brains are the addresses of the brain replicas; the agent uses one at a time and moves to
-	// the next when it fails or is behind.
+	// Brains are the addresses of the brain replicas. The agent uses one at a time, in its own
+	// order (Order: the same list spreads nodes over replicas), moves to the next when one fails,
+	// is behind or does not serve it in time, and returns to the ones it prefers when they serve.
 	Brains    []string
 	Dataplane dataplane.Dataplane
 	Log       *slog.Logger
@@ -43,6 +44,16 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the jittered exponential backoff between attempts
 	// (defaults 200ms and 10s).
 	BackoffMin, BackoffMax time.Duration
+	// FirstUpdateTimeout bounds how long a brain may hold a new stream before its first message
+	// (default 30s). A brain says nothing until its sources are synced, it has read as far as the
+	// agent has applied and it has a snapshot slot free, so a replica that is up but not ready
+	// would otherwise keep the agent for ever; past the bound the agent tries its next brain.
+	// With a single brain there is nowhere else to go, and the bound is not applied.
+	FirstUpdateTimeout time.Duration
+	// ReturnAfter is how long the agent stays on a fallback brain before it checks whether one
+	// it prefers is serving again, jittered over [ReturnAfter/2, 3*ReturnAfter/2) so that the
+	// agents of a returning replica come back spread out, not all at once (default 1m).
+	ReturnAfter time.Duration
 }
 
 // Prober is what the agent needs of the health checker.
@@ -74,6 +85,12 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = 10 * time.Second
+	}
+	if cfg.FirstUpdateTimeout == 0 {
+		cfg.FirstUpdateTimeout = 30 * time.Second
+	}
+	if cfg.ReturnAfter == 0 {
+		cfg.ReturnAfter = time.Minute
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -114,18 +131,31 @@ func (a *Agent) Held() map[string]string {
 // Run streams from the brains until ctx ends. The dataplane is left as it is whenever no brain
 // is reachable: working rules are never flushed for want of a brain.
 func (a *Agent) Run(ctx context.Context) error {
+	order := Order(a.cfg.NodeName, a.cfg.Brains)
+	if len(order) == 0 {
+		return errors.New("no brain to connect to")
+	}
 	backoff := a.cfg.BackoffMin
-	for i := 0; ; i++ {
-		addr := a.cfg.Brains[i%len(a.cfg.Brains)]
+	at := 0 // the index in order of the brain to try now
+	for {
 		start := time.Now()
-		err := a.session(ctx, addr)
+		err := a.session(ctx, order, at)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		a.cfg.Log.Warn("brain stream ended", "brain", addr, "err", err)
-		if time.Since(start) > time.Minute {
+		var back returnTo
+		if errors.As(err, &back) {
+			// A brain this node prefers serves again: go straight there, no backoff.
+			a.cfg.Log.Info("returning to a preferred brain", "from", order[at], "to", order[back.index])
+			at, backoff = back.index, a.cfg.BackoffMin
+			continue
+		}
+		a.cfg.Log.Warn("brain stream ended", "brain", order[at], "err", err)
+		if !errors.Is(err, errNotServed) && time.Since(start) > time.Minute {
 			backoff = a.cfg.BackoffMin // it worked for a while: this is a new failure
 		}
+		// The next in this node's own order: the agents of a lost replica spread over the others.
+		at = (at + 1) % len(order)
 		// Full jitter keeps a thousand agents that lost the same brain from coming back together.
 		wait := time.Duration(rand.Int64N(int64(backoff))) + a.cfg.BackoffMin/2
 		backoff = min(2*backoff, a.cfg.BackoffMax)
@@ -137,26 +167,49 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// session runs one stream to one brain.
-func (a *Agent) session(ctx context.Context, addr string) error {
+// dial returns a connection to a brain with the agent's options.
+func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, grpcopts.Client()...)
 	conn, err := grpc.NewClient(addr, append(opts, a.cfg.DialOptions...)...)
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", addr, err)
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// session runs one stream to the brain order[at]. It ends with errNotServed when the brain does
+// not answer in time, and with a returnTo when a brain earlier in order serves again.
+func (a *Agent) session(ctx context.Context, order []string, at int) error {
+	addr := order[at]
+	conn, err := a.dial(addr)
+	if err != nil {
+		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Updates are applied under the caller's context: ending the stream to move back must not
+	// abort an apply halfway.
+	applyCtx := ctx
+	ctx, end := context.WithCancelCause(ctx)
+	defer end(nil)
+	served := make(chan struct{}) // closed on the brain's first message
+	go a.watch(ctx, end, order, at, served)
+	// why says why the watch ended the stream, when it did, rather than "canceled".
+	why := func(err error) error {
+		if cause := context.Cause(ctx); ctx.Err() != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+		return err
+	}
 	stream, err := v1.NewAgentServiceClient(conn).Stream(ctx)
 	if err != nil {
-		return fmt.Errorf("open stream to %s: %w", addr, err)
+		return why(fmt.Errorf("open stream to %s: %w", addr, err))
 	}
 	a.mu.Lock()
 	digests := a.state.digests()
 	hello := &v1.Hello{NodeName: a.cfg.NodeName, AgentVersion: a.cfg.AgentVersion, HeldDigests: digests, MinRevision: a.revision, Node: a.cfg.Node}
 	a.mu.Unlock()
 	if err := a.send(stream, &v1.StreamRequest{Message: &v1.StreamRequest_Hello{Hello: hello}}); err != nil {
-		return fmt.Errorf("send hello: %w", err)
+		return why(fmt.Errorf("send hello: %w", err))
 	}
 	a.sendMu.Lock()
 	a.stream = stream
@@ -178,13 +231,16 @@ func (a *Agent) session(ctx context.Context, addr string) error {
 			a.ReportHealth(results...)
 		}
 	}
-	for {
+	for first := true; ; first = false {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return errors.New("brain closed the stream")
 		}
 		if err != nil {
-			return fmt.Errorf("receive from %s: %w", addr, err)
+			return why(fmt.Errorf("receive from %s: %w", addr, err))
+		}
+		if first {
+			close(served)
 		}
 		var reply *v1.StreamRequest
 		switch m := resp.Message.(type) {
@@ -194,13 +250,13 @@ func (a *Agent) session(ctx context.Context, addr string) error {
 			a.mu.Unlock()
 			reply = &v1.StreamRequest{Message: &v1.StreamRequest_HeldList{HeldList: &v1.HeldList{Resources: list}}}
 		case *v1.StreamResponse_Update:
-			ack := a.apply(ctx, addr, m.Update)
+			ack := a.apply(applyCtx, addr, m.Update)
 			reply = &v1.StreamRequest{Message: &v1.StreamRequest_Ack{Ack: ack}}
 		default:
 			return fmt.Errorf("unexpected message %T", resp.Message)
 		}
 		if err := a.send(stream, reply); err != nil {
-			return fmt.Errorf("send: %w", err)
+			return why(fmt.Errorf("send: %w", err))
 		}
 	}
 }
