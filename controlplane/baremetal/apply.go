@@ -29,86 +29,95 @@ func DefaultSettings() Settings {
 
 // Apply validates objects against each other and against what the store holds, allocates the VIPs
 // and node ports they leave out, and stores them all in one transaction, or none of them. With
-// dryRun nothing is stored. It returns the keys stored.
+// dryRun nothing is stored. It returns the keys stored. When another commit gets in first, it
+// starts over from a fresh read, allocations included.
 func Apply(ctx context.Context, st *store.Store, objs []*Object, set Settings, dryRun bool) ([]store.Key, error) {
 	for _, o := range objs {
 		if err := validate(o, set); err != nil {
 			return nil, err
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		snap, err := st.Snapshot(ctx)
+	var keys []store.Key
+	err := retryConflicts(ctx, func() error {
+		var err error
+		keys, err = applyOnce(ctx, st, cloneForAttempt(objs), set, dryRun)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// applyOnce is one attempt of Apply against one read of the store; it fails with
+// store.ErrConflict when the store changed since that read.
+func applyOnce(ctx context.Context, st *store.Store, objs []*Object, set Settings, dryRun bool) ([]store.Key, error) {
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := decodeSnapshot(snap)
+	if err != nil {
+		return nil, err
+	}
+	leased, err := st.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := newWorld(stored, objs, decodeLeases(leased))
+	if err := w.check(set); err != nil {
+		return nil, err
+	}
+	var change store.Change
+	var keys []store.Key
+	for _, o := range objs {
+		b, err := o.Encode()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: encode: %w", o.Source, err)
 		}
-		stored, err := decodeSnapshot(snap)
-		if err != nil {
-			return nil, err
+		change.Puts = append(change.Puts, store.Item{Key: o.Key, Value: b})
+		keys = append(keys, o.Key)
+		if o.Service != nil && w.stored[o.Key] == nil {
+			// A new service starts healthy, whatever an earlier one of its name left.
+			change.Prune = append(change.Prune, servicePrefix(o.Key.Namespace, o.Key.Name))
 		}
-		leased, err := st.Leases(ctx)
-		if err != nil {
-			return nil, err
-		}
-		w := newWorld(stored, objs, decodeLeases(leased))
-		if err := w.check(set); err != nil {
-			return nil, err
-		}
-		var change store.Change
-		var keys []store.Key
-		for _, o := range objs {
-			b, err := o.Encode()
-			if err != nil {
-				return nil, fmt.Errorf("%s: encode: %w", o.Source, err)
-			}
-			change.Puts = append(change.Puts, store.Item{Key: o.Key, Value: b})
-			keys = append(keys, o.Key)
-			if o.Service != nil && w.stored[o.Key] == nil {
-				// A new service starts healthy, whatever an earlier one of its name left.
-				change.Prune = append(change.Prune, servicePrefix(o.Key.Namespace, o.Key.Name))
-			}
-		}
-		if dryRun {
-			return keys, nil
-		}
-		_, err = st.CommitChange(ctx, snap.Generation, change)
-		if errors.Is(err, store.ErrConflict) && attempt < 5 {
-			continue // someone else applied meanwhile: check again against their objects
-		}
-		if err != nil {
-			return nil, err
-		}
+	}
+	if dryRun {
 		return keys, nil
 	}
+	if _, err := st.CommitChange(ctx, snap.Generation, change); err != nil {
+		return nil, err
+	}
+	return keys, nil
 }
 
 // Delete removes the named objects, all or none. Naming one that does not exist is an error.
 func Delete(ctx context.Context, st *store.Store, keys []store.Key) error {
-	for attempt := 0; ; attempt++ {
-		snap, err := st.Snapshot(ctx)
-		if err != nil {
-			return err
-		}
-		have := map[store.Key]bool{}
-		for _, it := range snap.Items {
-			have[it.Key] = true
-		}
-		for _, k := range keys {
-			if !have[k] {
-				return fmt.Errorf("%s %s/%s: %w", k.Kind, k.Namespace, k.Name, ErrNotFound)
-			}
-		}
-		change := store.Change{Deletes: keys}
-		for _, k := range keys {
-			if k.Kind == KindService {
-				change.Prune = append(change.Prune, servicePrefix(k.Namespace, k.Name)) // its probe results go with it
-			}
-		}
-		_, err = st.CommitChange(ctx, snap.Generation, change)
-		if errors.Is(err, store.ErrConflict) && attempt < 5 {
-			continue
-		}
+	return retryConflicts(ctx, func() error { return deleteOnce(ctx, st, keys) })
+}
+
+func deleteOnce(ctx context.Context, st *store.Store, keys []store.Key) error {
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
 		return err
 	}
+	have := map[store.Key]bool{}
+	for _, it := range snap.Items {
+		have[it.Key] = true
+	}
+	for _, k := range keys {
+		if !have[k] {
+			return fmt.Errorf("%s %s/%s: %w", k.Kind, k.Namespace, k.Name, ErrNotFound)
+		}
+	}
+	change := store.Change{Deletes: keys}
+	for _, k := range keys {
+		if k.Kind == KindService {
+			change.Prune = append(change.Prune, servicePrefix(k.Namespace, k.Name)) // its probe results go with it
+		}
+	}
+	_, err = st.CommitChange(ctx, snap.Generation, change)
+	return err
 }
 
 // ErrNotFound is returned for an object the store does not hold.

@@ -33,6 +33,8 @@ type Membership struct {
 	// session a report came from.
 	sessions map[context.Context]*session
 	started  chan struct{} // closed and replaced when a session starts: waiting reports look again
+
+	leaseState leaseState // see leasestate.go
 }
 
 // session is one stream's hold on its node's lease.
@@ -59,6 +61,11 @@ type leaseInfo struct {
 // for the same node (on this replica or others) overwrite one registration: the last one's lease
 // wins it, and any of them keeps the node registered. Health reports go under the lease of the
 // session that sent them, whichever that is.
+//
+// The lease is held for the whole life of the stream: an etcd outage longer than the TTL, or a
+// revoked lease, must not leave a connected node unregistered (and its endpoints out everywhere
+// after the grace) until its agent happens to reconnect. The store re-establishes it and writes
+// the registration and the session's health records again under the new lease.
 func (m *Membership) hold(ctx context.Context, hello *v1.Hello) {
 	node := hello.GetNode()
 	info := leaseInfo{Addresses: node.GetAddresses(), Zone: node.GetZone(), Labels: node.GetLabels(), ExecCommands: node.GetExecCommands()}
@@ -73,14 +80,30 @@ func (m *Membership) hold(ctx context.Context, hello *v1.Hello) {
 	s := &session{granted: make(chan struct{})}
 	m.start(ctx, s)
 	defer m.end(ctx)
-	lease, err := m.Store.GrantLease(ctx, leasePrefix+hello.NodeName, b, ttl)
-	s.lease = lease
-	close(s.granted)
-	if err == nil {
-		err = lease.KeepAlive(ctx)
+	var once sync.Once
+	granted := func(l *store.Lease) {
+		once.Do(func() {
+			s.lease = l
+			close(s.granted)
+		})
 	}
-	if err != nil && ctx.Err() == nil {
-		m.log().Error("node lease lost", "node", hello.NodeName, "err", err)
+	// Reports wait for the grant no longer than the stream lives.
+	defer granted(nil)
+	defer m.leaseHeld(ctx)
+	name := hello.NodeName
+	err = m.Store.HoldLease(ctx, leasePrefix+name, b, ttl, store.LeaseEvents{
+		Granted: func(l *store.Lease) {
+			m.leaseHeld(ctx)
+			granted(l)
+		},
+		Lost: func(err error) { m.leaseLost(ctx, name, err) },
+		Restored: func() {
+			m.leaseHeld(ctx)
+			m.log().Info("node lease re-established; registration and health records rewritten", "node", name)
+		},
+	})
+	if err != nil {
+		m.log().Error("node lease not held", "node", name, "err", err)
 	}
 }
 
