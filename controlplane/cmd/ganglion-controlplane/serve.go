@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"log/slog"
 	"net"
@@ -77,6 +78,9 @@ func runServe(args []string) error {
 	}
 	if secured.expiry != nil {
 		b.Registry.MustRegister(secured.expiry)
+	}
+	if c, ok := src.(interface{ Collectors() []prometheus.Collector }); ok {
+		b.Registry.MustRegister(c.Collectors()...)
 	}
 	lis, err := net.Listen("tcp", secured.listen)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/baremetal"
@@ -28,6 +29,9 @@ type etcdSource struct {
 
 // Hooks are the stream hooks of bare-metal mode.
 func (e *etcdSource) Hooks() stream.Hooks { return e.mem.Hooks() }
+
+// Collectors are the membership's metrics (node leases lost and unheld).
+func (e *etcdSource) Collectors() []prometheus.Collector { return e.mem.Collectors() }
 
 func (e *etcdSource) Run(ctx context.Context, hub *stream.Hub, synced func()) error {
 	defer e.st.Close()
