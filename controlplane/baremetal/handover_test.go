@@ -109,3 +109,17 @@ func TestReportFromAnEndedStreamIsDropped(t *testing.T) {
 		t.Error("a report of an ended stream was stored")
 	}
 }
+
+// TestReportAfterItsStreamEndedIsDropped: the stream hands reports to the store on a worker, so
+// one can come after its stream has ended while the session is still registered. It is the
+// ended session's word and is not stored.
+func TestReportAfterItsStreamEndedIsDropped(t *testing.T) {
+	st, _, m := healthWorld(t)
+	s := connect(t, m, "n1")
+	s.report(m, "n1", true, "10.1.0.5") // returns once the session's lease is granted
+	s.end()
+	s.report(m, "n1", false, "10.1.0.5")
+	if recorded(t, st, "n1", "10.1.0.5") {
+		t.Error("a report that came after its stream ended was stored")
+	}
+}

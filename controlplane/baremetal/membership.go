@@ -19,6 +19,9 @@ const leasePrefix = "leases/"
 // starts with the stream, so a report can arrive while the grant is still on its way to etcd.
 const sessionWait = 5 * time.Second
 
+// writeTimeout bounds the writes of one health report.
+const writeTimeout = 10 * time.Second
+
 // Membership turns agents' streams into node leases and their probe reports into stored health,
 // each report written under the lease of the session that sent it.
 type Membership struct {
@@ -161,6 +164,8 @@ func (m *Membership) lease(wait context.Context, stream context.Context) *store.
 // record stores probe results under the lease of the session that reported them; without one
 // they are dropped: a report must not outlive the session that made it, nor land under another
 // session's lease, which may end first while the agent, having reported once, says no more.
+// The stream calls it on a worker of its own, so a slow store holds up only that stream's later
+// reports (which it coalesces meanwhile), never its acknowledgements.
 func (m *Membership) record(stream context.Context, node string, results []*v1.EndpointHealth) {
 	wctx, cancel := context.WithTimeout(context.Background(), sessionWait)
 	defer cancel()
@@ -169,10 +174,24 @@ func (m *Membership) record(stream context.Context, node string, results []*v1.E
 		m.log().Warn("probe results dropped: the reporting session holds no lease", "node", node, "results", len(results))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// The stream hands reports over on a worker, so one may come after its stream ended (the
+	// session is forgotten a moment later): its results are the ended session's, not wanted.
+	if stream.Err() != nil {
+		m.log().Debug("probe results dropped: their stream ended", "node", node, "results", len(results))
+		return
+	}
+	// Not the stream's context itself: its peer and metadata would reach the embedded etcd,
+	// which reads identities from them (NOTES.md). But the writes end with the stream, so that
+	// a slow store does not keep the worker of a stream that is gone.
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
+	defer context.AfterFunc(stream, cancel)()
 	for _, r := range results {
 		if err := RecordHealth(ctx, lease, r.Namespace, r.Service, r.Address, node, r.Ready); err != nil {
+			if stream.Err() != nil {
+				m.log().Debug("probe results dropped: their stream ended", "node", node, "err", err)
+				return
+			}
 			m.log().Error("probe result not stored", "node", node, "endpoint", r.Address, "err", err)
 		}
 	}

@@ -13,63 +13,13 @@ import (
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
-// Options tune the stream. Zero values take the defaults.
-type Options struct {
-	// Quiet is how long the brain waits for a burst of changes to end before sending (default
-	// 10ms); MaxDelay caps that wait from the burst's first change (default 100ms).
-	Quiet, MaxDelay time.Duration
-	// StallTimeout cancels a stream whose update has been neither sent nor acknowledged in that
-	// time (default 60s): gRPC's Send has no timeout, and an agent that stopped reading or applying
-	// would otherwise hold its goroutines and buffers forever. It reconnects and resumes.
-	StallTimeout time.Duration
-	// SnapshotSlots bounds how many initial differences are computed and sent at once (default 64),
-	// so a reconnect storm cannot take all the brain's memory.
-	SnapshotSlots int
-	// ChunkBytes splits updates larger than this (default 1 MiB).
-	ChunkBytes int
-	// Hooks let a source act on what agents say; nil hooks do nothing.
-	Hooks Hooks
-	// BehindWait is how long a replica waits to catch up with an agent that has seen a newer source
-	// revision before it turns the agent away (default 5s).
-	BehindWait time.Duration
-}
-
-// Hooks are called by agents' streams.
-type Hooks struct {
-	// OnConnect runs while an agent's stream is up, until ctx ends: bare-metal membership holds a
-	// lease for the node meanwhile.
-	OnConnect func(ctx context.Context, hello *v1.Hello)
-	// OnHealth receives probe results, already checked to be of endpoints the node was told to
-	// probe. ctx is the very context OnConnect got for the same stream: it names the session that
-	// sent the report (a node's new stream may start before its old one has ended, so the node
-	// alone does not), and it ends with that stream.
-	OnHealth func(ctx context.Context, node string, results []*v1.EndpointHealth)
-}
-
-func (o *Options) defaults() {
-	set := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	set(&o.Quiet, 10*time.Millisecond)
-	set(&o.MaxDelay, 100*time.Millisecond)
-	set(&o.StallTimeout, 60*time.Second)
-	set(&o.BehindWait, 5*time.Second)
-	if o.SnapshotSlots == 0 {
-		o.SnapshotSlots = 64
-	}
-	if o.ChunkBytes == 0 {
-		o.ChunkBytes = 1 << 20
-	}
-}
-
 // Hub owns the engine and the agents' sessions. Sources change the model through Apply; the hub
 // coalesces what they change and marks it dirty in the sessions it concerns.
 type Hub struct {
 	opts    Options
 	metrics *Metrics
 	slots   chan struct{}
+	limits  *streamLimits
 
 	mu       sync.RWMutex // guards engine, revision, synced
 	engine   *compute.Engine
@@ -100,6 +50,7 @@ func NewHub(engine *compute.Engine, opts Options, metrics *Metrics) *Hub {
 		opts:     opts,
 		metrics:  metrics,
 		slots:    make(chan struct{}, opts.SnapshotSlots),
+		limits:   newStreamLimits(opts.MaxStreams, opts.MaxStreamsPerNode, metrics.Open),
 		engine:   engine,
 		syncedCh: make(chan struct{}),
 		sessions: map[*session]struct{}{},

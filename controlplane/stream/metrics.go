@@ -13,6 +13,19 @@ type Metrics struct {
 	Programming prometheus.Histogram
 	Snapshots   prometheus.Counter
 	Stalled     prometheus.Counter
+	// Open counts streams being served, from before their hello: what MaxStreams bounds.
+	Open prometheus.Gauge
+	// Refused counts streams refused for want of room, by the limit they hit ("total", "node").
+	Refused *prometheus.CounterVec
+	// HelloTimeouts counts streams cut because their first message did not come in time.
+	HelloTimeouts prometheus.Counter
+	// SlotsExpired counts snapshot slots let go because the agent had not acknowledged its
+	// snapshot within SnapshotSlotHold.
+	SlotsExpired prometheus.Counter
+	// HealthReplaced counts health results replaced by a newer one of the same endpoint before
+	// they were handed on; HealthBacklogFull counts the times a receive loop waited for room.
+	HealthReplaced    prometheus.Counter
+	HealthBacklogFull prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg when it is not nil.
@@ -41,9 +54,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ganglion_snapshots_total", Help: "Initial differences sent to (re)connecting agents."}),
 		Stalled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ganglion_streams_stalled_total", Help: "Streams cancelled because a send blocked too long."}),
+		Open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ganglion_streams_open", Help: "Agent streams being served, including those that have not said hello yet."}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ganglion_streams_refused_total", Help: "Agent streams refused because a stream limit was reached, by limit."}, []string{"limit"}),
+		HelloTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_stream_hello_timeouts_total", Help: "Agent streams cut because their first message did not arrive in time."}),
+		SlotsExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_snapshot_slots_expired_total", Help: "Snapshot slots let go before the agent acknowledged its snapshot."}),
+		HealthReplaced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_health_results_replaced_total", Help: "Health results replaced by a newer result of the same endpoint before they were stored."}),
+		HealthBacklogFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ganglion_health_backlog_full_total", Help: "Times a stream's receive loop waited because its health backlog was full."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connected, m.Updates, m.Bytes, m.Resources, m.Acks, m.Rejections, m.Programming, m.Snapshots, m.Stalled)
+		reg.MustRegister(m.Connected, m.Updates, m.Bytes, m.Resources, m.Acks, m.Rejections, m.Programming, m.Snapshots, m.Stalled,
+			m.Open, m.Refused, m.HelloTimeouts, m.SlotsExpired, m.HealthReplaced, m.HealthBacklogFull)
 	}
 	return m
 }

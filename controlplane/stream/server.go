@@ -50,17 +50,11 @@ func ServerOptions() []grpc.ServerOption {
 func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	first, err := stream.Recv()
+	hello, leave, err := srv.admit(ctx, stream)
 	if err != nil {
 		return err
 	}
-	hello := first.GetHello()
-	if hello == nil || hello.NodeName == "" {
-		return status.Error(codes.InvalidArgument, "first message must be a hello with node_name")
-	}
-	if n := len(hello.HeldDigests); n > maxBuckets {
-		return status.Errorf(codes.InvalidArgument, "held_digests: %d buckets, at most %d", n, maxBuckets)
-	}
+	defer leave()
 	select {
 	case <-srv.hub.Synced():
 	case <-ctx.Done():
@@ -69,10 +63,6 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 	if hello.MinRevision > 0 && !srv.hub.waitRevision(ctx, hello.MinRevision, srv.hub.opts.BehindWait) {
 		return status.Errorf(codes.Unavailable, "replica behind: it has read source revision %d, the agent has applied %d",
 			srv.hub.Revision(), hello.MinRevision)
-	}
-	if id := auth.FromContext(ctx); !id.MayStreamAs(hello.NodeName) {
-		return auth.Refuse(ctx, streamMethod, "node_mismatch",
-			fmt.Sprintf("%s may not open the stream of node %q", id, hello.NodeName))
 	}
 	log := srv.log.With("node", hello.NodeName)
 	if hook := srv.hub.opts.Hooks.OnConnect; hook != nil {
@@ -83,15 +73,15 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 	srv.hub.register(s)
 	defer srv.hub.unregister(s)
 
-	c := &conn{srv: srv, stream: stream, s: s, stalled: make(chan struct{})}
-	select {
-	case srv.hub.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	c := &conn{srv: srv, stream: stream, s: s, stalled: make(chan struct{}), healthq: newHealthQueue(srv.hub.opts.HealthBacklog)}
+	if hook := srv.hub.opts.Hooks.OnHealth; hook != nil {
+		go c.healthq.run(ctx, func(rs []*v1.EndpointHealth) { hook(ctx, s.node, rs) })
 	}
-	var once sync.Once
-	release := func() { once.Do(func() { <-srv.hub.slots }) }
-	defer release()
+	slot, err := srv.hub.acquireSlot(ctx)
+	if err != nil {
+		return err
+	}
+	defer slot.release()
 	upserts, removals, err := c.initialDiff(ctx, hello)
 	if err != nil {
 		return err
@@ -100,7 +90,7 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 
 	errs := make(chan error, 2)
 	go func() { errs <- c.receive(ctx) }()
-	go func() { errs <- c.send(ctx, upserts, removals, release) }()
+	go func() { errs <- c.send(ctx, upserts, removals, slot.release) }()
 	select {
 	case err := <-errs:
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -122,6 +112,7 @@ type conn struct {
 	gen         uint64
 	stalled     chan struct{}
 	stalledOnce sync.Once
+	healthq     *healthQueue
 }
 
 // initialDiff computes what the agent lacks. An agent that holds nothing gets everything; one
@@ -296,9 +287,9 @@ func (c *conn) watchdog() func() bool {
 	return t.Stop
 }
 
-// health hands a health report to the hook, and says whether req was one: reports may come at
-// any time, even between a held request and its answer. ctx is the stream's, the one OnConnect
-// got: it tells the hook which of the node's sessions sent the report.
+// health queues a health report for the hook, and says whether req was one: reports may come at
+// any time, even between a held request and its answer. They are queued, not handed over here,
+// so that a slow store never holds up the acknowledgements read after them.
 func (c *conn) health(ctx context.Context, req *v1.StreamRequest) bool {
 	hr := req.GetHealthReport()
 	if hr == nil {
@@ -310,9 +301,13 @@ func (c *conn) health(ctx context.Context, req *v1.StreamRequest) bool {
 		auth.Count(c.stream.Context(), streamMethod, "not_probed",
 			fmt.Sprintf("node %s reported %d endpoints it was not asked to probe", c.s.node, n))
 	}
-	if hook := c.srv.hub.opts.Hooks.OnHealth; hook != nil && len(ok) > 0 {
-		hook(ctx, c.s.node, ok)
+	if c.srv.hub.opts.Hooks.OnHealth == nil || len(ok) == 0 {
+		return true
 	}
+	m := c.srv.hub.metrics
+	// An error means the stream is ending: its next Recv says so.
+	replaced, _ := c.healthq.push(ctx, ok, m.HealthBacklogFull.Inc)
+	m.HealthReplaced.Add(float64(replaced))
 	return true
 }
 
