@@ -16,6 +16,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/baremetal"
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
 	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
@@ -84,18 +85,6 @@ func (a *testAgent) backends() []string {
 	return out
 }
 
-func eventually(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestHealthChecksAndNodeLeases runs the brain in bare-metal mode on an embedded etcd with two
 // agents that probe their own backends: a failing HTTP check takes a backend out on every node and
 // passing brings it back; an agent that goes away has its node's backends taken out once its
@@ -160,20 +149,20 @@ spec:
 	a2 := startAgent(t, "n2", lis.Addr().String())
 	both := func(a *testAgent) bool { return slices.Equal(a.backends(), []string{"127.0.0.1", "127.0.0.2"}) }
 	onlyTwo := func(a *testAgent) bool { return slices.Equal(a.backends(), []string{"127.0.0.2"}) }
-	eventually(t, "both nodes forward to both backends", func() bool { return both(a1) && both(a2) })
+	testwait.Eventually(t, "both nodes forward to both backends", func() bool { return both(a1) && both(a2) })
 
 	one.Store(500)
-	took := eventually(t, "the failing backend out on every node", func() bool { return onlyTwo(a1) && onlyTwo(a2) })
+	took := testwait.Eventually(t, "the failing backend out on every node", func() bool { return onlyTwo(a1) && onlyTwo(a2) })
 	t.Logf("backend removed everywhere %v after its check started failing (period 1s x failureThreshold 2)", took.Round(time.Millisecond))
 	one.Store(200)
-	took = eventually(t, "the backend back on every node", func() bool { return both(a1) && both(a2) })
+	took = testwait.Eventually(t, "the backend back on every node", func() bool { return both(a1) && both(a2) })
 	t.Logf("backend back everywhere %v after its check passed again (successThreshold 2)", took.Round(time.Millisecond))
 
 	a2.stop()
-	took = eventually(t, "n2's backend out once its lease expired", func() bool {
+	took = testwait.Eventually(t, "n2's backend out once its lease expired", func() bool {
 		return slices.Equal(a1.backends(), []string{"127.0.0.1"})
 	})
 	t.Logf("node n2's backend removed %v after its agent left (lease TTL 2s + grace 1s)", took.Round(time.Millisecond))
 	a2 = startAgent(t, "n2", lis.Addr().String())
-	eventually(t, "n2's backend back with its agent", func() bool { return both(a1) && both(a2) })
+	testwait.Eventually(t, "n2's backend back with its agent", func() bool { return both(a1) && both(a2) })
 }

@@ -133,19 +133,6 @@ func (a *runningAgent) halt() {
 	}
 }
 
-// eventually polls cond until it holds or a generous deadline passes. The deadline guards
-// against hangs; it is not a performance assertion.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(hangGuard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // hangGuard bounds every wait of the tests: far above what any of them needs.
 const hangGuard = 20 * time.Second
 

@@ -17,6 +17,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -36,7 +37,7 @@ func TestInitialSyncDeliversTheWholeState(t *testing.T) {
 	b, addr := startBrain(t, 50, 4, stream.Options{})
 	a := newAgent("node-1", addr)
 	a.start(t)
-	eventually(t, "agent synced", func() bool { return a.Status().Synced })
+	testwait.Eventually(t, "agent synced", func() bool { return a.Status().Synced })
 	if want := desired(b, "node-1"); !sameVersions(a.Held(), want) {
 		t.Fatalf("agent holds %d resources, brain wants %d", len(a.Held()), len(want))
 	}
@@ -52,11 +53,11 @@ func TestIncrementalUpdateSendsOnlyTheChange(t *testing.T) {
 	b, addr := startBrain(t, 50, 4, stream.Options{})
 	a := newAgent("node-1", addr)
 	a.start(t)
-	eventually(t, "agent synced", func() bool { return a.Status().Synced })
+	testwait.Eventually(t, "agent synced", func() bool { return a.Status().Synced })
 	before, changesBefore := upserts(b), len(a.dp.Changes())
 
 	setSlice(b, 7, 4, 1)
-	eventually(t, "change applied", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
+	testwait.Eventually(t, "change applied", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
 	if got := upserts(b) - before; got != 1 {
 		t.Errorf("sent %d resources for one changed endpoint set, want 1", got)
 	}
@@ -80,11 +81,11 @@ func TestRejectedResourceKeepsLastGoodStateAndIsNotResent(t *testing.T) {
 		return nil
 	}
 	a.start(t)
-	eventually(t, "agent synced", func() bool { return a.Status().Synced })
+	testwait.Eventually(t, "agent synced", func() bool { return a.Status().Synced })
 	good := a.Held()["default/svc-3:http/v4/cluster"]
 
 	setSlice(b, 3, 2, 1)
-	eventually(t, "rejection reported", func() bool { return b.Hub.Sessions()["node-1"].Rejected == 1 })
+	testwait.Eventually(t, "rejection reported", func() bool { return b.Hub.Sessions()["node-1"].Rejected == 1 })
 	if got := a.Held()["default/svc-3:http/v4/cluster"]; got != good {
 		t.Errorf("agent holds %s after a rejection, want its last good %s", got, good)
 	}
@@ -107,7 +108,7 @@ func TestRejectedResourceKeepsLastGoodStateAndIsNotResent(t *testing.T) {
 			d.Shared = append(d.Shared, "default/svc-3:http/v4/cluster")
 			return d
 		})
-		eventually(t, "svc-4 applied", func() bool {
+		testwait.Eventually(t, "svc-4 applied", func() bool {
 			return a.Held()["default/svc-4:http/v4/cluster"] == desired(b, "node-1")["default/svc-4:http/v4/cluster"]
 		})
 		if got := upserts(b) - sent; got != rounds {
@@ -120,7 +121,7 @@ func TestRejectedResourceKeepsLastGoodStateAndIsNotResent(t *testing.T) {
 
 	// A new version is sent, and applied.
 	setSlice(b, 3, 2, 2)
-	eventually(t, "svc-3 v2 applied", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
+	testwait.Eventually(t, "svc-3 v2 applied", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
 	if st := b.Hub.Sessions()["node-1"]; st.Rejected != 0 {
 		t.Errorf("still %d rejected after the fix", st.Rejected)
 	}
@@ -130,7 +131,7 @@ func TestReconnectResumesWithOnlyTheDifference(t *testing.T) {
 	b, addr := startBrain(t, 500, 4, stream.Options{})
 	a := newAgent("node-1", addr)
 	a.start(t)
-	eventually(t, "agent synced", func() bool { return a.Status().Synced })
+	testwait.Eventually(t, "agent synced", func() bool { return a.Status().Synced })
 	a.halt()
 
 	// While the agent is away: one service changes, one goes away.
@@ -140,7 +141,7 @@ func TestReconnectResumesWithOnlyTheDifference(t *testing.T) {
 	})
 	sentUp, sentRm, changes := upserts(b), removals(b), len(a.dp.Changes())
 	a.start(t)
-	eventually(t, "agent resynced", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
+	testwait.Eventually(t, "agent resynced", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
 	if got := upserts(b) - sentUp; got != 1 {
 		t.Errorf("resume sent %d resources, want 1 (the changed one)", got)
 	}
@@ -171,14 +172,14 @@ func TestAgentMovesBetweenReplicasWithoutAFullResend(t *testing.T) {
 	bA, bB, addrA, addrB := replicasFor(t, "node-1", 300, 4, stream.Options{})
 	a := newAgent("node-1", addrB, addrA) // the list's order is not the agent's
 	a.start(t)
-	eventually(t, "synced from A", func() bool { return a.Status().Synced && a.Status().Brain == addrA })
+	testwait.Eventually(t, "synced from A", func() bool { return a.Status().Synced && a.Status().Brain == addrA })
 
 	setSlice(bA, 5, 4, 1) // the same change reaches both replicas
 	setSlice(bB, 5, 4, 1)
-	eventually(t, "change applied", func() bool { return sameVersions(a.Held(), desired(bA, "node-1")) })
+	testwait.Eventually(t, "change applied", func() bool { return sameVersions(a.Held(), desired(bA, "node-1")) })
 	bA.Stop()
-	eventually(t, "moved to B", func() bool { return a.Status().Brain == addrB })
-	eventually(t, "in sync with B", func() bool { return sameVersions(a.Held(), desired(bB, "node-1")) })
+	testwait.Eventually(t, "moved to B", func() bool { return a.Status().Brain == addrB })
+	testwait.Eventually(t, "in sync with B", func() bool { return sameVersions(a.Held(), desired(bB, "node-1")) })
 	if got := upserts(bB); got != 0 {
 		t.Errorf("replica B sent %d resources to an agent that held everything, want 0", got)
 	}
@@ -193,14 +194,14 @@ func TestAgentNeverMovesBackToAReplicaThatIsBehind(t *testing.T) {
 	meter := &wireMeter{} // counts the agent's attempts at B
 	a.dialOptions(meter.dialOption())
 	a.start(t)
-	eventually(t, "synced from A at revision 100", func() bool { return a.Status().Revision == 100 })
+	testwait.Eventually(t, "synced from A at revision 100", func() bool { return a.Status().Revision == 100 })
 	bA.Stop()
 	// B has read revision 1 only: however many times the agent tries it, it takes nothing from it.
 	holdsThroughout(t, "the agent takes no state from a replica that is behind", retryWindow(optsB, a),
 		func() bool { return meter.dialsTo(addrB) >= 3 },
 		func() bool { return snapshots(bB) == 0 && a.Status().Brain != addrB })
 	bB.Hub.Apply(time.Time{}, 100, func(*compute.Engine) compute.Delta { return compute.Delta{} })
-	eventually(t, "moved to B once it caught up", func() bool { return a.Status().Brain == addrB })
+	testwait.Eventually(t, "moved to B once it caught up", func() bool { return a.Status().Brain == addrB })
 }
 
 // silentAgent says hello and then never acknowledges anything.
@@ -227,14 +228,14 @@ func TestSlowAgentDoesNotDelayOthersAndItsMemoryIsBounded(t *testing.T) {
 	silentAgent(t, addr, "slow")
 	a := newAgent("node-1", addr)
 	a.start(t)
-	eventually(t, "fast agent synced", func() bool { return a.Status().Synced })
-	eventually(t, "slow agent connected", func() bool { _, ok := b.Hub.Sessions()["slow"]; return ok })
+	testwait.Eventually(t, "fast agent synced", func() bool { return a.Status().Synced })
+	testwait.Eventually(t, "slow agent connected", func() bool { _, ok := b.Hub.Sessions()["slow"]; return ok })
 
 	for round := 1; round <= 50; round++ {
 		for i := range 20 {
 			setSlice(b, i, 3, round)
 		}
-		eventually(t, "fast agent applied the round", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
+		testwait.Eventually(t, "fast agent applied the round", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
 	}
 	// 1,000 changes to 20 endpoint sets: the slow agent's backlog is bounded by names, not events:
 	// its unacknowledged snapshot (200 names) and the 20 names changed since.
@@ -247,12 +248,12 @@ func TestBurstArrivesAsFewUpdates(t *testing.T) {
 	b, addr := startBrain(t, 1000, 2, stream.Options{Quiet: 20 * time.Millisecond, MaxDelay: 500 * time.Millisecond})
 	a := newAgent("node-1", addr)
 	a.start(t)
-	eventually(t, "agent synced", func() bool { return a.Status().Synced })
+	testwait.Eventually(t, "agent synced", func() bool { return a.Status().Synced })
 	before := updates(b)
 	for i := range 1000 {
 		setSlice(b, i, 2, 1)
 	}
-	eventually(t, "burst applied", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
+	testwait.Eventually(t, "burst applied", func() bool { return sameVersions(a.Held(), desired(b, "node-1")) })
 	if n := updates(b) - before; n > 5 {
 		t.Errorf("1000 changes arrived as %d updates, want a few", n)
 	} else {
@@ -263,8 +264,8 @@ func TestBurstArrivesAsFewUpdates(t *testing.T) {
 func TestStalledStreamIsCancelledByTheWatchdog(t *testing.T) {
 	b, addr := startBrain(t, 100, 5, stream.Options{StallTimeout: 300 * time.Millisecond})
 	silentAgent(t, addr, "stuck")
-	eventually(t, "stalled stream cancelled", func() bool { return testutil.ToFloat64(b.Hub.Metrics().Stalled) == 1 })
-	eventually(t, "session gone", func() bool { _, ok := b.Hub.Sessions()["stuck"]; return !ok })
+	testwait.Eventually(t, "stalled stream cancelled", func() bool { return testutil.ToFloat64(b.Hub.Metrics().Stalled) == 1 })
+	testwait.Eventually(t, "session gone", func() bool { _, ok := b.Hub.Sessions()["stuck"]; return !ok })
 }
 
 func TestHealthIsNotServingUntilSynced(t *testing.T) {
@@ -301,7 +302,7 @@ func TestInspectExplainsAndListsNodes(t *testing.T) {
 	b, addr := startBrain(t, 5, 3, stream.Options{})
 	a := newAgent("node-1", addr)
 	a.start(t)
-	eventually(t, "agent synced", func() bool { return a.Status().Synced })
+	testwait.Eventually(t, "agent synced", func() bool { return a.Status().Synced })
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -30,18 +30,6 @@ var quiet = slog.New(slog.DiscardHandler)
 // hangs; it is not a performance assertion.
 const hangGuard = 20 * time.Second
 
-// eventually polls cond until it holds or hangGuard passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(hangGuard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // serve runs the AgentService of a synced hub with opts on loopback, behind the guard of an
 // insecure brain (every caller may open any node's stream). fill, when set, fills the engine.
 func serve(t *testing.T, opts stream.Options, fill func(*compute.Engine) compute.Delta) (*stream.Hub, string) {

@@ -13,6 +13,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/controlplane/model"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -77,7 +78,7 @@ func TestSlowHealthStoreDoesNotHoldUpTheStream(t *testing.T) {
 	s.ack(t, s.update(t).Generation)
 
 	s.report(t, result("10.1.0.1", false))
-	eventually(t, "the store busy with the first report", func() bool { return len(store.delivered()) == 1 })
+	testwait.Eventually(t, "the store busy with the first report", func() bool { return len(store.delivered()) == 1 })
 	s.report(t, result("10.1.0.1", true), result("10.1.0.2", false))
 	s.report(t, result("10.1.0.1", false))
 	s.report(t, result("10.1.0.1", true))
@@ -87,14 +88,14 @@ func TestSlowHealthStoreDoesNotHoldUpTheStream(t *testing.T) {
 		hub.Apply(time.Time{}, 0, func(e *compute.Engine) compute.Delta { return e.SetService(testService(i)) })
 		u := s.update(t)
 		s.ack(t, u.Generation)
-		eventually(t, "the acknowledgement taken while the store is stuck", func() bool { return acked() == u.Generation })
+		testwait.Eventually(t, "the acknowledgement taken while the store is stuck", func() bool { return acked() == u.Generation })
 	}
 	if n := len(store.delivered()); n != 1 {
 		t.Fatalf("the store got %d calls while stuck in the first, want 1", n)
 	}
 
 	store.released <- struct{}{}
-	eventually(t, "the waiting reports handed over", func() bool { return len(store.delivered()) == 2 })
+	testwait.Eventually(t, "the waiting reports handed over", func() bool { return len(store.delivered()) == 2 })
 	want := []*v1.EndpointHealth{result("10.1.0.1", true), result("10.1.0.2", false)}
 	if got := store.delivered()[1]; !slices.EqualFunc(got, want, sameResult) {
 		t.Errorf("handed over %v once the store was back, want the newest of each endpoint: %v", got, want)

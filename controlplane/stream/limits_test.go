@@ -10,6 +10,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 )
 
 // TestStreamWithoutHelloIsCut: a peer that opens the stream and says nothing is cut once the
@@ -21,7 +22,7 @@ func TestStreamWithoutHelloIsCut(t *testing.T) {
 	if n := testutil.ToFloat64(hub.Metrics().HelloTimeouts); n != 1 {
 		t.Errorf("%v hello timeouts counted, want 1", n)
 	}
-	eventually(t, "the stream no longer counted", func() bool { return testutil.ToFloat64(hub.Metrics().Open) == 0 })
+	testwait.Eventually(t, "the stream no longer counted", func() bool { return testutil.ToFloat64(hub.Metrics().Open) == 0 })
 }
 
 // TestStreamsPerNodeAreCapped: a node may hold two streams (an agent that restarts overlaps its
@@ -41,7 +42,7 @@ func TestStreamsPerNodeAreCapped(t *testing.T) {
 	open(t, conn).hello(t, "n2").update(t)
 
 	first.end()
-	eventually(t, "n1 admitted again once one of its streams ended", func() bool {
+	testwait.Eventually(t, "n1 admitted again once one of its streams ended", func() bool {
 		_, err := open(t, conn).hello(t, "n1").recv(t)
 		return err == nil
 	})
@@ -56,7 +57,7 @@ func TestStreamsInTotalAreCapped(t *testing.T) {
 	silent := open(t, conn)
 	open(t, conn)
 	served := func() float64 { return testutil.ToFloat64(hub.Metrics().Open) }
-	eventually(t, "three streams served", func() bool { return served() == 3 })
+	testwait.Eventually(t, "three streams served", func() bool { return served() == 3 })
 
 	open(t, conn).hello(t, "n4").ended(t, codes.ResourceExhausted, "at most 3 in total")
 	if n := testutil.ToFloat64(hub.Metrics().Refused.WithLabelValues("total")); n != 1 {
@@ -64,7 +65,7 @@ func TestStreamsInTotalAreCapped(t *testing.T) {
 	}
 
 	silent.end()
-	eventually(t, "the silent stream no longer counted", func() bool { return served() == 2 })
+	testwait.Eventually(t, "the silent stream no longer counted", func() bool { return served() == 2 })
 	open(t, conn).hello(t, "n5").update(t)
 }
 
@@ -76,6 +77,6 @@ func TestSilentStreamsCountAgainstTheirNode(t *testing.T) {
 	conn := dial(t, addr)
 	open(t, conn)
 	open(t, conn)
-	eventually(t, "two silent streams served", func() bool { return testutil.ToFloat64(hub.Metrics().Open) == 2 })
+	testwait.Eventually(t, "two silent streams served", func() bool { return testutil.ToFloat64(hub.Metrics().Open) == 2 })
 	open(t, conn).ended(t, codes.ResourceExhausted, `node "n1" has 2 streams open, at most 2 per node`)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
 )
@@ -27,7 +28,7 @@ func TestUnacknowledgedSnapshotsDoNotStarveOthers(t *testing.T) {
 		streams = append(streams, open(t, conn).hello(t, fmt.Sprintf("stuck-%d", i)))
 	}
 	snapshots := func() float64 { return testutil.ToFloat64(hub.Metrics().Snapshots) }
-	eventually(t, "every slot taken by a stream that will not acknowledge", func() bool { return snapshots() >= slots })
+	testwait.Eventually(t, "every slot taken by a stream that will not acknowledge", func() bool { return snapshots() >= slots })
 
 	a := agentstream.New(agentstream.Config{
 		NodeName: "real", AgentVersion: "test", Brains: []string{addr}, Dataplane: dataplane.NewRecording(), Log: quiet,
@@ -37,12 +38,12 @@ func TestUnacknowledgedSnapshotsDoNotStarveOthers(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, "the real agent synced", func() bool { return a.Status().Synced })
+	testwait.Eventually(t, "the real agent synced", func() bool { return a.Status().Synced })
 
 	for _, s := range streams {
 		s.update(t) // every stuck stream got its snapshot, so each has held a slot
 	}
-	eventually(t, "every slot free again", func() bool { return hub.SnapshotSlotsInUse() == 0 })
+	testwait.Eventually(t, "every slot free again", func() bool { return hub.SnapshotSlotsInUse() == 0 })
 	if n := testutil.ToFloat64(hub.Metrics().SlotsExpired); n < stuck {
 		t.Errorf("%v slots let go at the hold bound, want at least %d (one per stuck stream)", n, stuck)
 	}

@@ -4,7 +4,6 @@ package proc
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 )
 
 // binDir holds the binaries built once per test process.
@@ -160,23 +161,15 @@ func Tail(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-// Eventually polls cond; the deadline guards against hangs, it is not a performance assertion.
+// Eventually polls cond (testwait.Eventually).
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	EventuallyWithin(t, 30*time.Second, what, cond)
+	testwait.Eventually(t, what, cond)
 }
 
 // EventuallyWithin is Eventually with its own deadline, for waits that a loaded machine
 // stretches most, such as a process starting.
 func EventuallyWithin(t testing.TB, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for: %s", what)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	testwait.Within(t, bound, what, cond)
 }

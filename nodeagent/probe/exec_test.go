@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -54,7 +55,7 @@ func TestExecNotAllowedNeverRuns(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &reports{}
 			logs := startProber(t, r, probe.Options{ExecAllow: tc.allow}, execCheck(tc.command...), "127.0.0.1", 8080)
-			eventually(t, "not ready", func() bool { return r.count() >= 1 })
+			testwait.Eventually(t, "not ready", func() bool { return r.count() >= 1 })
 			if got := r.list(); got[0].ready {
 				t.Fatalf("reports %v, want not ready", got)
 			}
@@ -80,7 +81,7 @@ func TestExecAllowedRunsWithMinimalEnvironment(t *testing.T) {
 	r := &reports{}
 	startProber(t, r, probe.Options{ExecAllow: []string{check}}, execCheck(check, "first arg"), "127.0.0.1", 8080)
 	var lines []string
-	eventually(t, "the check's output", func() bool {
+	testwait.Eventually(t, "the check's output", func() bool {
 		b, err := os.ReadFile(out)
 		lines = strings.Split(strings.TrimSpace(string(b)), "\n")
 		return err == nil
@@ -129,7 +130,7 @@ echo "$$ $!" > "`+pids+`.tmp" && mv "`+pids+`.tmp" "`+pids+`"
 			r := &reports{}
 			startProber(t, r, probe.Options{ExecAllow: []string{check}}, hc, "127.0.0.1", 8080)
 			var started []int
-			eventually(t, "the check's pids", func() bool {
+			testwait.Eventually(t, "the check's pids", func() bool {
 				b, err := os.ReadFile(pids)
 				if err != nil {
 					return false
@@ -142,10 +143,10 @@ echo "$$ $!" > "`+pids+`.tmp" && mv "`+pids+`.tmp" "`+pids+`"
 				return len(started) == 2
 			})
 			if tc.wantReport {
-				eventually(t, "not ready", func() bool { return r.count() >= 1 })
+				testwait.Eventually(t, "not ready", func() bool { return r.count() >= 1 })
 			}
 			for _, pid := range started {
-				eventually(t, "pid "+strconv.Itoa(pid)+" gone", func() bool { return !running(pid) })
+				testwait.Eventually(t, "pid "+strconv.Itoa(pid)+" gone", func() bool { return !running(pid) })
 			}
 			if got := r.count() > 0; got != tc.wantReport {
 				t.Errorf("reports %v, want a not-ready report: %v", r.list(), tc.wantReport)
@@ -183,7 +184,7 @@ func TestExecRunsAsTheGivenUser(t *testing.T) {
 	startProber(t, &reports{}, probe.Options{ExecAllow: []string{check},
 		ExecCredential: &syscall.Credential{Uid: 65534, Gid: 65534}}, execCheck(check), "127.0.0.1", 8080)
 	var got string
-	eventually(t, "the check's id", func() bool {
+	testwait.Eventually(t, "the check's id", func() bool {
 		b, err := os.ReadFile(out)
 		got = strings.TrimSpace(string(b))
 		return err == nil && got != ""

@@ -82,18 +82,6 @@ func startProber(t *testing.T, r *reports, opts probe.Options, hc *v1.HealthChec
 	return logs
 }
 
-// eventually waits until cond holds; the bound is generous because only counts are asserted.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // hostPort splits a listener's address into what a probe target holds.
 func hostPort(t *testing.T, addr net.Addr) (string, int) {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -65,7 +66,7 @@ func TestHTTPGetPathNeverNamesAnotherHost(t *testing.T) {
 			r := &reports{}
 			addr, port := hostPort(t, endpoint.Listener.Addr())
 			logs := startProber(t, r, probe.Options{}, httpCheck(path), addr, port)
-			eventually(t, "not ready", func() bool { return r.count() >= 1 })
+			testwait.Eventually(t, "not ready", func() bool { return r.count() >= 1 })
 			if got := r.list(); got[0].ready {
 				t.Fatalf("reports %v, want not ready", got)
 			}
@@ -93,7 +94,7 @@ func TestHTTPGetSendsPathAndQueryToTheEndpoint(t *testing.T) {
 	r := &reports{}
 	addr, port := hostPort(t, endpoint.Listener.Addr())
 	startProber(t, r, probe.Options{}, httpCheck("/ready/a%2Fb?verbose=1&x=%20"), addr, port)
-	eventually(t, "three probes", func() bool { return len(endpoint.requests()) >= 3 })
+	testwait.Eventually(t, "three probes", func() bool { return len(endpoint.requests()) >= 3 })
 	want := endpoint.Listener.Addr().String() + " /ready/a%2Fb?verbose=1&x=%20"
 	for _, got := range endpoint.requests() {
 		if got != want {
@@ -115,7 +116,7 @@ func TestHTTPGetRefusesAHostName(t *testing.T) {
 	_, port := hostPort(t, endpoint.Listener.Addr())
 	r := &reports{}
 	logs := startProber(t, r, probe.Options{}, httpCheck("/healthz"), "localhost", port)
-	eventually(t, "not ready", func() bool { return r.count() >= 1 })
+	testwait.Eventually(t, "not ready", func() bool { return r.count() >= 1 })
 	if got := endpoint.requests(); len(got) != 0 {
 		t.Errorf("endpoint received %q, want nothing", got)
 	}

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -40,13 +41,13 @@ func TestTCPSocketPassesWhileListeningAndFailsWhenClosed(t *testing.T) {
 		PeriodSeconds: 1, FailureThreshold: 2,
 	}, addr, port)
 
-	eventually(t, "five accepted probes", func() bool { return accepted.Load() >= 5 })
+	testwait.Eventually(t, "five accepted probes", func() bool { return accepted.Load() >= 5 })
 	if got := r.list(); len(got) != 0 {
 		t.Fatalf("a listening endpoint reported %v, want no transition", got)
 	}
 
 	l.Close()
-	eventually(t, "not ready", func() bool { return r.count() >= 1 })
+	testwait.Eventually(t, "not ready", func() bool { return r.count() >= 1 })
 	if got := r.list(); got[0].ready {
 		t.Fatalf("after closing the listener: %v, want not ready", got)
 	}
@@ -57,7 +58,7 @@ func TestTCPSocketPassesWhileListeningAndFailsWhenClosed(t *testing.T) {
 	}
 	defer l.Close()
 	acceptAll(l)
-	eventually(t, "ready again", func() bool { return r.count() >= 2 })
+	testwait.Eventually(t, "ready again", func() bool { return r.count() >= 2 })
 	if got := r.list(); len(got) != 2 || !got[1].ready {
 		t.Fatalf("after listening again: %v, want not ready then ready", got)
 	}

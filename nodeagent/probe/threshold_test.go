@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -59,10 +60,10 @@ func TestThresholdsCountConsecutiveProbes(t *testing.T) {
 				Action:        &v1.HealthCheck_HttpGet{HttpGet: &v1.HTTPGetAction{Path: "/healthz"}},
 				PeriodSeconds: 1, FailureThreshold: tc.failure, SuccessThreshold: tc.success,
 			}, addr, port)
-			eventually(t, "two transitions", func() bool { return r.count() >= 2 })
+			testwait.Eventually(t, "two transitions", func() bool { return r.count() >= 2 })
 			// A few more periods of passes must not report again.
 			after := srv.requests()
-			eventually(t, "more probes", func() bool { return srv.requests() >= after+3 })
+			testwait.Eventually(t, "more probes", func() bool { return srv.requests() >= after+3 })
 			got := r.list()
 			want := []report{{ready: false, at: tc.notReadyAt}, {ready: true, at: tc.readyAt}}
 			if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
@@ -89,12 +90,12 @@ func TestChangedCheckGoesOnFromTheLastResult(t *testing.T) {
 			Check: &v1.HealthCheck{Action: &v1.HealthCheck_HttpGet{HttpGet: &v1.HTTPGetAction{Path: path}}, PeriodSeconds: 1, FailureThreshold: 1}}})
 	}
 	set("/healthz")
-	eventually(t, "not ready", func() bool { return r.count() == 1 })
+	testwait.Eventually(t, "not ready", func() bool { return r.count() == 1 })
 	srv.mu.Lock()
 	srv.codes = []int{http.StatusOK}
 	srv.mu.Unlock()
 	set("/ready")
-	eventually(t, "ready after the check changed", func() bool { return r.count() == 2 })
+	testwait.Eventually(t, "ready after the check changed", func() bool { return r.count() == 2 })
 	if got := r.list(); got[0].ready || !got[1].ready {
 		t.Errorf("transitions %v, want not ready then ready", got)
 	}

@@ -144,16 +144,6 @@ func window() time.Duration {
 // hangGuard bounds every wait: far above what any test needs; not a performance assertion.
 const hangGuard = 20 * time.Second
 
-// eventually polls cond until it holds or hangGuard passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for start := time.Now(); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Since(start) > hangGuard {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-	}
-}
-
 // holdsThroughout checks that holds is true at every poll for at least window() and until
 // attempted says that what could break it has been tried: checked once, soon after the event, a
 // negative assertion passes whether or not the event could have happened yet.

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	"github.com/ganglion-proxy/ganglion/nodeagent/stream"
 )
 
@@ -31,7 +32,7 @@ func TestLosingABrainMovesOnlyItsAgents(t *testing.T) {
 		})
 	}
 	for i, a := range agents {
-		eventually(t, fmt.Sprintf("node-%d synced on its first choice", i), func() bool {
+		testwait.Eventually(t, fmt.Sprintf("node-%d synced on its first choice", i), func() bool {
 			st := a.Status()
 			return st.Synced && st.Brain == orders[i][0]
 		})
@@ -82,7 +83,7 @@ func TestAgentLeavesABrainThatNeverSyncsAndReturnsOnceItServes(t *testing.T) {
 	a := startAgent(t, node, addrs(ls), func(c *stream.Config) {
 		c.DialOptions = append(c.DialOptions, grpc.WithChainUnaryInterceptor(countHealthChecks(&checks)))
 	})
-	eventually(t, "synced on the second brain", func() bool {
+	testwait.Eventually(t, "synced on the second brain", func() bool {
 		st := a.Status()
 		return st.Synced && st.Brain == second.addr && second.holds(a, node)
 	})
@@ -93,7 +94,7 @@ func TestAgentLeavesABrainThatNeverSyncsAndReturnsOnceItServes(t *testing.T) {
 		func() bool { return a.Status().Brain == second.addr && first.snapshots() == 0 })
 
 	first.MarkSynced()
-	eventually(t, "back on the first once it serves", func() bool {
+	testwait.Eventually(t, "back on the first once it serves", func() bool {
 		return a.Status().Brain == first.addr && first.holds(a, node)
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/controlplane/model"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
+	"github.com/ganglion-proxy/ganglion/internal/testwait"
 )
 
 func service(name string, labels map[string]string, rv string) *corev1.Service {
@@ -66,15 +67,6 @@ func hasService(hub *stream.Hub, name string) bool {
 	var ok bool
 	hub.View(func(e *compute.Engine) { ok = e.Service(model.ServiceKey{Namespace: "default", Name: name}) != nil })
 	return ok
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-	}
 }
 
 func TestSyncedHoldsEveryListedObject(t *testing.T) {
@@ -130,11 +122,11 @@ func TestChangesAfterSyncReachTheModel(t *testing.T) {
 	if _, err := client.CoreV1().Services("default").Create(ctx, service("late", nil, ""), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "created service in the model", func() bool { return hasService(hub, "late") })
+	testwait.Eventually(t, "created service in the model", func() bool { return hasService(hub, "late") })
 	if err := client.CoreV1().Services("default").Delete(ctx, "late", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "deleted service gone from the model", func() bool { return !hasService(hub, "late") })
+	testwait.Eventually(t, "deleted service gone from the model", func() bool { return !hasService(hub, "late") })
 }
 
 func TestSelector(t *testing.T) {
