@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/ganglion-proxy/ganglion/internal/pki"
 )
@@ -72,9 +73,27 @@ func (g *Guard) ServerOptions() []grpc.ServerOption {
 	}
 	return []grpc.ServerOption{
 		grpc.Creds(creds),
+		grpc.InTapHandle(g.tap),
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 	}
+}
+
+// tap refuses, before its message is read, a call that a peer with neither a verified
+// certificate nor a token may not make: gRPC reads and decodes a request (up to the maximum
+// message size) before interceptors run, so without this anyone could make the brain read and
+// hold 64 MiB per call. It runs on the connection's reader, so it checks only what is at hand;
+// the interceptors still decide every call in full.
+func (g *Guard) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if g.cfg.Insecure || allowed(Anonymous, info.FullMethodName) || len(info.Header.Get("authorization")) > 0 {
+		return ctx, nil
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
+			return ctx, nil
+		}
+	}
+	return ctx, g.refuse(ctx, info.FullMethodName, "unauthenticated", codes.Unauthenticated, "authentication required")
 }
 
 func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
+	"github.com/ganglion-proxy/ganglion/internal/grpcopts"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -219,5 +221,24 @@ func TestTokensIdentifyNodesOnlyOverTLS(t *testing.T) {
 func TestInsecureNeedsSaying(t *testing.T) {
 	if _, err := brain.New(brain.Options{Log: quiet}); err == nil {
 		t.Error("a brain without TLS and without Insecure was built")
+	}
+}
+
+// TestAnonymousMessagesAreNotRead checks that a call an anonymous peer may not make is refused
+// before its message is read: a request over the brain's maximum message size is answered
+// Unauthenticated, not ResourceExhausted (which would mean the brain read it first).
+func TestAnonymousMessagesAreNotRead(t *testing.T) {
+	w := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	big := &v1.ApplyRequest{Documents: []*v1.Document{{Content: strings.Repeat("x", grpcopts.MaxMessage+1)}}}
+	_, err := v1.NewAdminServiceClient(w.conn(t, "", "")).Apply(ctx, big, grpc.MaxCallSendMsgSize(grpcopts.MaxMessage+1<<10))
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("anonymous oversized Apply: %v, want Unauthenticated before reading", err)
+	}
+	// An authenticated caller's oversized message is read and refused for its size.
+	_, err = v1.NewAdminServiceClient(w.conn(t, pki.RoleAdmin, "a")).Apply(ctx, big, grpc.MaxCallSendMsgSize(grpcopts.MaxMessage+1<<10))
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("admin oversized Apply: %v, want ResourceExhausted", err)
 	}
 }
