@@ -29,6 +29,10 @@ func runServe(args []string) error {
 	healthAddr := fs.String("health-listen", ":7072", "plaintext HTTP address of /healthz and /readyz for probes that cannot speak TLS; empty disables it")
 	var sec securityFlags
 	sec.register(fs)
+	var streamOpts stream.Options
+	fs.DurationVar(&streamOpts.HelloTimeout, "hello-timeout", 10*time.Second, "cut an agent stream whose first message has not come in this time")
+	fs.IntVar(&streamOpts.MaxStreams, "max-streams", 10000, "agent streams served at once, at most")
+	fs.IntVar(&streamOpts.MaxStreamsPerNode, "max-streams-per-node", 2, "agent streams of one node at once, at most (a restarting agent overlaps its old stream)")
 	sourceName := fs.String("source", "manifests", "the source of truth: "+sourceNames())
 	for _, def := range sources {
 		def.flags(fs)
@@ -63,7 +67,7 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log, Auth: secured.auth}
+	opts := brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log, Auth: secured.auth, Stream: streamOpts}
 	if h, ok := src.(interface{ Hooks() stream.Hooks }); ok {
 		opts.Stream.Hooks = h.Hooks()
 	}

@@ -44,6 +44,7 @@ type flags struct {
 	strictARP                            bool
 	healthzAddr, metricsAddr             string
 	staleAfter, reconcileEvery           time.Duration
+	firstUpdate, returnAfter             time.Duration
 	execAllow                            []string // absolute paths exec health checks may run
 	execCred                             *syscall.Credential
 	tls                                  tlsFlags
@@ -66,6 +67,8 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:10249", "address of /metrics; empty disables")
 	fs.DurationVar(&f.reconcileEvery, "reconcile-interval", 30*time.Second, "how often to repair kernel objects changed from outside")
 	fs.DurationVar(&f.staleAfter, "stale-after", 2*time.Minute, "report unhealthy after this long without a brain")
+	fs.DurationVar(&f.firstUpdate, "brain-first-update-timeout", 30*time.Second, "move to the next brain when one sends nothing this long after the stream opens")
+	fs.DurationVar(&f.returnAfter, "brain-return-after", time.Minute, "on a fallback brain, check about this often whether a preferred one serves again")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.tls.register(fs)
 	execAllow := fs.String("exec-allow", "", "comma-separated absolute paths of the commands exec health checks may run (default none: exec checks fail); never a shell or interpreter")
@@ -137,14 +140,16 @@ func run(args []string) error {
 		info.Addresses = append(info.Addresses, a.String())
 	}
 	agent = stream.New(stream.Config{
-		NodeName:     f.nodeName,
-		AgentVersion: version,
-		Brains:       strings.Split(f.brains, ","),
-		DialOptions:  dialOpts,
-		Dataplane:    dp,
-		Node:         info,
-		Prober:       prober,
-		Log:          log,
+		NodeName:           f.nodeName,
+		AgentVersion:       version,
+		Brains:             strings.Split(f.brains, ","),
+		DialOptions:        dialOpts,
+		FirstUpdateTimeout: f.firstUpdate,
+		ReturnAfter:        f.returnAfter,
+		Dataplane:          dp,
+		Node:               info,
+		Prober:             prober,
+		Log:                log,
 		OnApply: func(c dataplane.Change, took time.Duration, failed map[string]error) {
 			metrics.Observe(c, took, failed)
 			hc.Update(c, failed)
