@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -100,7 +101,8 @@ func EnsureCA(dir string, validity time.Duration) (ca *CA, created bool, err err
 	return ca, true, writeAtomic(certFile, ca.CertPEM, 0o644)
 }
 
-// SplitSANs sorts names into host names and addresses, dropping repeats.
+// SplitSANs sorts names into host names and addresses, trimming spaces and dropping empty
+// entries and repeats, so a comma-separated flag can be split and handed over as it is.
 func SplitSANs(sans []string) ([]string, []net.IP) { return splitSANs(sans) }
 
 // LocalSANs are the names a brain is reached by on this host: localhost, the host name, and
@@ -123,6 +125,7 @@ func splitSANs(sans []string) ([]string, []net.IP) {
 	var dnsNames []string
 	var ips []net.IP
 	for _, s := range sans {
+		s = strings.TrimSpace(s)
 		if ip := net.ParseIP(s); ip != nil {
 			if !slices.ContainsFunc(ips, ip.Equal) {
 				ips = append(ips, ip)

@@ -306,3 +306,10 @@ func TestCredentialsCheckTheDialedAddress(t *testing.T) {
 		t.Error("a handshake with no server name to check passed")
 	}
 }
+
+func TestSplitSANsTrimsAndDropsEmpties(t *testing.T) {
+	dns, ips := SplitSANs(strings.Split(" brain.example, 10.0.0.1,,brain.example ,", ","))
+	if len(dns) != 1 || dns[0] != "brain.example" || len(ips) != 1 || !ips[0].Equal(net.ParseIP("10.0.0.1")) {
+		t.Errorf("SplitSANs = %v %v", dns, ips)
+	}
+}

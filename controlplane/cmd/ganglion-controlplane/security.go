@@ -61,7 +61,7 @@ func (s *securityFlags) secure(listen string, log *slog.Logger) (*security, erro
 	case certFile != "" && (keyFile == "" || caFile == ""):
 		return nil, errors.New("--tls-cert: needs --tls-key and --client-ca")
 	case certFile == "":
-		b, err := pki.Bootstrap(s.pkiDir, append(pki.LocalSANs(), splitComma(s.sans)...))
+		b, err := pki.Bootstrap(s.pkiDir, append(pki.LocalSANs(), strings.Split(s.sans, ",")...))
 		if err != nil {
 			return nil, fmt.Errorf("--pki-dir: %w", err)
 		}
@@ -93,14 +93,4 @@ func loopbackOnly(addr string) (string, error) {
 		return addr, nil
 	}
 	return net.JoinHostPort("127.0.0.1", port), nil
-}
-
-func splitComma(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
