@@ -104,6 +104,24 @@ func (c *canon) probeSet(p *v1.ProbeSet) {
 	}
 }
 
+func (c *canon) dnsRecords(d *v1.DNSRecords) {
+	c.str("dns/1")
+	c.str(d.Namespace)
+	c.str(d.Name)
+	c.uint(uint64(len(d.Endpoints)))
+	for _, e := range d.Endpoints {
+		c.str(e.Address)
+		c.str(e.Hostname)
+	}
+	c.uint(uint64(len(d.Ports)))
+	for _, p := range d.Ports {
+		c.str(p.Name)
+		c.uint(uint64(p.Protocol))
+		c.uint(uint64(p.Port))
+	}
+	c.str(d.ExternalName)
+}
+
 // version hashes the encoding: 64 bits of SHA-256, hex, so collisions need ~2^32 live versions.
 func (c *canon) version() string {
 	sum := sha256.Sum256(c.b)

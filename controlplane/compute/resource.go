@@ -27,6 +27,8 @@ func newResource(name string, msg *v1.Resource) *Resource {
 		c.endpointSet(content.Endpoints)
 	case *v1.Resource_Probes:
 		c.probeSet(content.Probes)
+	case *v1.Resource_Dns:
+		c.dnsRecords(content.Dns)
 	}
 	msg.Version = c.version()
 	wire, err := proto.Marshal(msg)

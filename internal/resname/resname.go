@@ -12,7 +12,36 @@ const (
 	KindLocal   = "local"
 	// KindProbes is a per-node ProbeSet; its base is <ns>/<name>, not a port.
 	KindProbes = "probes"
+	// KindDNS is a DNSRecords shared by every node; its base is <ns>/<name>, not a port. Only
+	// agents announcing CapabilityDNS receive it.
+	KindDNS = "dns"
 )
+
+// CapabilityDNS is the Hello capability of an agent that serves DNS and wants KindDNS resources.
+const CapabilityDNS = "dns"
+
+// DNS names a service's DNS records: <ns>/<name>/dns.
+func DNS(namespace, name string) string { return Join(namespace+"/"+name, KindDNS) }
+
+// ParseDNS splits a DNS records name into its service's namespace and name; ok is false for any
+// other name.
+func ParseDNS(resource string) (namespace, name string, ok bool) {
+	base, kind := Split(resource)
+	if kind != KindDNS {
+		return "", "", false
+	}
+	namespace, name, ok = strings.Cut(base, "/")
+	if !ok || namespace == "" || name == "" || strings.ContainsRune(name, '/') {
+		return "", "", false
+	}
+	return namespace, name, true
+}
+
+// IsDNS reports whether a resource name is a DNS records name.
+func IsDNS(resource string) bool {
+	_, _, ok := ParseDNS(resource)
+	return ok
+}
 
 // Join joins a service port's base name and a kind.
 func Join(base, kind string) string { return base + "/" + kind }

@@ -141,7 +141,10 @@ type Hello struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	NodeName     string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	AgentVersion string                 `protobuf:"bytes,2,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
-	Capabilities []string               `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// Capabilities name optional resource kinds the agent understands. "dns" (resname.CapabilityDNS):
+	// the agent serves DNS and wants the <ns>/<name>/dns resources (DNSRecords); an agent that does
+	// not list it is never sent one, and its held digests are compared without them.
+	Capabilities []string `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// HeldDigests summarizes the held resources in buckets: a resource falls in the bucket its name
 	// hashes to, and a bucket's digest is the sum of the hashes of its names and versions (see
 	// internal/digest). Empty means the agent holds nothing. The brain compares them with its own and

@@ -302,6 +302,7 @@ type Resource struct {
 	//	*Resource_Service
 	//	*Resource_Endpoints
 	//	*Resource_Probes
+	//	*Resource_Dns
 	Content       isResource_Content `protobuf_oneof:"content"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -385,6 +386,15 @@ func (x *Resource) GetProbes() *ProbeSet {
 	return nil
 }
 
+func (x *Resource) GetDns() *DNSRecords {
+	if x != nil {
+		if x, ok := x.Content.(*Resource_Dns); ok {
+			return x.Dns
+		}
+	}
+	return nil
+}
+
 type isResource_Content interface {
 	isResource_Content()
 }
@@ -401,11 +411,17 @@ type Resource_Probes struct {
 	Probes *ProbeSet `protobuf:"bytes,5,opt,name=probes,proto3,oneof"`
 }
 
+type Resource_Dns struct {
+	Dns *DNSRecords `protobuf:"bytes,6,opt,name=dns,proto3,oneof"`
+}
+
 func (*Resource_Service) isResource_Content() {}
 
 func (*Resource_Endpoints) isResource_Content() {}
 
 func (*Resource_Probes) isResource_Content() {}
+
+func (*Resource_Dns) isResource_Content() {}
 
 // Frontend is one address and port where the service accepts traffic.
 type Frontend struct {
@@ -1262,17 +1278,217 @@ func (x *ExecAction) GetCommand() []string {
 	return nil
 }
 
+// DNSRecords is what a service that the dataplane does not proxy answers by name: a headless
+// service (clusterIP None) answers with its endpoints' addresses, an ExternalName service with a
+// CNAME. Exactly one of endpoints and external_name is meaningful.
+type DNSRecords struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Endpoints are sorted by address: the ready ones, plus the not-ready ones when the service
+	// publishes not-ready addresses. An address appears once, whatever the number of ports.
+	Endpoints []*DNSEndpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// Ports are the service's ports sorted by name (for SRV answers).
+	Ports []*DNSPort `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty"`
+	// ExternalName is set for an ExternalName service: answer with a CNAME to it.
+	ExternalName  string `protobuf:"bytes,5,opt,name=external_name,json=externalName,proto3" json:"external_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DNSRecords) Reset() {
+	*x = DNSRecords{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DNSRecords) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DNSRecords) ProtoMessage() {}
+
+func (x *DNSRecords) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DNSRecords.ProtoReflect.Descriptor instead.
+func (*DNSRecords) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DNSRecords) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DNSRecords) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DNSRecords) GetEndpoints() []*DNSEndpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *DNSRecords) GetPorts() []*DNSPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *DNSRecords) GetExternalName() string {
+	if x != nil {
+		return x.ExternalName
+	}
+	return ""
+}
+
+// DNSEndpoint is one address a headless service answers with.
+type DNSEndpoint struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// Hostname is the endpoint's hostname (EndpointSlice hostname, a pod's spec.hostname with a
+	// subdomain): <hostname>.<service>.<ns>.svc.<domain> answers with this address. Empty when none.
+	Hostname      string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DNSEndpoint) Reset() {
+	*x = DNSEndpoint{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DNSEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DNSEndpoint) ProtoMessage() {}
+
+func (x *DNSEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DNSEndpoint.ProtoReflect.Descriptor instead.
+func (*DNSEndpoint) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DNSEndpoint) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *DNSEndpoint) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+// DNSPort is one port of a headless service.
+type DNSPort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Protocol      Protocol               `protobuf:"varint,2,opt,name=protocol,proto3,enum=ganglion.v1.Protocol" json:"protocol,omitempty"`
+	Port          uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DNSPort) Reset() {
+	*x = DNSPort{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DNSPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DNSPort) ProtoMessage() {}
+
+func (x *DNSPort) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DNSPort.ProtoReflect.Descriptor instead.
+func (*DNSPort) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DNSPort) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DNSPort) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+func (x *DNSPort) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
 var File_ganglion_v1_state_proto protoreflect.FileDescriptor
 
 const file_ganglion_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x17ganglion/v1/state.proto\x12\vganglion.v1\"\xe4\x01\n" +
+	"\x17ganglion/v1/state.proto\x12\vganglion.v1\"\x91\x02\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x124\n" +
 	"\aservice\x18\x03 \x01(\v2\x18.ganglion.v1.ServicePortH\x00R\aservice\x128\n" +
 	"\tendpoints\x18\x04 \x01(\v2\x18.ganglion.v1.EndpointSetH\x00R\tendpoints\x12/\n" +
-	"\x06probes\x18\x05 \x01(\v2\x15.ganglion.v1.ProbeSetH\x00R\x06probesB\t\n" +
+	"\x06probes\x18\x05 \x01(\v2\x15.ganglion.v1.ProbeSetH\x00R\x06probes\x12+\n" +
+	"\x03dns\x18\x06 \x01(\v2\x17.ganglion.v1.DNSRecordsH\x00R\x03dnsB\t\n" +
 	"\acontent\"\x8c\x01\n" +
 	"\bFrontend\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.ganglion.v1.FrontendKindR\x04kind\x12\x18\n" +
@@ -1335,7 +1551,21 @@ const file_ganglion_v1_state_proto_rawDesc = "" +
 	"\x04port\x18\x01 \x01(\rR\x04port\"&\n" +
 	"\n" +
 	"ExecAction\x12\x18\n" +
-	"\acommand\x18\x01 \x03(\tR\acommand*M\n" +
+	"\acommand\x18\x01 \x03(\tR\acommand\"\xc7\x01\n" +
+	"\n" +
+	"DNSRecords\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x126\n" +
+	"\tendpoints\x18\x03 \x03(\v2\x18.ganglion.v1.DNSEndpointR\tendpoints\x12*\n" +
+	"\x05ports\x18\x04 \x03(\v2\x14.ganglion.v1.DNSPortR\x05ports\x12#\n" +
+	"\rexternal_name\x18\x05 \x01(\tR\fexternalName\"C\n" +
+	"\vDNSEndpoint\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\"d\n" +
+	"\aDNSPort\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
+	"\bprotocol\x18\x02 \x01(\x0e2\x15.ganglion.v1.ProtocolR\bprotocol\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port*M\n" +
 	"\bIPFamily\x12\x19\n" +
 	"\x15IP_FAMILY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eIP_FAMILY_IPV4\x10\x01\x12\x12\n" +
@@ -1374,7 +1604,7 @@ func file_ganglion_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_ganglion_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_ganglion_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ganglion_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_ganglion_v1_state_proto_goTypes = []any{
 	(IPFamily)(0),           // 0: ganglion.v1.IPFamily
 	(Protocol)(0),           // 1: ganglion.v1.Protocol
@@ -1394,31 +1624,38 @@ var file_ganglion_v1_state_proto_goTypes = []any{
 	(*HTTPGetAction)(nil),   // 15: ganglion.v1.HTTPGetAction
 	(*TCPSocketAction)(nil), // 16: ganglion.v1.TCPSocketAction
 	(*ExecAction)(nil),      // 17: ganglion.v1.ExecAction
+	(*DNSRecords)(nil),      // 18: ganglion.v1.DNSRecords
+	(*DNSEndpoint)(nil),     // 19: ganglion.v1.DNSEndpoint
+	(*DNSPort)(nil),         // 20: ganglion.v1.DNSPort
 }
 var file_ganglion_v1_state_proto_depIdxs = []int32{
 	9,  // 0: ganglion.v1.Resource.service:type_name -> ganglion.v1.ServicePort
 	11, // 1: ganglion.v1.Resource.endpoints:type_name -> ganglion.v1.EndpointSet
 	12, // 2: ganglion.v1.Resource.probes:type_name -> ganglion.v1.ProbeSet
-	2,  // 3: ganglion.v1.Frontend.kind:type_name -> ganglion.v1.FrontendKind
-	3,  // 4: ganglion.v1.TrafficPolicy.scope:type_name -> ganglion.v1.EndpointScope
-	0,  // 5: ganglion.v1.ServicePort.family:type_name -> ganglion.v1.IPFamily
-	1,  // 6: ganglion.v1.ServicePort.protocol:type_name -> ganglion.v1.Protocol
-	6,  // 7: ganglion.v1.ServicePort.frontends:type_name -> ganglion.v1.Frontend
-	7,  // 8: ganglion.v1.ServicePort.session_affinity:type_name -> ganglion.v1.SessionAffinity
-	8,  // 9: ganglion.v1.ServicePort.internal:type_name -> ganglion.v1.TrafficPolicy
-	8,  // 10: ganglion.v1.ServicePort.external:type_name -> ganglion.v1.TrafficPolicy
-	4,  // 11: ganglion.v1.EndpointSet.action:type_name -> ganglion.v1.TrafficAction
-	10, // 12: ganglion.v1.EndpointSet.backends:type_name -> ganglion.v1.Backend
-	14, // 13: ganglion.v1.ProbeSet.check:type_name -> ganglion.v1.HealthCheck
-	13, // 14: ganglion.v1.ProbeSet.targets:type_name -> ganglion.v1.ProbeTarget
-	15, // 15: ganglion.v1.HealthCheck.http_get:type_name -> ganglion.v1.HTTPGetAction
-	16, // 16: ganglion.v1.HealthCheck.tcp_socket:type_name -> ganglion.v1.TCPSocketAction
-	17, // 17: ganglion.v1.HealthCheck.exec:type_name -> ganglion.v1.ExecAction
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	18, // 3: ganglion.v1.Resource.dns:type_name -> ganglion.v1.DNSRecords
+	2,  // 4: ganglion.v1.Frontend.kind:type_name -> ganglion.v1.FrontendKind
+	3,  // 5: ganglion.v1.TrafficPolicy.scope:type_name -> ganglion.v1.EndpointScope
+	0,  // 6: ganglion.v1.ServicePort.family:type_name -> ganglion.v1.IPFamily
+	1,  // 7: ganglion.v1.ServicePort.protocol:type_name -> ganglion.v1.Protocol
+	6,  // 8: ganglion.v1.ServicePort.frontends:type_name -> ganglion.v1.Frontend
+	7,  // 9: ganglion.v1.ServicePort.session_affinity:type_name -> ganglion.v1.SessionAffinity
+	8,  // 10: ganglion.v1.ServicePort.internal:type_name -> ganglion.v1.TrafficPolicy
+	8,  // 11: ganglion.v1.ServicePort.external:type_name -> ganglion.v1.TrafficPolicy
+	4,  // 12: ganglion.v1.EndpointSet.action:type_name -> ganglion.v1.TrafficAction
+	10, // 13: ganglion.v1.EndpointSet.backends:type_name -> ganglion.v1.Backend
+	14, // 14: ganglion.v1.ProbeSet.check:type_name -> ganglion.v1.HealthCheck
+	13, // 15: ganglion.v1.ProbeSet.targets:type_name -> ganglion.v1.ProbeTarget
+	15, // 16: ganglion.v1.HealthCheck.http_get:type_name -> ganglion.v1.HTTPGetAction
+	16, // 17: ganglion.v1.HealthCheck.tcp_socket:type_name -> ganglion.v1.TCPSocketAction
+	17, // 18: ganglion.v1.HealthCheck.exec:type_name -> ganglion.v1.ExecAction
+	19, // 19: ganglion.v1.DNSRecords.endpoints:type_name -> ganglion.v1.DNSEndpoint
+	20, // 20: ganglion.v1.DNSRecords.ports:type_name -> ganglion.v1.DNSPort
+	1,  // 21: ganglion.v1.DNSPort.protocol:type_name -> ganglion.v1.Protocol
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_state_proto_init() }
@@ -1430,6 +1667,7 @@ func file_ganglion_v1_state_proto_init() {
 		(*Resource_Service)(nil),
 		(*Resource_Endpoints)(nil),
 		(*Resource_Probes)(nil),
+		(*Resource_Dns)(nil),
 	}
 	file_ganglion_v1_state_proto_msgTypes[9].OneofWrappers = []any{
 		(*HealthCheck_HttpGet)(nil),
@@ -1442,7 +1680,7 @@ func file_ganglion_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ganglion_v1_state_proto_rawDesc), len(file_ganglion_v1_state_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
