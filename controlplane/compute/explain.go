@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/ganglion-proxy/ganglion/controlplane/model"
 	"github.com/ganglion-proxy/ganglion/internal/resname"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -34,7 +36,9 @@ func (e *Engine) Explain(node string, key model.ServiceKey) ([]*v1.PortExplanati
 				continue
 			}
 			pv := e.portView(node, base, r)
-			pe := &v1.PortExplanation{Resource: base, Internal: pv.Set(pv.Service.Internal)}
+			// A copy: the engine shares its messages between nodes and replaces them on changes.
+			svcCopy := proto.Clone(pv.Service).(*v1.ServicePort)
+			pe := &v1.PortExplanation{Resource: base, Service: svcCopy, Internal: pv.Set(pv.Service.Internal)}
 			if pv.Service.External != nil {
 				pe.External = pv.Set(pv.Service.External)
 			}

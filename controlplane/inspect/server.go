@@ -61,21 +61,29 @@ func (s *Server) GetNodeState(_ context.Context, req *v1.GetNodeStateRequest) (*
 	if req.Node == "" {
 		return nil, status.Error(codes.InvalidArgument, "node: required")
 	}
-	_, connected := s.hub.Sessions()[req.Node]
 	resp := &v1.GetNodeStateResponse{}
-	known := connected
+	sessions := s.hub.Sessions()
+	var err error
 	s.hub.View(func(e *compute.Engine) {
-		known = known || slices.Contains(e.Nodes(), req.Node)
-		if known {
+		if err = known(e, sessions, req.Node); err == nil {
 			for _, r := range e.NodeState(req.Node) {
 				resp.Resources = append(resp.Resources, r.Msg)
 			}
 		}
 	})
-	if !known {
-		return nil, status.Errorf(codes.NotFound, "node %q: not known and not connected", req.Node)
+	if err != nil {
+		return nil, err
 	}
 	return resp, nil
+}
+
+// known refuses a node the brain neither computes state for nor holds a stream of: answering for
+// a typo as if it were a node with no zone would mislead.
+func known(e *compute.Engine, sessions map[string]stream.SessionStatus, node string) error {
+	if _, connected := sessions[node]; connected || slices.Contains(e.Nodes(), node) {
+		return nil
+	}
+	return status.Errorf(codes.NotFound, "node %q: not known and not connected", node)
 }
 
 // ExplainService explains one service on one node.
@@ -89,9 +97,16 @@ func (s *Server) ExplainService(_ context.Context, req *v1.ExplainServiceRequest
 	}
 	var ports []*v1.PortExplanation
 	var err error
+	sessions := s.hub.Sessions()
+	var unknown error
 	s.hub.View(func(e *compute.Engine) {
-		ports, err = e.Explain(req.Node, model.ServiceKey{Namespace: ns, Name: req.Name})
+		if unknown = known(e, sessions, req.Node); unknown == nil {
+			ports, err = e.Explain(req.Node, model.ServiceKey{Namespace: ns, Name: req.Name})
+		}
 	})
+	if unknown != nil {
+		return nil, unknown
+	}
 	if errors.Is(err, compute.ErrNotFound) {
 		return nil, status.Error(codes.NotFound, err.Error())
 	}

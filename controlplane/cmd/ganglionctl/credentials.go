@@ -2,12 +2,12 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -26,7 +26,7 @@ type credFlags struct {
 	serverName                string
 }
 
-func (c *credFlags) register(fs *flag.FlagSet) {
+func (c *credFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.insecure, "insecure", false, "plaintext, for a brain started with --insecure")
 	fs.StringVar(&c.pkiDir, "pki-dir", envOr("GANGLION_PKI_DIR", defaultPKIDir), "where to find admin.crt, admin.key and ca.crt when --cert is not given (env GANGLION_PKI_DIR)")
 	fs.StringVar(&c.certFile, "cert", os.Getenv("GANGLION_CERT"), "client certificate (env GANGLION_CERT)")

@@ -2,93 +2,197 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/baremetal"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
-// describe prints the stored service, then, node by node, what traffic it forwards where and why
-// each other endpoint is not used.
-func (c *client) describe(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("describe", flag.ContinueOnError)
-	ns := fs.String("n", "default", "namespace")
-	only := fs.String("node", "", "only this node")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+func (c *client) describeCmd() *cobra.Command {
+	var all bool
+	var node, output string
+	cmd := &cobra.Command{
+		Use:   "describe service [NAME...]",
+		Short: "The stored service and, node by node, its frontends and which endpoints each kind of traffic uses and why not the others",
+		Args:  cobra.MinimumNArgs(1),
 	}
-	if len(pos) != 2 || baremetal.NormalizeKind(pos[0]) != baremetal.KindService {
-		return errors.New("describe service NAME")
-	}
-	name := pos[1]
-	got, err := c.admin.Get(ctx, &v1.GetRequest{Selector: &v1.ObjectRef{Kind: baremetal.KindService, Namespace: *ns, Name: name}})
-	if err != nil {
-		return err
-	}
-	if len(got.Objects) == 0 {
-		return fmt.Errorf("service %s/%s: not found", *ns, name)
-	}
-	fmt.Fprint(c.out, got.Objects[0].Content)
-	nodes := []string{*only}
-	if *only == "" {
-		list, err := c.inspect.ListNodes(ctx, &v1.ListNodesRequest{})
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "every namespace instead of --namespace")
+	cmd.Flags().StringVar(&node, "node", "", "only this node")
+	outputFlag(cmd, &output)
+	cmd.RunE = c.withBrain(func(ctx context.Context, args []string) error {
+		if kind, err := kindArg(args[0]); err != nil || kind != baremetal.KindService {
+			return errors.New("describe: only services can be described: describe service NAME")
+		}
+		ns := c.namespace
+		if all {
+			ns = ""
+		}
+		docs, err := c.getObjects(ctx, baremetal.KindService, ns, args[1:])
 		if err != nil {
 			return err
 		}
-		nodes = nodes[:0]
-		for _, n := range list.Nodes {
-			nodes = append(nodes, n.Name)
+		var out []described
+		for _, d := range docs {
+			one, err := c.describeOne(ctx, d, node)
+			if err != nil {
+				return err
+			}
+			out = append(out, one)
 		}
+		return printDescribed(c.out, output, out)
+	})
+	return cmd
+}
+
+// described is one service as describe prints it; its JSON form is describe -o json's.
+type described struct {
+	Object json.RawMessage `json:"object"`
+	Nodes  []nodeView      `json:"nodes"`
+
+	doc *v1.Document
+}
+
+// nodeView is what one node does with the service.
+type nodeView struct {
+	Node  string            `json:"node"`
+	Zone  string            `json:"zone,omitempty"`
+	Ports []json.RawMessage `json:"ports"`
+
+	ports []*v1.PortExplanation
+}
+
+func (c *client) describeOne(ctx context.Context, d *v1.Document, only string) (described, error) {
+	obj, err := yaml.YAMLToJSON([]byte(d.Content))
+	if err != nil {
+		return described{}, fmt.Errorf("%s: %w", d.Source, err)
 	}
-	for _, n := range nodes {
-		ex, err := c.inspect.ExplainService(ctx, &v1.ExplainServiceRequest{Node: n, Namespace: *ns, Name: name})
-		if err != nil {
-			return err
+	k, _ := parseKey(d.Source)
+	out := described{Object: obj, Nodes: []nodeView{}, doc: d}
+	nodes, err := c.inspect.ListNodes(ctx, &v1.ListNodesRequest{})
+	if err != nil {
+		return described{}, err
+	}
+	found := false
+	for _, n := range nodes.Nodes {
+		if only != "" && n.Name != only {
+			continue
 		}
-		fmt.Fprintf(c.out, "\nnode %s:\n", n)
+		found = true
+		ex, err := c.inspect.ExplainService(ctx, &v1.ExplainServiceRequest{Node: n.Name, Namespace: k.Namespace, Name: k.Name})
+		if err != nil {
+			return described{}, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		nv := nodeView{Node: n.Name, Zone: n.Zone, Ports: []json.RawMessage{}, ports: ex.Ports}
 		for _, p := range ex.Ports {
-			if p.IgnoredReason != "" {
-				fmt.Fprintf(c.out, "  not proxied: %s\n", p.IgnoredReason)
-				continue
+			b, err := protojson.Marshal(p)
+			if err != nil {
+				return described{}, err
 			}
-			fmt.Fprintf(c.out, "  %s\n    internal: %s\n", p.Resource, setString(p.Internal))
-			if p.External != nil {
-				fmt.Fprintf(c.out, "    external: %s\n", setString(p.External))
+			nv.Ports = append(nv.Ports, b)
+		}
+		out.Nodes = append(out.Nodes, nv)
+	}
+	if only != "" && !found {
+		return described{}, fmt.Errorf("--node: node %q not found", only)
+	}
+	return out, nil
+}
+
+func printDescribed(w io.Writer, format string, all []described) error {
+	var v any = all
+	if len(all) == 1 {
+		v = all[0]
+	}
+	if ok, err := printStructured(w, format, v); ok {
+		return err
+	}
+	for i, d := range all {
+		if i > 0 {
+			fmt.Fprintln(w, "---")
+		}
+		fmt.Fprint(w, d.doc.Content)
+		for _, n := range d.Nodes {
+			fmt.Fprintf(w, "\nnode %s", n.Node)
+			if n.Zone != "" {
+				fmt.Fprintf(w, " (zone %s)", n.Zone)
 			}
-			for _, e := range p.Endpoints {
-				if e.Reason != "" {
-					fmt.Fprintf(c.out, "    %s:%d  %s\n", e.Address, e.Port, e.Reason)
-				}
+			fmt.Fprintln(w, ":")
+			for _, p := range n.ports {
+				printPort(w, p)
 			}
 		}
 	}
 	return nil
+}
+
+func printPort(w io.Writer, p *v1.PortExplanation) {
+	if p.IgnoredReason != "" {
+		fmt.Fprintf(w, "  not proxied: %s\n", p.IgnoredReason)
+		return
+	}
+	sp := p.Service
+	fmt.Fprintf(w, "  %s %s\n", p.Resource, strings.TrimPrefix(sp.GetProtocol().String(), "PROTOCOL_"))
+	fmt.Fprintf(w, "    frontends: %s\n", frontendsString(sp.GetFrontends()))
+	fmt.Fprintf(w, "    scheduler: %s  affinity: %s\n", or(sp.GetScheduler(), "(agent default)"), affinityString(sp.GetSessionAffinity()))
+	fmt.Fprintf(w, "    internal %s: %s\n", policyString(sp.GetInternal()), setString(p.Internal))
+	if p.External != nil {
+		fmt.Fprintf(w, "    external %s: %s\n", policyString(sp.GetExternal()), setString(p.External))
+	}
+	for _, e := range p.Endpoints {
+		if e.Reason != "" {
+			fmt.Fprintf(w, "    %s:%d  %s\n", e.Address, e.Port, e.Reason)
+		}
+	}
+}
+
+func frontendsString(fs []*v1.Frontend) string {
+	var parts []string
+	for _, f := range fs {
+		kind := strings.TrimPrefix(f.Kind.String(), "FRONTEND_KIND_")
+		addr := or(f.Address, "<node addresses>")
+		s := fmt.Sprintf("%s %s", kind, joinHostPort(addr, f.Port))
+		if len(f.SourceRanges) > 0 {
+			s += " from " + strings.Join(f.SourceRanges, ",")
+		}
+		parts = append(parts, s)
+	}
+	return or(strings.Join(parts, ", "), "-")
+}
+
+func joinHostPort(addr string, port uint32) string {
+	if strings.Contains(addr, ":") {
+		return fmt.Sprintf("[%s]:%d", addr, port)
+	}
+	return fmt.Sprintf("%s:%d", addr, port)
+}
+
+func affinityString(a *v1.SessionAffinity) string {
+	if a == nil {
+		return "None"
+	}
+	return fmt.Sprintf("ClientIP %ds", a.TimeoutSeconds)
+}
+
+func policyString(p *v1.TrafficPolicy) string {
+	s := "(" + strings.ToLower(strings.TrimPrefix(p.GetScope().String(), "ENDPOINT_SCOPE_"))
+	if p.GetMasquerade() {
+		s += ", masquerade"
+	}
+	return s + ")"
 }
 
 func setString(s *v1.EndpointSet) string {
 	parts := []string{strings.TrimPrefix(s.GetAction().String(), "TRAFFIC_ACTION_")}
 	for _, b := range s.GetBackends() {
-		parts = append(parts, fmt.Sprintf("%s:%d", b.Address, b.Port))
+		parts = append(parts, joinHostPort(b.Address, b.Port))
 	}
 	return strings.Join(parts, " ")
-}
-
-// nodes lists the brain's view of every node.
-func (c *client) nodes(ctx context.Context) error {
-	resp, err := c.inspect.ListNodes(ctx, &v1.ListNodesRequest{})
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	defer w.Flush()
-	fmt.Fprintln(w, "NAME\tZONE\tCONNECTED\tRESOURCES\tPENDING\tREJECTED\tLAG\tLAST ERROR")
-	for _, n := range resp.Nodes {
-		fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%d\t%d\t%.1fs\t%s\n", n.Name, or(n.Zone, "-"), n.Connected, n.Resources, n.Pending, n.Rejected, n.LagSeconds, or(n.LastError, "-"))
-	}
-	return nil
 }

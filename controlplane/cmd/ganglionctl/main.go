@@ -1,41 +1,25 @@
 // Command ganglionctl manages bare-metal services, endpoints and nodes through the brain's admin
-// API, and explains what each node does with a service.
+// API, and explains what each node does with a service. It follows kubectl's conventions: global
+// flags anywhere on the line, -n/-A, -o table|wide|json|yaml, exit status 0 or 1.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
-const usage = `usage: ganglionctl [--server host:port] <command> ...
-
-commands:
-  apply -f FILE|DIR|- [-f ...] [--dry-run]   store documents (all or none)
-  get KIND [NAME] [-n NS] [-o table|yaml|json]
-  delete KIND NAME [-n NS]                    delete one object
-  delete -f FILE|DIR|-                        delete the objects a file defines
-  describe service NAME [-n NS] [--node N]    the stored service and how each node uses it
-  nodes                                       every node the brain knows, connected or not, and its sync
-  pki init|issue ...                          create a CA, issue node, admin, reader and server certificates
-
-KIND: service (svc), endpointslice, node (no). --server defaults to $GANGLION_SERVER or 127.0.0.1:7070.
-TLS: --cert, --key, --ca; by default the local admin credential and CA in --pki-dir
-(/var/lib/ganglion/pki, where a brain with no PKI flags creates them). --insecure for plaintext.
-`
-
 func main() {
-	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if s, ok := status.FromError(err); ok {
 			err = errors.New(s.Message())
 		}
@@ -44,80 +28,68 @@ func main() {
 	}
 }
 
-// client is a connection to the brain.
+// run executes one command line; tests call it in process.
+func run(args []string, in io.Reader, out, errOut io.Writer) error {
+	root := newRoot(&client{in: in, out: out})
+	root.SetArgs(args)
+	root.SetIn(in)
+	root.SetOut(out)
+	root.SetErr(errOut)
+	return root.Execute()
+}
+
+// client holds the global options and, once a command needs it, the connection to the brain.
 type client struct {
+	server    string
+	namespace string
+	timeout   time.Duration
+	creds     credFlags
+
 	admin   v1.AdminServiceClient
 	inspect v1.InspectServiceClient
 	out     io.Writer
 	in      io.Reader
 }
 
-func run(args []string, in io.Reader, out io.Writer) error {
-	global := flag.NewFlagSet("ganglionctl", flag.ContinueOnError)
-	server := global.String("server", envOr("GANGLION_SERVER", "127.0.0.1:7070"), "the brain's gRPC address")
-	var creds credFlags
-	creds.register(global)
-	global.Usage = func() { fmt.Fprint(os.Stderr, usage) }
-	if err := global.Parse(args); err != nil {
-		return err
+func newRoot(c *client) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ganglionctl",
+		Short: "Manage Ganglion's bare-metal services and ask the brain what each node does",
+		Long: `ganglionctl stores services, endpoint slices and nodes through the brain's admin API and
+explains, node by node, what each node does with a service.
+
+TLS: --cert, --key, --ca; by default the local admin credential and CA in --pki-dir
+(/var/lib/ganglion/pki, where a brain with no PKI flags creates them). --insecure for plaintext.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	if global.NArg() == 0 {
-		global.Usage()
-		return errors.New("a command is required")
-	}
-	if global.Arg(0) == "pki" {
-		return runPKI(global.Args()[1:], out)
-	}
-	dial, err := creds.dialOption()
-	if err != nil {
-		return err
-	}
-	conn, err := grpc.NewClient(*server, dial)
-	if err != nil {
-		return fmt.Errorf("--server %s: %w", *server, err)
-	}
-	defer conn.Close()
-	c := &client{admin: v1.NewAdminServiceClient(conn), inspect: v1.NewInspectServiceClient(conn), out: out, in: in}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd, rest := global.Arg(0), global.Args()[1:]
-	switch cmd {
-	case "apply":
-		return c.apply(ctx, rest)
-	case "get":
-		return c.get(ctx, rest)
-	case "delete":
-		return c.delete(ctx, rest)
-	case "describe":
-		return c.describe(ctx, rest)
-	case "nodes":
-		return c.nodes(ctx)
-	default:
-		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
-	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.server, "server", envOr("GANGLION_SERVER", "127.0.0.1:7070"), "the brain's gRPC address (env GANGLION_SERVER)")
+	pf.StringVarP(&c.namespace, "namespace", "n", "default", "the namespace of namespaced objects")
+	pf.DurationVar(&c.timeout, "request-timeout", 30*time.Second, "how long one command may wait for the brain")
+	c.creds.register(pf)
+	root.AddCommand(c.applyCmd(), c.getCmd(), c.deleteCmd(), c.describeCmd(), c.nodesCmd(), pkiCmd())
+	return root
 }
 
-// parseInterleaved parses flags that may come before, between or after positional arguments,
-// as kubectl users type them.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+// withBrain runs fn with a connection to the brain and a deadline for the whole command.
+func (c *client) withBrain(fn func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		dial, err := c.creds.dialOption()
+		if err != nil {
+			return err
 		}
-		if fs.NArg() == 0 {
-			return pos, nil
+		conn, err := grpc.NewClient(c.server, dial)
+		if err != nil {
+			return fmt.Errorf("--server %s: %w", c.server, err)
 		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+		defer conn.Close()
+		c.admin, c.inspect = v1.NewAdminServiceClient(conn), v1.NewInspectServiceClient(conn)
+		ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
+		defer cancel()
+		return fn(ctx, args)
 	}
 }
-
-// files is a repeatable -f flag.
-type files []string
-
-func (f *files) String() string     { return strings.Join(*f, ",") }
-func (f *files) Set(s string) error { *f = append(*f, s); return nil }
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {

@@ -432,6 +432,8 @@ type PortExplanation struct {
 	Endpoints []*EndpointExplanation `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	// IgnoredReason is set, alone, when the service is not proxied at all.
 	IgnoredReason string `protobuf:"bytes,5,opt,name=ignored_reason,json=ignoredReason,proto3" json:"ignored_reason,omitempty"`
+	// Service is the port as this node is told it: frontends, scheduler, affinity and policies.
+	Service       *ServicePort `protobuf:"bytes,6,opt,name=service,proto3" json:"service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -499,6 +501,13 @@ func (x *PortExplanation) GetIgnoredReason() string {
 		return x.IgnoredReason
 	}
 	return ""
+}
+
+func (x *PortExplanation) GetService() *ServicePort {
+	if x != nil {
+		return x.Service
+	}
+	return nil
 }
 
 // EndpointExplanation says whether an endpoint is used, and why not when it is not.
@@ -612,13 +621,14 @@ const file_ganglion_v1_inspect_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"L\n" +
 	"\x16ExplainServiceResponse\x122\n" +
-	"\x05ports\x18\x01 \x03(\v2\x1c.ganglion.v1.PortExplanationR\x05ports\"\x80\x02\n" +
+	"\x05ports\x18\x01 \x03(\v2\x1c.ganglion.v1.PortExplanationR\x05ports\"\xb4\x02\n" +
 	"\x0fPortExplanation\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x124\n" +
 	"\binternal\x18\x02 \x01(\v2\x18.ganglion.v1.EndpointSetR\binternal\x124\n" +
 	"\bexternal\x18\x03 \x01(\v2\x18.ganglion.v1.EndpointSetR\bexternal\x12>\n" +
 	"\tendpoints\x18\x04 \x03(\v2 .ganglion.v1.EndpointExplanationR\tendpoints\x12%\n" +
-	"\x0eignored_reason\x18\x05 \x01(\tR\rignoredReason\"\x93\x01\n" +
+	"\x0eignored_reason\x18\x05 \x01(\tR\rignoredReason\x122\n" +
+	"\aservice\x18\x06 \x01(\v2\x18.ganglion.v1.ServicePortR\aservice\"\x93\x01\n" +
 	"\x13EndpointExplanation\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
@@ -655,6 +665,7 @@ var file_ganglion_v1_inspect_proto_goTypes = []any{
 	(*EndpointExplanation)(nil),    // 8: ganglion.v1.EndpointExplanation
 	(*Resource)(nil),               // 9: ganglion.v1.Resource
 	(*EndpointSet)(nil),            // 10: ganglion.v1.EndpointSet
+	(*ServicePort)(nil),            // 11: ganglion.v1.ServicePort
 }
 var file_ganglion_v1_inspect_proto_depIdxs = []int32{
 	2,  // 0: ganglion.v1.ListNodesResponse.nodes:type_name -> ganglion.v1.NodeStatus
@@ -663,17 +674,18 @@ var file_ganglion_v1_inspect_proto_depIdxs = []int32{
 	10, // 3: ganglion.v1.PortExplanation.internal:type_name -> ganglion.v1.EndpointSet
 	10, // 4: ganglion.v1.PortExplanation.external:type_name -> ganglion.v1.EndpointSet
 	8,  // 5: ganglion.v1.PortExplanation.endpoints:type_name -> ganglion.v1.EndpointExplanation
-	0,  // 6: ganglion.v1.InspectService.ListNodes:input_type -> ganglion.v1.ListNodesRequest
-	3,  // 7: ganglion.v1.InspectService.GetNodeState:input_type -> ganglion.v1.GetNodeStateRequest
-	5,  // 8: ganglion.v1.InspectService.ExplainService:input_type -> ganglion.v1.ExplainServiceRequest
-	1,  // 9: ganglion.v1.InspectService.ListNodes:output_type -> ganglion.v1.ListNodesResponse
-	4,  // 10: ganglion.v1.InspectService.GetNodeState:output_type -> ganglion.v1.GetNodeStateResponse
-	6,  // 11: ganglion.v1.InspectService.ExplainService:output_type -> ganglion.v1.ExplainServiceResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	11, // 6: ganglion.v1.PortExplanation.service:type_name -> ganglion.v1.ServicePort
+	0,  // 7: ganglion.v1.InspectService.ListNodes:input_type -> ganglion.v1.ListNodesRequest
+	3,  // 8: ganglion.v1.InspectService.GetNodeState:input_type -> ganglion.v1.GetNodeStateRequest
+	5,  // 9: ganglion.v1.InspectService.ExplainService:input_type -> ganglion.v1.ExplainServiceRequest
+	1,  // 10: ganglion.v1.InspectService.ListNodes:output_type -> ganglion.v1.ListNodesResponse
+	4,  // 11: ganglion.v1.InspectService.GetNodeState:output_type -> ganglion.v1.GetNodeStateResponse
+	6,  // 12: ganglion.v1.InspectService.ExplainService:output_type -> ganglion.v1.ExplainServiceResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_inspect_proto_init() }
