@@ -9,20 +9,25 @@ import (
 // in Shared is dirty for every node, in Zones[z] for the nodes of zone z, in Nodes[n] for node n.
 // A consumer resolves each dirty name for its node and compares versions with what the node holds,
 // so listing a name that turns out unchanged for some node is harmless; omitting one is a bug.
+// A name in DNS is a service's DNS records, dirty for every agent that serves DNS and for no other.
 type Delta struct {
 	Shared []string
 	Zones  map[string][]string
 	Nodes  map[string][]string
+	DNS    []string
 }
 
 // Empty reports whether nothing changed.
-func (d *Delta) Empty() bool { return len(d.Shared) == 0 && len(d.Zones) == 0 && len(d.Nodes) == 0 }
+func (d *Delta) Empty() bool {
+	return len(d.Shared) == 0 && len(d.Zones) == 0 && len(d.Nodes) == 0 && len(d.DNS) == 0
+}
 
 // Merge adds o's names to d.
 func (d *Delta) Merge(o Delta) {
 	d.Shared = append(d.Shared, o.Shared...)
 	d.Zones = mergeLayer(d.Zones, o.Zones)
 	d.Nodes = mergeLayer(d.Nodes, o.Nodes)
+	d.DNS = append(d.DNS, o.DNS...)
 }
 
 func mergeLayer(into, from map[string][]string) map[string][]string {

@@ -23,6 +23,8 @@ type Engine struct {
 	defaults map[string]*Resource
 	byZone   map[string]map[string]*Resource
 	byNode   map[string]map[string]*Resource
+	// dns holds DNS records by name, beside the layers (see dns.go).
+	dns map[string]*Resource
 }
 
 // NewEngine returns an empty engine.
@@ -37,6 +39,7 @@ func NewEngine(opts Options) *Engine {
 		defaults:   map[string]*Resource{},
 		byZone:     map[string]map[string]*Resource{},
 		byNode:     map[string]map[string]*Resource{},
+		dns:        map[string]*Resource{},
 	}
 }
 
@@ -130,7 +133,10 @@ func (e *Engine) resolveIn(node, zone, name string) *Resource {
 	if r := e.byZone[zone][name]; r != nil {
 		return r
 	}
-	return e.defaults[name]
+	if r := e.defaults[name]; r != nil {
+		return r
+	}
+	return e.dns[name]
 }
 
 // Zone returns the zone of a node, "" when the node or its zone is unknown.
@@ -230,6 +236,7 @@ func (e *Engine) recompute(key model.ServiceKey) Delta {
 		}
 		e.place(name, l)
 	}
+	d.Merge(e.recomputeDNS(key))
 	return d
 }
 

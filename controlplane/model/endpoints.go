@@ -72,6 +72,8 @@ type Endpoint struct {
 	Terminating bool
 	NodeName    string
 	Zone        string
+	// Hostname names the endpoint under its headless service in DNS; empty when it has none.
+	Hostname string
 	// ForZones and ForNodes are the topology hints.
 	ForZones []string
 	ForNodes []string

@@ -49,8 +49,12 @@ type Service struct {
 	Namespace string
 	Name      string
 	Type      ServiceType
-	// Headless is true for clusterIP None.
+	// Headless is true for clusterIP None: not proxied, but named (DNS answers with its endpoints).
 	Headless bool
+	// ExternalName is the name an ExternalName service aliases (DNS answers with a CNAME to it).
+	ExternalName string
+	// PublishNotReadyAddresses has DNS name a headless service's not-ready endpoints too.
+	PublishNotReadyAddresses bool
 	// ClusterIPs holds at most one address per family.
 	ClusterIPs  []netip.Addr
 	ExternalIPs []netip.Addr
