@@ -160,7 +160,11 @@ func (h *Hub) distribute(b *batch, sessions []*session) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, s := range sessions {
-		s.markDirty(h.dirtyFor(s.node, &b.delta), b.trigger)
+		names := h.dirtyFor(s.node, &b.delta)
+		if s.dns {
+			names = append(names, b.delta.DNS...)
+		}
+		s.markDirty(names, b.trigger)
 	}
 }
 

@@ -69,6 +69,7 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 		go hook(ctx, hello)
 	}
 	s := newSession(hello.NodeName, hello.AgentVersion)
+	s.dns = slices.Contains(hello.Capabilities, resname.CapabilityDNS)
 	// Registered before the difference is computed, so no change made meanwhile is missed.
 	srv.hub.register(s)
 	defer srv.hub.unregister(s)
@@ -116,10 +117,18 @@ type conn struct {
 }
 
 // initialDiff computes what the agent lacks. An agent that holds nothing gets everything; one
-// that holds something is asked for the contents of only the digest buckets that differ.
+// that holds something is asked for the contents of only the digest buckets that differ. Its
+// digests are compared with exactly what it is to hold: DNS records count only for an agent
+// that serves DNS, so one that does not matches without them.
 func (c *conn) initialDiff(ctx context.Context, hello *v1.Hello) ([]*compute.Resource, []string, error) {
 	var state []*compute.Resource
-	c.srv.hub.View(func(e *compute.Engine) { e.ForEach(c.s.node, func(r *compute.Resource) { state = append(state, r) }) })
+	c.srv.hub.View(func(e *compute.Engine) {
+		add := func(r *compute.Resource) { state = append(state, r) }
+		e.ForEach(c.s.node, add)
+		if c.s.dns {
+			e.ForEachDNS(add)
+		}
+	})
 	n := len(hello.HeldDigests)
 	if n == 0 {
 		return state, nil, nil

@@ -13,6 +13,9 @@ type session struct {
 	node         string
 	agentVersion string
 	kick         chan struct{} // a buffered wake-up for the sender
+	// dns is set when the agent's hello lists resname.CapabilityDNS: only then is it sent DNS
+	// records, in its snapshot, its digests and its updates alike. Fixed before registration.
+	dns bool
 
 	mu        sync.Mutex
 	dirty     map[string]time.Time // name -> earliest trigger of its pending change
