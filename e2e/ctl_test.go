@@ -56,7 +56,7 @@ func TestCtlAgainstARunningBrain(t *testing.T) {
 	}
 	proc.Eventually(t, "describe shows the node forwarding", func() bool {
 		out, err = ctl("describe", "service", "shop", "-n", "prod")
-		return err == nil && strings.Contains(out, "node edge-1:") && strings.Contains(out, "internal (cluster): FORWARD 10.20.0.1:8080 10.20.0.2:8080")
+		return err == nil && strings.Contains(out, "node edge-1 (zone rack-a):") && strings.Contains(out, "internal (cluster): FORWARD 10.20.0.1:8080 10.20.0.2:8080")
 	})
 
 	// A bad document fails with its file and field, and the good one beside it is not stored.
