@@ -17,64 +17,80 @@ import (
 func (d *Dataplane) Apply(ctx context.Context, c dataplane.Change) map[string]error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	errs := map[string]error{}
-	type planned struct {
-		t *familyTable
-		o *portObjects
-	}
-	var ups []planned
-	upserted := map[string]bool{}
-	for _, p := range c.Upserts {
-		t := d.tableFor(p)
-		o, err := render(t.cfg, p)
-		if err != nil {
-			errs[p.Base] = fmt.Errorf("nftables: %w", err)
-			continue
-		}
-		ups = append(ups, planned{t, o})
-		upserted[p.Base] = true
-	}
-	var removals []string
-	for _, b := range c.Removals {
-		if !upserted[b] {
-			removals = append(removals, b)
-		}
-	}
-	txs := d.newTxns()
-	for _, u := range ups {
-		txs[u.t.f.v6].upsert(u.o)
-	}
-	for _, b := range removals {
-		for _, tx := range txs {
-			tx.remove(b)
-		}
-	}
-	err := d.commit(txs[false], txs[true])
+	ups, removals, errs := d.render(c)
+	err := d.commit(d.planChange(ups, removals))
 	if err == nil || ctx.Err() != nil {
 		if err != nil {
-			for _, u := range ups {
-				errs[u.o.base] = err
+			for _, o := range ups {
+				errs[o.base] = err
 			}
 		}
 		return nilIfEmpty(errs)
 	}
 	// Find the culprits: one transaction per port.
-	for _, u := range ups {
-		tx := newTxn(u.t)
-		tx.upsert(u.o)
-		if err := d.commit(tx); err != nil {
-			errs[u.o.base] = err
+	for _, o := range ups {
+		if err := d.commit(d.planChange([]*portObjects{o}, nil)); err != nil {
+			errs[o.base] = err
 		}
 	}
 	for _, b := range removals {
-		txs := d.newTxns()
-		txs[false].remove(b)
-		txs[true].remove(b)
-		if err := d.commit(txs[false], txs[true]); err != nil {
+		if err := d.commit(d.planChange(nil, []string{b})); err != nil {
 			errs[b] = err
 		}
 	}
 	return nilIfEmpty(errs)
+}
+
+// PlanChange returns the plan Apply would commit for c, without committing it, and the ports
+// that cannot be rendered. It is for debugging: print the plan with its String method.
+func (d *Dataplane) PlanChange(c dataplane.Change) (*Plan, map[string]error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ups, removals, errs := d.render(c)
+	return d.planChange(ups, removals), nilIfEmpty(errs)
+}
+
+// render computes the objects of the change's upserts; removals are the bases the change
+// removes and does not upsert again.
+func (d *Dataplane) render(c dataplane.Change) (ups []*portObjects, removals []string, errs map[string]error) {
+	errs = map[string]error{}
+	upserted := map[string]bool{}
+	for _, p := range c.Upserts {
+		o, err := render(d.tableFor(p).cfg, p)
+		if err != nil {
+			errs[p.Base] = fmt.Errorf("nftables: %w", err)
+			continue
+		}
+		ups = append(ups, o)
+		upserted[p.Base] = true
+	}
+	for _, b := range c.Removals {
+		if !upserted[b] {
+			removals = append(removals, b)
+		}
+	}
+	return ups, removals, errs
+}
+
+// planChange plans upserts and removals in one transaction over both families.
+func (d *Dataplane) planChange(ups []*portObjects, removals []string) *Plan {
+	pls := map[*family]*planner{}
+	for _, f := range families {
+		pls[f] = newPlanner(d.tables[f])
+	}
+	for _, o := range ups {
+		pls[o.fam].upsert(o)
+	}
+	for _, b := range removals {
+		for _, f := range families {
+			pls[f].remove(b)
+		}
+	}
+	plan := &Plan{}
+	for _, f := range families {
+		plan.fams = append(plan.fams, pls[f].finish())
+	}
+	return plan
 }
 
 func nilIfEmpty(m map[string]error) map[string]error {
@@ -85,38 +101,34 @@ func nilIfEmpty(m map[string]error) map[string]error {
 }
 
 func (d *Dataplane) tableFor(p dataplane.Port) *familyTable {
-	if p.Service != nil && familyOf(p.Service.Family).v6 {
-		return d.tables[1]
+	if p.Service != nil {
+		return d.tables[familyOf(p.Service.Family)]
 	}
-	return d.tables[0]
-}
-
-func (d *Dataplane) newTxns() map[bool]*txn {
-	return map[bool]*txn{false: newTxn(d.tables[0]), true: newTxn(d.tables[1])}
+	return d.tables[familyV4]
 }
 
 // Prune removes ports keep does not hold, and shared elements no kept port references.
 func (d *Dataplane) Prune(_ context.Context, keep map[string]bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var txs []*txn
-	for _, t := range d.tables {
-		tx := newTxn(t)
-		for _, base := range slices.Sorted(maps.Keys(t.ports)) {
+	plan := &Plan{}
+	for _, f := range families {
+		pl := newPlanner(d.tables[f])
+		for _, base := range slices.Sorted(maps.Keys(d.tables[f].ports)) {
 			if !keep[base] {
-				tx.remove(base)
+				pl.remove(base)
 			}
 		}
-		tx.gcClasses()
-		for a := range t.k.clusterIPs {
-			tx.ips[a] = true
+		pl.gcClasses()
+		for a := range pl.v.addrs[setClusterIPs].all() {
+			pl.ips[a] = true
 		}
-		for a := range t.k.hairpin {
-			tx.pairs[a] = true
+		for a := range pl.v.addrs[setHairpin].all() {
+			pl.pairs[a] = true
 		}
-		txs = append(txs, tx)
+		plan.fams = append(plan.fams, pl.finish())
 	}
-	if err := d.commit(txs...); err != nil {
+	if err := d.commit(plan); err != nil {
 		return fmt.Errorf("nftables: prune: %w", err)
 	}
 	return nil
@@ -133,56 +145,29 @@ func (d *Dataplane) Reconcile(context.Context) error {
 	return nil
 }
 
-// commit sends the planned transactions as one netlink batch. On failure it rolls the plans back.
-func (d *Dataplane) commit(txs ...*txn) error {
+// commit sends a plan as one transaction. Only once the kernel accepted it does the view become
+// what the plan left; a refused plan leaves the view as it was.
+func (d *Dataplane) commit(p *Plan) error {
 	d.lastMessages = 0
-	for _, tx := range txs {
-		tx.finish()
-	}
-	if !slices.ContainsFunc(txs, func(tx *txn) bool { return !tx.empty() }) {
-		return nil
-	}
-	rollback := func() {
-		for i := len(txs) - 1; i >= 0; i-- {
-			txs[i].rollback()
-		}
-	}
-	msgs := 0
-	for _, tx := range txs {
-		if err := tx.emit(d.cc); err != nil {
-			rollback()
-			// The batch holds half a transaction and the connection keeps the error: start over.
-			d.cc.CloseLasting()
-			if rerr := d.open(); rerr != nil {
-				return errors.Join(err, rerr)
+	if !p.empty() {
+		if err := d.k.commit(p); err != nil {
+			if errors.Is(err, unix.ENOBUFS) {
+				// Acknowledgements were lost: the kernel may have committed. Believe a dump instead.
+				if rerr := d.resync(); rerr != nil {
+					return errors.Join(err, rerr)
+				}
 			}
-			return fmt.Errorf("build transaction: %w", err)
+			return err
 		}
-		msgs += tx.messages
-	}
-	d.lastMessages = msgs
-	// One acknowledgement of about a kilobyte of buffer per message (what nft itself allows).
-	if err := setBuffers(d.sock, max(4<<20, (msgs+16)*1024)); err != nil {
-		rollback()
-		return err
-	}
-	if err := d.cc.Flush(); err != nil {
-		rollback()
-		if errors.Is(err, unix.ENOBUFS) {
-			// Acknowledgements were lost: the kernel may have committed. Believe a dump instead.
-			if rerr := d.resync(); rerr != nil {
-				return errors.Join(err, rerr)
-			}
-		}
-		return fmt.Errorf("nftables transaction: %w", err)
+		d.lastMessages = p.messages()
 	}
 	var jobs []conntrackJob
-	for _, tx := range txs {
-		tx.undo = nil
-		jobs = append(jobs, tx.cleanups...)
+	for _, fp := range p.fams {
+		fp.next.apply()
+		jobs = append(jobs, fp.cleanups...)
 	}
 	if len(jobs) > 0 {
-		if err := runConntrack(d.ct, jobs); err != nil {
+		if err := d.k.forget(jobs); err != nil {
 			d.opts.log.Warn("nftables: UDP conntrack cleanup failed", "error", err)
 		}
 	}

@@ -19,21 +19,22 @@ func BenchmarkNFTLibraryChoice(b *testing.B) {
 	l := newLab(b, 1)
 	d := l.dataplane(b)
 	apply(b, d, benchPorts(benchSmall)...)
-	set := &nftables.Set{Table: d.tables[0].table, Name: setClusterIPs}
+	set := &nftables.Set{Table: d.tables[familyV4].table, Name: setClusterIPs}
+	cc := d.k.(*netlinkKernel).cc
 	var viaNetlink []time.Duration
 	for i := range benchSamples {
 		key := []byte{192, 0, 2, byte(i)}
 		start := time.Now()
-		if err := d.cc.SetAddElements(set, []nftables.SetElement{{Key: key}}); err != nil {
+		if err := cc.SetAddElements(set, []nftables.SetElement{{Key: key}}); err != nil {
 			b.Fatal(err)
 		}
-		if err := d.cc.Flush(); err != nil {
+		if err := cc.Flush(); err != nil {
 			b.Fatal(err)
 		}
-		if err := d.cc.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
+		if err := cc.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
 			b.Fatal(err)
 		}
-		if err := d.cc.Flush(); err != nil {
+		if err := cc.Flush(); err != nil {
 			b.Fatal(err)
 		}
 		viaNetlink = append(viaNetlink, time.Since(start)/2)

@@ -1,17 +1,12 @@
 package nftables
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
 
 	"github.com/google/nftables"
-	"github.com/mdlayher/netlink"
-	vnl "github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
@@ -26,27 +21,28 @@ const (
 	DefaultRejectBit     uint32 = 0x8000
 )
 
-// Dataplane programs ports into one nftables table per family. It keeps what it believes the
+// Dataplane programs ports into one nftables table per family. It keeps a view of what the
 // kernel holds, so each Apply is one transaction of only the differences.
 type Dataplane struct {
 	mu     sync.Mutex
 	opts   options
-	cc     *nftables.Conn
-	sock   *netlink.Conn // the lasting socket of cc, for sizing its buffers per transaction
-	dumpNL *netlink.Conn
-	ct     *vnl.Handle
-	tables []*familyTable
+	k      kernel
+	tables map[*family]*familyTable
 	// lastMessages counts the netlink messages of the last transaction, for tests.
 	lastMessages int
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
 
+// families lists the families in the order a transaction handles them.
+var families = []*family{familyV4, familyV6}
+
 type options struct {
 	netnsFD   int
 	log       *slog.Logger
 	masqBit   uint32
 	rejectBit uint32
+	fake      *Fake
 }
 
 // Option configures New.
@@ -64,36 +60,35 @@ func WithMarks(masquerade, reject uint32) Option {
 	return func(o *options) { o.masqBit, o.rejectBit = masquerade, reject }
 }
 
+// WithFake makes the backend program an in-memory kernel instead of nf_tables: for tests
+// without root, and for showing what a node's rules would be.
+func WithFake(f *Fake) Option { return func(o *options) { o.fake = f } }
+
 // New opens the backend for node. If the tables exist (an earlier agent's), it reads them back and
 // keeps them: nothing is flushed, established connections and affinity entries survive, and ports
 // the new agent does not re-apply stay until Prune.
 func New(node dataplane.Node, opts ...Option) (*Dataplane, error) {
-	d := &Dataplane{opts: options{log: slog.Default(), masqBit: DefaultMasqueradeBit, rejectBit: DefaultRejectBit}}
+	d := &Dataplane{opts: options{log: slog.Default(), masqBit: DefaultMasqueradeBit, rejectBit: DefaultRejectBit},
+		tables: map[*family]*familyTable{}}
 	for _, o := range opts {
 		o(&d.opts)
 	}
-	if err := d.open(); err != nil {
-		d.Close()
-		return nil, err
-	}
-	for _, f := range []*family{familyV4, familyV6} {
-		var cidrs []netip.Prefix
-		for _, p := range node.PodCIDRs {
-			if f.has(p.Addr()) {
-				cidrs = append(cidrs, p)
-			}
+	if d.opts.fake != nil {
+		d.k = d.opts.fake
+	} else {
+		k, err := openNetlink(d.opts.netnsFD)
+		if err != nil {
+			return nil, err
 		}
-		cfg := &renderConfig{podCIDRs: cidrs, masqBit: d.opts.masqBit, rejectBit: d.opts.rejectBit}
-		skel, err := newSkeleton(f, cfg, node.NodePortAddrs(f.v6))
+		d.k = k
+	}
+	for _, f := range families {
+		t, err := newFamilyTable(f, node, d.opts)
 		if err != nil {
 			d.Close()
 			return nil, err
 		}
-		t := &familyTable{f: f, table: &nftables.Table{Name: TableName, Family: f.table}, cfg: cfg,
-			skel: skel, ports: map[string]*portObjects{}, ipRefs: map[netip.Addr]int{}, pairRefs: map[netip.Addr]int{},
-			ids: map[string]uint32{}, byID: map[uint32]string{}}
-		cfg.setID = t.setID
-		d.tables = append(d.tables, t)
+		d.tables[f] = t
 	}
 	if err := d.resync(); err != nil {
 		d.Close()
@@ -102,69 +97,29 @@ func New(node dataplane.Node, opts ...Option) (*Dataplane, error) {
 	return d, nil
 }
 
-func (d *Dataplane) open() error {
-	copts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
-		d.sock = c
-		return setBuffers(c, 4<<20)
-	})}
-	if d.opts.netnsFD > 0 {
-		copts = append(copts, nftables.WithNetNSFd(d.opts.netnsFD))
+func newFamilyTable(f *family, node dataplane.Node, o options) (*familyTable, error) {
+	var cidrs []netip.Prefix
+	for _, p := range node.PodCIDRs {
+		if f.has(p.Addr()) {
+			cidrs = append(cidrs, p)
+		}
 	}
-	cc, err := nftables.New(copts...)
+	cfg := &renderConfig{podCIDRs: cidrs, masqBit: o.masqBit, rejectBit: o.rejectBit}
+	skel, err := newSkeleton(f, cfg, node.NodePortAddrs(f.v6))
 	if err != nil {
-		return fmt.Errorf("nftables: netlink: %w", err)
+		return nil, err
 	}
-	d.cc = cc
-	if d.dumpNL, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: d.opts.netnsFD}); err != nil {
-		return fmt.Errorf("nftables: netlink for dumps: %w", err)
-	}
-	if err := d.dumpNL.SetReadBuffer(4 << 20); err != nil {
-		return fmt.Errorf("nftables: dump buffer: %w", err)
-	}
-	ns := netns.None()
-	if d.opts.netnsFD > 0 {
-		ns = netns.NsHandle(d.opts.netnsFD)
-	} else if ns, err = netns.Get(); err != nil {
-		return fmt.Errorf("nftables: current netns: %w", err)
-	}
-	if d.ct, err = vnl.NewHandleAt(ns, unix.NETLINK_NETFILTER); err != nil {
-		return fmt.Errorf("nftables: conntrack handle: %w", err)
-	}
-	return nil
+	t := &familyTable{f: f, table: &nftables.Table{Name: TableName, Family: f.table}, cfg: cfg,
+		skel: skel, k: newKernelState(), ports: map[string]*portObjects{}, ipRefs: map[netip.Addr]int{},
+		pairRefs: map[netip.Addr]int{}, ids: map[string]uint32{}, byID: map[uint32]string{}}
+	cfg.setID = t.setID
+	return t, nil
 }
 
-// setBuffers raises a netlink socket's buffers past the sysctl limits (we run as root): a
-// transaction gets one acknowledgement per message, and a full sync has tens of thousands.
-func setBuffers(c *netlink.Conn, size int) error {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("syscall conn: %w", err)
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		serr = errors.Join(
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size),
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size))
-	}); err != nil {
-		return fmt.Errorf("control: %w", err)
-	}
-	if serr != nil {
-		return fmt.Errorf("socket buffers: %w", serr)
-	}
-	return nil
-}
-
-// Close releases the netlink sockets and leaves the tables in place.
+// Close releases the kernel handles and leaves the tables in place.
 func (d *Dataplane) Close() error {
-	var errs []error
-	if d.cc != nil {
-		errs = append(errs, d.cc.CloseLasting())
+	if d.k == nil {
+		return nil
 	}
-	if d.dumpNL != nil {
-		errs = append(errs, d.dumpNL.Close())
-	}
-	if d.ct != nil {
-		d.ct.Close()
-	}
-	return errors.Join(errs...)
+	return d.k.close()
 }

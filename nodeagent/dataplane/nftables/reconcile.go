@@ -10,42 +10,47 @@ import (
 	"github.com/google/nftables"
 )
 
-// resync replaces the believed kernel state with a dump of the tables and plans, in one
-// transaction, whatever makes the tables match the skeleton and every applied port again. At start
-// it creates the tables or adopts an earlier agent's; later it is Reconcile.
+// resync replaces the view with what the kernel holds and plans, in one transaction, whatever
+// makes the tables match the skeleton and every applied port again. At start it creates the
+// tables or adopts an earlier agent's; later it is Reconcile.
 func (d *Dataplane) resync() error {
-	var txs []*txn
-	for _, t := range d.tables {
-		dm := &dumper{cc: d.cc, nl: d.dumpNL, table: t.table}
-		k, err := dm.state()
+	plan := &Plan{}
+	for _, f := range families {
+		t := d.tables[f]
+		k, err := readState(d.k, f)
 		missing := errors.Is(err, errNoTable)
 		if err != nil && !missing {
-			return fmt.Errorf("read %s table: %w", t.f.word, err)
+			return fmt.Errorf("read %s table: %w", f.word, err)
 		}
 		if missing {
 			k = newKernelState()
 		}
-		for name := range k.chains {
-			if _, _, ok := parseObjectName(name); ok {
-				k.byBase[baseOf(name)] = setWith(k.byBase[baseOf(name)], name)
-			}
-		}
-		for name := range k.sets {
-			k.byBase[baseOf(name)] = setWith(k.byBase[baseOf(name)], name)
-		}
-		t.k = k
-		for chain, id := range k.ids {
-			if old, ok := t.ids[chain]; ok && old != id {
-				delete(t.byID, old)
-			}
-			t.ids[chain], t.byID[id] = id, chain
-		}
-		t.restorePorts()
-		tx := newTxn(t)
-		tx.repair(missing)
-		txs = append(txs, tx)
+		t.adopt(k)
+		pl := newPlanner(t)
+		pl.repair(missing)
+		plan.fams = append(plan.fams, pl.finish())
 	}
-	return d.commit(txs...)
+	return d.commit(plan)
+}
+
+// adopt makes a dump the view: the kernel said so.
+func (t *familyTable) adopt(k *kernelState) {
+	for name := range k.chains {
+		if _, base, ok := parseObjectName(name); ok {
+			k.byBase[base] = setWith(k.byBase[base], name)
+		}
+	}
+	for name := range k.sets {
+		k.byBase[baseOf(name)] = setWith(k.byBase[baseOf(name)], name)
+	}
+	t.k = k
+	for chain, id := range k.ids {
+		if old, ok := t.ids[chain]; ok && old != id {
+			delete(t.byID, old)
+		}
+		t.ids[chain], t.byID[id] = id, chain
+	}
+	t.restorePorts()
 }
 
 func baseOf(name string) string {
@@ -61,136 +66,132 @@ func setWith(m map[string]bool, name string) map[string]bool {
 	return m
 }
 
-// repair plans the differences between the (freshly dumped) kernel state and what is wanted.
-func (tx *txn) repair(tableMissing bool) {
-	t := tx.t
+// wanted is what the applied ports and the skeleton need in a table, by name or key.
+type wanted struct {
+	chains, sets, data map[string]bool
+	vips               map[vipKey]string
+	nodeports          map[npKey]string
+	restored           bool // some port is a placeholder read back from the kernel
+}
+
+// repair plans the differences between the (freshly dumped) view and what is wanted.
+func (pl *planner) repair(tableMissing bool) {
 	if tableMissing {
-		tx.phases[phaseCreate] = append(tx.phases[phaseCreate], func(cc *nftables.Conn) error {
-			cc.AddTable(t.table)
-			return nil
-		})
+		pl.at(phaseCreate, op{kind: opAddTable})
 	}
-	tx.ensureSkeleton()
-	wantChains := map[string]bool{}
-	wantSets := map[string]bool{}
-	wantVIPs := map[vipKey]string{}
-	wantNPs := map[npKey]string{}
-	restored := false
-	for _, base := range slices.Sorted(maps.Keys(t.ports)) {
-		o := t.ports[base]
+	pl.ensureSkeleton()
+	w := pl.repairPorts()
+	for c := range maps.Collect(pl.v.classes.all()) {
+		w.chains[pickChain(c)] = true
+		pl.writeChain(pickChain(c), []rule{pickRule(pl.t.f, c)})
+	}
+	pl.dropStrays(w)
+	pl.gcClasses()
+	if !w.restored {
+		// Shared elements nobody references: added by hand, or left by an earlier run.
+		for a := range pl.v.addrs[setClusterIPs].all() {
+			pl.ips[a] = true
+		}
+		for a := range pl.v.addrs[setHairpin].all() {
+			pl.pairs[a] = true
+		}
+	}
+}
+
+// repairPorts re-plans every applied port against the dump, which emits only what the kernel
+// lost, and returns what the ports want.
+func (pl *planner) repairPorts() wanted {
+	w := wanted{chains: map[string]bool{}, sets: map[string]bool{}, data: map[string]bool{},
+		vips: map[vipKey]string{}, nodeports: map[npKey]string{}}
+	ports := maps.Collect(pl.v.ports.all())
+	for _, base := range slices.Sorted(maps.Keys(ports)) {
+		o := ports[base]
 		if o.restored {
-			restored = true
+			w.restored = true
 		} else {
-			// Re-planning a port against the dumped state emits only what the kernel lost.
-			tx.upsert(o)
+			pl.upsert(o)
 		}
 		for n := range o.chains {
-			wantChains[n] = true
+			w.chains[n] = true
 		}
 		for n := range o.sets {
-			wantSets[n] = true
+			w.sets[n] = true
 		}
-		maps.Copy(wantVIPs, o.vips)
-		maps.Copy(wantNPs, o.nodeports)
-	}
-	for _, c := range t.skel.chains {
-		wantChains[c.name] = true
-	}
-	for c := range t.k.classes {
-		wantChains[pickChain(c)] = true
-		tx.writeChain(pickChain(c), []rule{pickRule(t.f, c)})
-	}
-	wantData := map[string]bool{}
-	for _, o := range t.ports {
 		for id := range o.data {
-			wantData[id] = true
+			w.data[id] = true
+		}
+		maps.Copy(w.vips, o.vips)
+		maps.Copy(w.nodeports, o.nodeports)
+	}
+	for _, c := range pl.t.skel.chains {
+		w.chains[c.name] = true
+	}
+	return w
+}
+
+// dropStrays deletes what the table holds and nothing wants: added by hand, or a port's leftover.
+func (pl *planner) dropStrays(w wanted) {
+	for id, e := range maps.Collect(pl.v.data.all()) {
+		if !w.data[id] {
+			pl.delData(e)
 		}
 	}
-	for id, e := range t.k.data {
-		if !wantData[id] {
-			tx.delData(e)
+	for id := range maps.Collect(pl.v.ep.all()) {
+		if chain, ok := pl.v.byID.get(id); !ok || !w.chains[chain] {
+			pl.setEndpoints(id, nil)
 		}
 	}
-	for id := range t.k.ep {
-		if chain, ok := t.byID[id]; !ok || !wantChains[chain] {
-			tx.setEndpoints(id, nil) // a set nobody owns: added by hand, or a port's leftover
+	for k, c := range maps.Collect(pl.v.vips.all()) {
+		if w.vips[k] != c {
+			pl.delVIP(k, c)
 		}
 	}
-	for k, c := range t.k.vips {
-		if wantVIPs[k] != c {
-			tx.delVIP(k, c)
+	for k, c := range maps.Collect(pl.v.nodeports.all()) {
+		if w.nodeports[k] != c {
+			pl.delNodePort(k, c)
 		}
 	}
-	for k, c := range t.k.nodeports {
-		if wantNPs[k] != c {
-			tx.delNodePort(k, c)
+	for _, name := range slices.Sorted(maps.Keys(maps.Collect(pl.v.chains.all()))) {
+		if !w.chains[name] {
+			pl.removeChain(name)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(t.k.chains)) {
-		if !wantChains[name] {
-			tx.removeChain(name)
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(t.k.sets)) {
-		if !wantSets[name] {
-			tx.removeSet(name)
-		}
-	}
-	tx.gcClasses()
-	if !restored {
-		// Shared elements nobody references: added by hand, or left by an earlier run.
-		for a := range t.k.clusterIPs {
-			tx.ips[a] = true
-		}
-		for a := range t.k.hairpin {
-			tx.pairs[a] = true
+	for _, name := range slices.Sorted(maps.Keys(maps.Collect(pl.v.sets.all()))) {
+		if !w.sets[name] {
+			pl.removeSet(name)
 		}
 	}
 }
 
 // ensureSkeleton plans the table-wide sets and chains and the NodePort addresses.
-func (tx *txn) ensureSkeleton() {
-	t := tx.t
+func (pl *planner) ensureSkeleton() {
+	t := pl.t
 	for _, s := range t.skel.sets {
-		if !t.k.setNames[s.Name] {
-			tx.at(phaseCreate, addSetOp(t.table, s))
-			remember(tx, t.k.setNames, s.Name)
-			t.k.setNames[s.Name] = true
+		if !pl.v.setNames.at(s.Name) {
+			pl.at(phaseCreate, op{kind: opAddSet, name: s.Name, set: s})
+			pl.v.setNames.put(s.Name, true)
 		}
 	}
 	for _, c := range t.skel.chains {
+		rules := c.rules
 		if c.name == chainServices {
-			c.rules = servicesRules(t.f, t.cfg, t.k.classes)
+			rules = servicesRules(t.f, t.cfg, maps.Collect(pl.v.classes.all()))
 		}
-		hs := ruleHashes(c.rules)
-		cur, exists := t.k.chains[c.name]
-		if exists && sameHashes(cur, hs) {
-			continue
-		}
-		if exists {
-			tx.at(phaseRules, flushChainOp(t.table, c.name))
-		} else {
-			tx.at(phaseCreate, addBaseChainOp(t.table, c))
-		}
-		for _, r := range c.rules {
-			tx.at(phaseRules, addRuleOp(t.table, c.name, r))
-		}
-		tx.setChain(c.name, hs)
+		pl.writeChainDef(c.name, &c, rules)
 	}
 	want := map[netip.Addr]bool{}
+	have := pl.v.addrs[setNodePortAddrs]
 	for _, a := range t.skel.nodePortAddrs {
 		want[a] = true
-		if !t.k.npAddrs[a] {
-			tx.elem(setNodePortAddrs, phaseCreate, nftables.SetElement{Key: t.f.addr(a)})
-			remember(tx, t.k.npAddrs, a)
-			t.k.npAddrs[a] = true
+		if !have.at(a) {
+			pl.elem(setNodePortAddrs, phaseCreate, nftables.SetElement{Key: t.f.addr(a)})
+			have.put(a, true)
 		}
 	}
-	for a := range t.k.npAddrs {
+	for a := range maps.Collect(have.all()) {
 		if !want[a] {
-			tx.elem(setNodePortAddrs, phaseDelete, nftables.SetElement{Key: t.f.addr(a)})
-			remember(tx, t.k.npAddrs, a)
-			delete(t.k.npAddrs, a)
+			pl.elem(setNodePortAddrs, phaseDelete, nftables.SetElement{Key: t.f.addr(a)})
+			have.del(a)
 		}
 	}
 }

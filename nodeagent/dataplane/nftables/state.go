@@ -2,8 +2,8 @@ package nftables
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
-	"slices"
 
 	"github.com/google/nftables"
 )
@@ -59,24 +59,84 @@ type familyTable struct {
 	pairRefs map[netip.Addr]int // endpoint → ports using it
 }
 
-func (t *familyTable) index(name string, add bool) {
+// planned is a family's view as a plan leaves it: every map the planner changes, under the
+// plan's changes. Planning reads and writes only this; commit applies it after the kernel's yes.
+type planned struct {
+	chains    *overlay[string, []string]
+	sets      *overlay[string, bool]
+	setNames  *overlay[string, bool]
+	byBase    *overlay[string, map[string]bool]
+	ep        *overlay[uint32, []nftables.SetElement]
+	data      *overlay[string, dataElem]
+	classes   *overlay[classKey, bool]
+	vips      *overlay[vipKey, string]
+	nodeports *overlay[npKey, string]
+	addrs     map[string]*overlay[netip.Addr, bool] // setClusterIPs, setHairpin, setNodePortAddrs
+	ports     *overlay[string, *portObjects]
+	ids       *overlay[string, uint32]
+	byID      *overlay[uint32, string]
+	ipRefs    *overlay[netip.Addr, int]
+	pairRefs  *overlay[netip.Addr, int]
+}
+
+func (t *familyTable) plan() *planned {
+	k := t.k
+	return &planned{
+		chains: newOverlay(k.chains), sets: newOverlay(k.sets), setNames: newOverlay(k.setNames),
+		byBase: newOverlay(k.byBase), ep: newOverlay(k.ep), data: newOverlay(k.data),
+		classes: newOverlay(k.classes), vips: newOverlay(k.vips), nodeports: newOverlay(k.nodeports),
+		addrs: map[string]*overlay[netip.Addr, bool]{
+			setClusterIPs: newOverlay(k.clusterIPs), setHairpin: newOverlay(k.hairpin), setNodePortAddrs: newOverlay(k.npAddrs)},
+		ports: newOverlay(t.ports), ids: newOverlay(t.ids), byID: newOverlay(t.byID),
+		ipRefs: newOverlay(t.ipRefs), pairRefs: newOverlay(t.pairRefs),
+	}
+}
+
+// apply makes the view what the plan left: called once the kernel accepted the transaction.
+func (v *planned) apply() {
+	v.chains.apply()
+	v.sets.apply()
+	v.setNames.apply()
+	v.byBase.apply()
+	v.ep.apply()
+	v.data.apply()
+	v.classes.apply()
+	v.vips.apply()
+	v.nodeports.apply()
+	for _, a := range v.addrs {
+		a.apply()
+	}
+	v.ports.apply()
+	v.ids.apply()
+	v.byID.apply()
+	v.ipRefs.apply()
+	v.pairRefs.apply()
+}
+
+// index records that a per-port chain or set exists (add) or not, under the base its name holds.
+func (v *planned) index(name string, add bool) {
 	_, base, ok := parseObjectName(name)
 	if !ok {
 		return
 	}
-	m := t.k.byBase[base]
-	if add {
-		if m == nil {
-			m = map[string]bool{}
-			t.k.byBase[base] = m
-		}
-		m[name] = true
+	cur := v.byBase.at(base)
+	if cur[name] == add {
 		return
 	}
-	delete(m, name)
-	if len(m) == 0 {
-		delete(t.k.byBase, base)
+	next := maps.Clone(cur)
+	if next == nil {
+		next = map[string]bool{}
 	}
+	if add {
+		next[name] = true
+	} else {
+		delete(next, name)
+	}
+	if len(next) == 0 {
+		v.byBase.del(base)
+		return
+	}
+	v.byBase.put(base, next)
 }
 
 // restorePorts turns per-port objects found in the kernel into placeholder ports, so that Prune
@@ -134,8 +194,6 @@ func ruleHashes(rs []rule) []string {
 	}
 	return out
 }
-
-func sameHashes(a, b []string) bool { return slices.Equal(a, b) }
 
 // setID returns the endpoint set id of a set chain, allocating the next free one.
 func (t *familyTable) setID(chain string) (uint32, error) {
