@@ -43,6 +43,9 @@ func Service(s *corev1.Service) (*model.Service, error) {
 		HealthCheckNodePort:  uint16(s.Spec.HealthCheckNodePort),
 		Scheduler:            s.Annotations[AnnotationScheduler],
 		Labels:               s.Labels,
+		// Kept though not proxied: a node-local DNS answers for headless and ExternalName services.
+		ExternalName:             s.Spec.ExternalName,
+		PublishNotReadyAddresses: s.Spec.PublishNotReadyAddresses,
 	}
 	if out.Type == "" {
 		out.Type = model.TypeClusterIP
@@ -177,6 +180,9 @@ func EndpointSlice(s *discoveryv1.EndpointSlice) (*model.EndpointSlice, error) {
 		}
 		if e.NodeName != nil {
 			me.NodeName = *e.NodeName
+		}
+		if e.Hostname != nil {
+			me.Hostname = *e.Hostname
 		}
 		if e.Zone != nil {
 			me.Zone = *e.Zone

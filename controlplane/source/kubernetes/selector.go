@@ -8,18 +8,21 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 )
 
-// Selector returns the label selector for Services and EndpointSlices. With no proxy name it is
-// kube-proxy's own: neither service-proxy-name nor headless may be set. With a proxy name the
-// brain must also see services labelled with that name, and a selector cannot say "absent or
-// equal to", so only the headless label is filtered by the server and compute.IgnoredReason
-// leaves services labelled for other proxies alone: the outcome is the same, one filter is just
-// applied later.
+// Selector returns the label selector for Services and EndpointSlices. With no proxy name it
+// leaves out what belongs to another proxy (service-proxy-name set), as kube-proxy does. Unlike
+// kube-proxy it keeps headless services' EndpointSlices (labelled service.kubernetes.io/headless):
+// the dataplane never uses them (compute.IgnoredReason: their service is headless, and a service
+// carrying the label itself is ignored there too), but a node-local DNS names their endpoints.
+// With a proxy name the brain must also see services labelled with that name, and a selector
+// cannot say "absent or equal to", so nothing is filtered by the server and
+// compute.IgnoredReason leaves services labelled for other proxies alone: the outcome is the
+// same, the filter is just applied later.
 func Selector(proxyName string) labels.Selector {
 	sel := labels.NewSelector()
 	if proxyName == "" {
 		sel = sel.Add(mustRequirement(compute.LabelServiceProxyName))
 	}
-	return sel.Add(mustRequirement(compute.LabelHeadless))
+	return sel
 }
 
 func mustRequirement(label string) labels.Requirement {

@@ -85,6 +85,9 @@ func TestSyncedHoldsEveryListedObject(t *testing.T) {
 	}
 }
 
+// Services of other proxies are left out like kube-proxy does; one labelled headless reaches the
+// model (headless services' slices carry the label, and a node-local DNS names them) and compute
+// leaves it out of the dataplane.
 func TestServicesOfOtherProxiesAndHeadlessAreFilteredLikeKubeProxy(t *testing.T) {
 	other := service("other", map[string]string{compute.LabelServiceProxyName: "someone-else"}, "1")
 	mine := service("mine", map[string]string{compute.LabelServiceProxyName: "ganglion"}, "2")
@@ -92,7 +95,7 @@ func TestServicesOfOtherProxiesAndHeadlessAreFilteredLikeKubeProxy(t *testing.T)
 	plain := service("plain", nil, "4")
 
 	hub, _ := run(t, "", other, mine, headless, plain)
-	for name, want := range map[string]bool{"other": false, "mine": false, "hl": false, "plain": true} {
+	for name, want := range map[string]bool{"other": false, "mine": false, "hl": true, "plain": true} {
 		if got := hasService(hub, name); got != want {
 			t.Errorf("no proxy name: service %s in model = %v, want %v", name, got, want)
 		}
@@ -100,19 +103,21 @@ func TestServicesOfOtherProxiesAndHeadlessAreFilteredLikeKubeProxy(t *testing.T)
 
 	// With a proxy name, services labelled with it must reach compute, which then decides.
 	hub, _ = run(t, "ganglion", other, mine, headless, plain)
-	for name, want := range map[string]bool{"mine": true, "plain": true, "hl": false} {
+	for name, want := range map[string]bool{"mine": true, "plain": true, "hl": true} {
 		if got := hasService(hub, name); got != want {
 			t.Errorf("proxy name ganglion: service %s in model = %v, want %v", name, got, want)
 		}
 	}
-	var reason string
-	hub.View(func(e *compute.Engine) {
-		if s := e.Service(model.ServiceKey{Namespace: "default", Name: "other"}); s != nil {
-			reason = compute.IgnoredReason(s, e.Options())
+	for _, name := range []string{"other", "hl"} {
+		var reason string
+		hub.View(func(e *compute.Engine) {
+			if s := e.Service(model.ServiceKey{Namespace: "default", Name: name}); s != nil {
+				reason = compute.IgnoredReason(s, e.Options())
+			}
+		})
+		if hasService(hub, name) && reason == "" {
+			t.Errorf("service %s reached compute and was not ignored", name)
 		}
-	})
-	if hasService(hub, "other") && reason == "" {
-		t.Error("a service of another proxy reached compute and was not ignored")
 	}
 }
 
@@ -130,10 +135,10 @@ func TestChangesAfterSyncReachTheModel(t *testing.T) {
 }
 
 func TestSelector(t *testing.T) {
-	if got, want := Selector("").String(), "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"; got != want {
+	if got, want := Selector("").String(), "!service.kubernetes.io/service-proxy-name"; got != want {
 		t.Errorf("Selector(\"\") = %q, want %q", got, want)
 	}
-	if got, want := Selector("ganglion").String(), "!service.kubernetes.io/headless"; got != want {
+	if got, want := Selector("ganglion").String(), ""; got != want {
 		t.Errorf("Selector(ganglion) = %q, want %q", got, want)
 	}
 }
