@@ -14,7 +14,7 @@ import (
 
 // Fake is an in-memory nf_tables for this backend's tables. It applies the operations of a plan
 // as the kernel would, all of a transaction or none, with the kernel's refusals for what the
-// kernel refuses (a missing object, a chain or set still in use, an element of the wrong size or
+// kernel refuses (a missing object, a chain or set another object refers to, an element of the wrong size or
 // already there with other data); it is read back like the kernel for Reconcile and restarts, and
 // Dump writes what it holds in `nft list table` syntax. Use it through WithFake.
 type Fake struct {
@@ -135,13 +135,10 @@ func applyOp(tables map[nftables.TableFamily]*fakeTable, f *family, o op) error 
 	return fmt.Errorf("operation kind %d: %w", o.kind, unix.EINVAL)
 }
 
+// delChain deletes a chain and its rules, as the kernel does, unless something refers to it.
 func (t *fakeTable) delChain(name string) error {
-	ch := t.chains[name]
-	switch {
-	case ch == nil:
+	if t.chains[name] == nil {
 		return fmt.Errorf("chain %s: %w", name, unix.ENOENT)
-	case len(ch.rules) > 0:
-		return fmt.Errorf("chain %s holds %d rules: %w", name, len(ch.rules), unix.EBUSY)
 	}
 	if user := t.chainUser(name); user != "" {
 		return fmt.Errorf("chain %s is used by %s: %w", name, user, unix.EBUSY)
@@ -154,7 +151,7 @@ func (t *fakeTable) delChain(name string) error {
 func (t *fakeTable) chainUser(name string) string {
 	for cn, ch := range t.chains {
 		for _, r := range ch.rules {
-			if slices.Contains(r.chains, name) {
+			if cn != name && slices.Contains(r.chains, name) {
 				return "a rule of chain " + cn
 			}
 		}

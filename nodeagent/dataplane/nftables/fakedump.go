@@ -108,10 +108,17 @@ func (k *Fake) Forgotten() []string {
 
 // Dump writes the tables in `nft list table` syntax: ip first, then ip6; sets and chains by
 // name, rules in order, elements by key.
-func (k *Fake) Dump() string { return k.dump(false) }
+func (k *Fake) Dump() string { return k.dump(dumpOptions{}) }
 
-// dump is Dump; hideEmpty leaves out sets without elements, which keeps test goldens short.
-func (k *Fake) dump(hideEmpty bool) string {
+// dumpOptions shorten a dump for test goldens.
+type dumpOptions struct {
+	// hideEmpty leaves out sets without elements.
+	hideEmpty bool
+	// hideChain, when set, leaves out the chains it returns true for; the dump counts them.
+	hideChain func(f *family, name string, rules []string) bool
+}
+
+func (k *Fake) dump(o dumpOptions) string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var b strings.Builder
@@ -122,24 +129,44 @@ func (k *Fake) dump(hideEmpty bool) string {
 		}
 		fmt.Fprintf(&b, "table %s %s {\n", f.word, TableName)
 		for _, name := range slices.Sorted(maps.Keys(t.sets)) {
-			if s := t.sets[name]; !hideEmpty || len(s.elems) > 0 {
+			if s := t.sets[name]; !o.hideEmpty || len(s.elems) > 0 {
 				writeFakeSet(&b, name, s)
 			}
 		}
+		hidden := 0
 		for _, name := range slices.Sorted(maps.Keys(t.chains)) {
 			ch := t.chains[name]
-			fmt.Fprintf(&b, "\tchain %s {\n", name)
-			if spec := chainSpec(ch.def); spec != "" {
-				fmt.Fprintf(&b, "\t\t%s\n", strings.Trim(spec, " {}"))
+			if o.hideChain != nil && o.hideChain(f, name, ch.texts()) {
+				hidden++
+				continue
 			}
-			for _, r := range ch.rules {
-				fmt.Fprintf(&b, "\t\t%s\n", r.text)
-			}
-			b.WriteString("\t}\n")
+			writeFakeChain(&b, name, ch)
+		}
+		if hidden > 0 {
+			fmt.Fprintf(&b, "\t# %d chains not shown\n", hidden)
 		}
 		b.WriteString("}\n")
 	}
 	return b.String()
+}
+
+func (ch *fakeChain) texts() []string {
+	out := make([]string, len(ch.rules))
+	for i, r := range ch.rules {
+		out[i] = r.text
+	}
+	return out
+}
+
+func writeFakeChain(b *strings.Builder, name string, ch *fakeChain) {
+	fmt.Fprintf(b, "\tchain %s {\n", name)
+	if spec := chainSpec(ch.def); spec != "" {
+		fmt.Fprintf(b, "\t\t%s\n", strings.Trim(spec, " {}"))
+	}
+	for _, r := range ch.rules {
+		fmt.Fprintf(b, "\t\t%s\n", r.text)
+	}
+	b.WriteString("\t}\n")
 }
 
 func writeFakeSet(b *strings.Builder, name string, s *fakeSet) {

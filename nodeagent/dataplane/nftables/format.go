@@ -99,7 +99,7 @@ func formatField(t nftables.SetDatatype, v []byte) string {
 		a, _ := netip.AddrFromSlice(v)
 		return a.String()
 	case t.Name == "inet_proto" && len(v) == 1:
-		return dataplane.IPProtoName(v[0])
+		return protoText(v[0])
 	case t.Name == "inet_service" && len(v) == 2:
 		return fmt.Sprint(binary.BigEndian.Uint16(v))
 	case t.Name == "mark" && len(v) == 4:
@@ -108,4 +108,12 @@ func formatField(t nftables.SetDatatype, v []byte) string {
 		return fmt.Sprint(binary.BigEndian.Uint32(v))
 	}
 	return fmt.Sprintf("0x%x", v)
+}
+
+// protoText names a protocol as nft does: by name if known, else by number.
+func protoText(p byte) string {
+	if n := dataplane.IPProtoName(p); n != "unknown" {
+		return n
+	}
+	return fmt.Sprint(p)
 }
