@@ -23,6 +23,10 @@ func modelService(s *Service) *model.Service {
 		HealthCheckNodePort:  uint16(sp.HealthCheckNodePort),
 		Scheduler:            sp.Scheduler,
 		Labels:               s.Metadata.Labels,
+		// Named, not proxied: compute gives these DNS records only.
+		Headless:                 sp.Headless,
+		ExternalName:             sp.ExternalName,
+		PublishNotReadyAddresses: sp.PublishNotReadyAddresses,
 	}
 	for _, ip := range addrs(sp.LoadBalancerIPs) {
 		out.LoadBalancerIngress = append(out.LoadBalancerIngress, model.LoadBalancerIngress{IP: ip, IPMode: model.IPModeVIP})
@@ -106,6 +110,7 @@ func backendSlices(s *Service, failing map[probed]bool) []*model.EndpointSlice {
 		ready := !b.Disabled && !failing[probed{addr: ip, node: b.Node}]
 		sl.Endpoints = append(sl.Endpoints, model.Endpoint{
 			Address: ip, Ready: ready, Serving: ready, NodeName: b.Node, Zone: b.Zone, Weight: uint32(max(b.Weight, 0)),
+			Hostname: b.Hostname,
 		})
 	}
 	out := make([]*model.EndpointSlice, 0, len(order))

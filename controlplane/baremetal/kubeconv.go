@@ -8,14 +8,7 @@ import (
 
 // fromKubeService stores a v1 Service in the native form. Selectors are ignored: endpoints come
 // from EndpointSlices applied alongside.
-func fromKubeService(where string, s *corev1.Service) (*Service, error) {
-	id := "Service " + s.Namespace + "/" + s.Name
-	switch {
-	case s.Spec.Type == corev1.ServiceTypeExternalName:
-		return nil, &FieldError{Source: where, Object: id, Field: "spec.type", Reason: "ExternalName services have nothing to proxy"}
-	case s.Spec.ClusterIP == corev1.ClusterIPNone:
-		return nil, &FieldError{Source: where, Object: id, Field: "spec.clusterIP", Reason: "headless services (None) have nothing to proxy"}
-	}
+func fromKubeService(_ string, s *corev1.Service) (*Service, error) {
 	out := &Service{
 		APIVersion: APIVersion, Kind: KindService,
 		Metadata: Metadata{Name: s.Name, Namespace: s.Namespace, Labels: s.Labels},
@@ -55,7 +48,23 @@ func fromKubeService(where string, s *corev1.Service) (*Service, error) {
 		}
 		out.Spec.Ports = append(out.Spec.Ports, np)
 	}
+	if s.Spec.Type == corev1.ServiceTypeExternalName || s.Spec.ClusterIP == corev1.ClusterIPNone {
+		nameOnly(&out.Spec, s)
+	}
 	return out, nil
+}
+
+// nameOnly keeps of a headless or ExternalName Service what DNS answers with. The API server
+// fills in traffic policies and session affinity on every Service, so manifests copied from a
+// cluster carry them; unproxied they mean nothing, and are dropped rather than refused.
+func nameOnly(sp *ServiceSpec, s *corev1.Service) {
+	sp.VIPs, sp.ExternalTrafficPolicy, sp.InternalTrafficPolicy, sp.SessionAffinity = nil, "", "", nil
+	if s.Spec.Type == corev1.ServiceTypeExternalName {
+		sp.ExternalName = s.Spec.ExternalName
+		return
+	}
+	sp.Headless = true
+	sp.PublishNotReadyAddresses = s.Spec.PublishNotReadyAddresses
 }
 
 // fromKubeNode stores a v1 Node in the native form.

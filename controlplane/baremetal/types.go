@@ -32,8 +32,16 @@ type Service struct {
 
 // ServiceSpec is what a service asks for.
 type ServiceSpec struct {
-	// Type is ClusterIP (the default), NodePort or LoadBalancer.
+	// Type is ClusterIP (the default), NodePort, LoadBalancer or ExternalName.
 	Type string `json:"type,omitempty"`
+	// Headless gives a ClusterIP service no VIP (Kubernetes' clusterIP None): it is not proxied,
+	// and a node-local DNS answers its name with its ready backends' addresses.
+	Headless bool `json:"headless,omitempty"`
+	// ExternalName is the DNS name an ExternalName service aliases: it is not proxied, and a
+	// node-local DNS answers its name with a CNAME. Such a service has no VIP and no backends.
+	ExternalName string `json:"externalName,omitempty"`
+	// PublishNotReadyAddresses has DNS name a headless service's disabled or failing backends too.
+	PublishNotReadyAddresses bool `json:"publishNotReadyAddresses,omitempty"`
 	// VIPs are the service's virtual addresses, at most one per family; one IPv4 address is
 	// allocated from the service range when none is given.
 	VIPs                     []string         `json:"vips,omitempty"`
@@ -76,6 +84,9 @@ type Backend struct {
 	Node   string `json:"node,omitempty"`
 	Zone   string `json:"zone,omitempty"`
 	Weight int32  `json:"weight,omitempty"`
+	// Hostname names the backend under its headless service in DNS
+	// (<hostname>.<service>.<namespace>.svc.<domain>); other services ignore it.
+	Hostname string `json:"hostname,omitempty"`
 	// Disabled takes the backend out of rotation without deleting it (drain).
 	Disabled bool `json:"disabled,omitempty"`
 }

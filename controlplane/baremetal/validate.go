@@ -54,8 +54,11 @@ func validateService(o *Object, set Settings) error {
 		return err
 	}
 	sp := &s.Spec
-	if !slices.Contains([]string{"", "ClusterIP", "NodePort", "LoadBalancer"}, sp.Type) {
-		return o.fail("spec.type", "%q is not ClusterIP, NodePort or LoadBalancer", sp.Type)
+	if !slices.Contains([]string{"", "ClusterIP", "NodePort", "LoadBalancer", "ExternalName"}, sp.Type) {
+		return o.fail("spec.type", "%q is not ClusterIP, NodePort, LoadBalancer or ExternalName", sp.Type)
+	}
+	if named, err := validateNamed(o, set); named || err != nil {
+		return err
 	}
 	families := map[bool]bool{}
 	for i, v := range sp.VIPs {
@@ -241,6 +244,12 @@ func validateSlice(o *Object, set Settings) error {
 	for i, e := range s.Endpoints {
 		if len(e.Addresses) == 0 {
 			return o.fail(fmt.Sprintf("endpoints[%d].addresses", i), "at least one address is required")
+		}
+		if e.Hostname != nil {
+			// DNS builds <hostname>.<service>... from it.
+			if err := checkName(o, fmt.Sprintf("endpoints[%d].hostname", i), *e.Hostname, dnsLabel, 63); err != nil {
+				return err
+			}
 		}
 		for j, addr := range e.Addresses {
 			a, err := parseIP(o, fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), addr)

@@ -99,7 +99,8 @@ func (w *world) current() map[store.Key]*Object {
 // inherit keeps a re-applied service's allocations when the new document leaves them out, the
 // way kubectl apply keeps a Service's clusterIP.
 func inherit(s *Service, prev *Object) {
-	if prev == nil || prev.Service == nil {
+	// A service turning headless or ExternalName lets its VIP and node ports go.
+	if prev == nil || prev.Service == nil || !s.Spec.proxied() {
 		return
 	}
 	p := prev.Service.Spec
@@ -177,6 +178,9 @@ func (c *claims) add(o, checking *Object) error {
 // allocate gives a service a VIP from the range and node ports from theirs where it has none.
 func allocate(o *Object, c *claims, set Settings) error {
 	sp := &o.Service.Spec
+	if !sp.proxied() {
+		return nil
+	}
 	if len(sp.VIPs) == 0 {
 		ip, ok := freeVIP(c, set.ServiceCIDR)
 		if !ok {
