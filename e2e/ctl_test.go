@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,7 +44,15 @@ func TestCtlAgainstARunningBrain(t *testing.T) {
 	if err := os.WriteFile(file, []byte(ctlManifests), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := ctl("apply", "-f", file)
+	// diff computes with the brain's engine what the apply would do, stores nothing, exits 1.
+	out, err := ctl("diff", "-f", file)
+	if exitStatus(err) != 1 || !strings.Contains(out, "node edge-1:\n  + prod/shop:http/v4") || !strings.Contains(out, "internal: +10.20.0.1:8080 +10.20.0.2:8080") {
+		t.Errorf("diff before apply: exit %d (%v)\n%s", exitStatus(err), err, out)
+	}
+	if out, _ := ctl("get", "svc", "-A"); strings.Contains(out, "shop") {
+		t.Errorf("diff stored the service:\n%s", out)
+	}
+	out, err = ctl("apply", "-f", file)
 	if err != nil || !strings.Contains(out, "service/prod/shop applied") || !strings.Contains(out, "node/edge-1 applied") {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
@@ -58,6 +68,11 @@ func TestCtlAgainstARunningBrain(t *testing.T) {
 		out, err = ctl("describe", "service", "shop", "-n", "prod")
 		return err == nil && strings.Contains(out, "node edge-1 (zone rack-a):") && strings.Contains(out, "internal (cluster): FORWARD 10.20.0.1:8080 10.20.0.2:8080")
 	})
+
+	// What was applied is what is stored: the same file again is no difference.
+	if out, err := ctl("diff", "-f", file); exitStatus(err) != 0 || out != "" {
+		t.Errorf("diff after apply: exit %d (%v)\n%s", exitStatus(err), err, out)
+	}
 
 	// A bad document fails with its file and field, and the good one beside it is not stored.
 	bad := filepath.Join(dir, "bad.yaml")
@@ -80,4 +95,16 @@ func TestCtlAgainstARunningBrain(t *testing.T) {
 	if out, err := ctl("get", "svc", "shop", "-n", "prod"); err == nil {
 		t.Errorf("deleted service still there:\n%s", out)
 	}
+}
+
+// exitStatus is a command's exit status from the error exec returned.
+func exitStatus(err error) int {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

@@ -123,3 +123,24 @@ func (s *Store) CommitChange(ctx context.Context, generation int64, c Change) (i
 	}
 	return resp.Header.Revision, nil
 }
+
+// Events returns the events that committing c on top of the state in b would bring a watcher:
+// what a change would do, computed without making it.
+func (c Change) Events(b Batch) []Event {
+	out := make([]Event, 0, len(c.Puts)+len(c.Deletes))
+	for _, p := range c.Puts {
+		out = append(out, Event{Path: p.path(), Value: p.Value})
+	}
+	for _, k := range c.Deletes {
+		out = append(out, Event{Delete: true, Path: k.path()})
+	}
+	for _, ev := range b.Events {
+		for _, p := range c.Prune {
+			if strings.HasPrefix(ev.Path, p) {
+				out = append(out, Event{Delete: true, Path: ev.Path})
+				break
+			}
+		}
+	}
+	return out
+}

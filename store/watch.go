@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -90,16 +91,29 @@ func (s *Store) watchFrom(ctx context.Context, rev int64, fn func(Batch)) error 
 	return nil
 }
 
+// ReadAll returns the whole state under the prefix as one Reset batch: what Watch delivers first.
+func (s *Store) ReadAll(ctx context.Context) (Batch, error) {
+	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return Batch{}, fmt.Errorf("store: list: %w", err)
+	}
+	return batchOf(resp.Header.Revision, resp.Kvs, s.prefix), nil
+}
+
+func batchOf(rev int64, kvs []*mvccpb.KeyValue, prefix string) Batch {
+	b := Batch{Revision: rev, Reset: true}
+	for _, kv := range kvs {
+		b.Events = append(b.Events, Event{Path: strings.TrimPrefix(string(kv.Key), prefix), Value: kv.Value})
+	}
+	return b
+}
+
 // relist delivers the whole state and returns its revision.
 func (s *Store) relist(ctx context.Context, fn func(Batch)) (int64, error) {
 	for {
 		resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
 		if err == nil {
-			b := Batch{Revision: resp.Header.Revision, Reset: true}
-			for _, kv := range resp.Kvs {
-				b.Events = append(b.Events, Event{Path: strings.TrimPrefix(string(kv.Key), s.prefix), Value: kv.Value})
-			}
-			fn(b)
+			fn(batchOf(resp.Header.Revision, resp.Kvs, s.prefix))
 			return resp.Header.Revision, nil
 		}
 		if ctx.Err() != nil {

@@ -17,6 +17,7 @@ var policy = map[string][]pki.Role{
 	"/ganglion.v1.AdminService/Apply":            {pki.RoleAdmin},
 	"/ganglion.v1.AdminService/Delete":           {pki.RoleAdmin},
 	"/ganglion.v1.AdminService/Get":              {pki.RoleAdmin, pki.RoleReader},
+	"/ganglion.v1.AdminService/Diff":             {pki.RoleAdmin, pki.RoleReader},
 	"/ganglion.v1.InspectService/":               {pki.RoleAdmin, pki.RoleReader},
 	"/grpc.reflection.v1.ServerReflection/":      {pki.RoleAdmin, pki.RoleReader},
 	"/grpc.reflection.v1alpha.ServerReflection/": {pki.RoleAdmin, pki.RoleReader},

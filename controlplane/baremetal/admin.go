@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 	"github.com/ganglion-proxy/ganglion/store"
 )
@@ -19,14 +20,45 @@ type Admin struct {
 	v1.UnimplementedAdminServiceServer
 	Store    *store.Store
 	Settings Settings
+	// Compute are the brain's engine options, so Diff computes as the brain does.
+	Compute compute.Options
 }
 
 var _ v1.AdminServiceServer = (*Admin)(nil)
 
 // Apply decodes, validates and stores every document, or none.
 func (a *Admin) Apply(ctx context.Context, req *v1.ApplyRequest) (*v1.ApplyResponse, error) {
+	objs, err := decodeDocuments(req.Documents)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := Apply(ctx, a.Store, objs, a.Settings, req.DryRun)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	resp := &v1.ApplyResponse{}
+	for _, k := range keys {
+		resp.Applied = append(resp.Applied, ref(k))
+	}
+	return resp, nil
+}
+
+// Diff says what applying the documents would change on each node; nothing is stored.
+func (a *Admin) Diff(ctx context.Context, req *v1.DiffRequest) (*v1.DiffResponse, error) {
+	objs, err := decodeDocuments(req.Documents)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := Diff(ctx, a.Store, objs, a.Settings, a.Compute)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &v1.DiffResponse{Nodes: nodes}, nil
+}
+
+func decodeDocuments(docs []*v1.Document) ([]*Object, error) {
 	var objs []*Object
-	for i, d := range req.Documents {
+	for i, d := range docs {
 		source := d.Source
 		if source == "" {
 			source = "document " + strconv.Itoa(i+1)
@@ -40,15 +72,7 @@ func (a *Admin) Apply(ctx context.Context, req *v1.ApplyRequest) (*v1.ApplyRespo
 	if len(objs) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "documents: nothing to apply")
 	}
-	keys, err := Apply(ctx, a.Store, objs, a.Settings, req.DryRun)
-	if err != nil {
-		return nil, grpcError(err)
-	}
-	resp := &v1.ApplyResponse{}
-	for _, k := range keys {
-		resp.Applied = append(resp.Applied, ref(k))
-	}
-	return resp, nil
+	return objs, nil
 }
 
 // Get returns the stored objects the selector matches, as YAML.

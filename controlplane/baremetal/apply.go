@@ -52,35 +52,13 @@ func Apply(ctx context.Context, st *store.Store, objs []*Object, set Settings, d
 // applyOnce is one attempt of Apply against one read of the store; it fails with
 // store.ErrConflict when the store changed since that read.
 func applyOnce(ctx context.Context, st *store.Store, objs []*Object, set Settings, dryRun bool) ([]store.Key, error) {
-	snap, err := st.Snapshot(ctx)
+	snap, change, err := plan(ctx, st, objs, set)
 	if err != nil {
 		return nil, err
 	}
-	stored, err := decodeSnapshot(snap)
-	if err != nil {
-		return nil, err
-	}
-	leased, err := st.Leases(ctx)
-	if err != nil {
-		return nil, err
-	}
-	w := newWorld(stored, objs, decodeLeases(leased))
-	if err := w.check(set); err != nil {
-		return nil, err
-	}
-	var change store.Change
-	var keys []store.Key
-	for _, o := range objs {
-		b, err := o.Encode()
-		if err != nil {
-			return nil, fmt.Errorf("%s: encode: %w", o.Source, err)
-		}
-		change.Puts = append(change.Puts, store.Item{Key: o.Key, Value: b})
-		keys = append(keys, o.Key)
-		if o.Service != nil && w.stored[o.Key] == nil {
-			// A new service starts healthy, whatever an earlier one of its name left.
-			change.Prune = append(change.Prune, servicePrefix(o.Key.Namespace, o.Key.Name))
-		}
+	keys := make([]store.Key, 0, len(change.Puts))
+	for _, it := range change.Puts {
+		keys = append(keys, it.Key)
 	}
 	if dryRun {
 		return keys, nil
@@ -89,6 +67,40 @@ func applyOnce(ctx context.Context, st *store.Store, objs []*Object, set Setting
 		return nil, err
 	}
 	return keys, nil
+}
+
+// plan checks objs against one read of the store, allocates what they leave out, and returns
+// that read and the change that would store them: what Apply commits and Diff computes with.
+func plan(ctx context.Context, st *store.Store, objs []*Object, set Settings) (*store.Snapshot, store.Change, error) {
+	var change store.Change
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return nil, change, err
+	}
+	stored, err := decodeSnapshot(snap)
+	if err != nil {
+		return nil, change, err
+	}
+	leased, err := st.Leases(ctx)
+	if err != nil {
+		return nil, change, err
+	}
+	w := newWorld(stored, objs, decodeLeases(leased))
+	if err := w.check(set); err != nil {
+		return nil, change, err
+	}
+	for _, o := range objs {
+		b, err := o.Encode()
+		if err != nil {
+			return nil, change, fmt.Errorf("%s: encode: %w", o.Source, err)
+		}
+		change.Puts = append(change.Puts, store.Item{Key: o.Key, Value: b})
+		if o.Service != nil && w.stored[o.Key] == nil {
+			// A new service starts healthy, whatever an earlier one of its name left.
+			change.Prune = append(change.Prune, servicePrefix(o.Key.Namespace, o.Key.Name))
+		}
+	}
+	return snap, change, nil
 }
 
 // Delete removes the named objects, all or none. Naming one that does not exist is an error.

@@ -98,8 +98,10 @@ func runServe(args []string) error {
 	if *healthAddr != "" {
 		defer serveHTTP(*healthAddr, probeHandler(b.Ready), log)()
 	}
-	if r, ok := src.(interface{ Register(*grpc.Server) }); ok {
-		r.Register(b.GRPC())
+	if r, ok := src.(interface {
+		Register(*grpc.Server, compute.Options)
+	}); ok {
+		r.Register(b.GRPC(), opts.Compute)
 	}
 	srcErr := make(chan error, 1)
 	go func() { srcErr <- src.Run(ctx, b.Hub, b.MarkSynced) }()

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/baremetal"
+	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 	"github.com/ganglion-proxy/ganglion/store"
@@ -38,9 +39,9 @@ func (e *etcdSource) Run(ctx context.Context, hub *stream.Hub, synced func()) er
 	return e.src.Run(ctx, hub, synced)
 }
 
-// Register adds the admin service to the brain's server.
-func (e *etcdSource) Register(s *grpc.Server) {
-	v1.RegisterAdminServiceServer(s, &baremetal.Admin{Store: e.st, Settings: e.set})
+// Register adds the admin service to the brain's server; its diffs compute with the brain's options.
+func (e *etcdSource) Register(s *grpc.Server, opts compute.Options) {
+	v1.RegisterAdminServiceServer(s, &baremetal.Admin{Store: e.st, Settings: e.set, Compute: opts})
 }
 
 func init() {

@@ -19,13 +19,26 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+	err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if err != nil && !errors.Is(err, errDifferences) {
 		if s, ok := status.FromError(err); ok {
 			err = errors.New(s.Message())
 		}
 		fmt.Fprintln(os.Stderr, "ganglionctl:", err)
-		os.Exit(1)
 	}
+	os.Exit(exitCode(err))
+}
+
+// exitCode is 0 on success and 1 on failure; diff exits 1 for differences and 2 for its failures.
+func exitCode(err error) int {
+	var failed diffFailed
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &failed):
+		return 2
+	}
+	return 1
 }
 
 // run executes one command line; tests call it in process.
@@ -68,7 +81,7 @@ TLS: --cert, --key, --ca; by default the local admin credential and CA in --pki-
 	pf.StringVarP(&c.namespace, "namespace", "n", "default", "the namespace of namespaced objects")
 	pf.DurationVar(&c.timeout, "request-timeout", 30*time.Second, "how long one command may wait for the brain")
 	c.creds.register(pf)
-	root.AddCommand(c.applyCmd(), c.getCmd(), c.deleteCmd(), c.describeCmd(), c.nodesCmd(), pkiCmd())
+	root.AddCommand(c.applyCmd(), c.getCmd(), c.deleteCmd(), c.describeCmd(), c.diffCmd(), c.nodesCmd(), pkiCmd())
 	return root
 }
 

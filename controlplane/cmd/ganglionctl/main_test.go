@@ -78,6 +78,26 @@ func (f *fakeBrain) ExplainService(_ context.Context, req *v1.ExplainServiceRequ
 	}}}, nil
 }
 
+// Diff reports a change when a document mentions "replicas-changed", none otherwise.
+func (f *fakeBrain) Diff(_ context.Context, req *v1.DiffRequest) (*v1.DiffResponse, error) {
+	if !strings.Contains(req.Documents[0].Content, "replicas-changed") {
+		return &v1.DiffResponse{}, nil
+	}
+	return &v1.DiffResponse{Nodes: []*v1.NodeDiff{{Node: "node-1", Ports: []*v1.PortDiff{
+		{
+			Resource: "default/web:http/v4", Change: v1.PortChange_PORT_CHANGE_CHANGED,
+			InternalGained: []*v1.Backend{{Address: "10.1.0.3", Port: 8080, Weight: 1}},
+			ExternalLost:   []*v1.Backend{{Address: "10.1.0.1", Port: 8080, Weight: 1}},
+			Other:          []string{"scheduler: rr -> wrr"},
+		},
+		{
+			Resource: "default/api/v6", Change: v1.PortChange_PORT_CHANGE_ADDED,
+			FrontendsAdded: []*v1.Frontend{{Kind: v1.FrontendKind_FRONTEND_KIND_CLUSTER_IP, Address: "fd00::10", Port: 443}},
+			InternalGained: []*v1.Backend{{Address: "fd00:1::5", Port: 8443, Weight: 1}},
+		},
+	}}}}, nil
+}
+
 const webService = `apiVersion: ganglion-proxy.io/v1
 kind: Service
 metadata:
@@ -232,5 +252,28 @@ func golden(t *testing.T, path, got string) {
 	}
 	if got != string(want) {
 		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// TestDiff checks diff's output and kubectl diff's exit convention: 0 none, 1 differences, 2 failed.
+func TestDiff(t *testing.T) {
+	addr := startFake(t)
+	for _, c := range []struct {
+		file, golden, output string
+		code                 int
+	}{
+		{"testdata/unchanged.yaml", "", "table", 0},
+		{"testdata/changed.yaml", "diff-changed", "table", 1},
+		{"testdata/changed.yaml", "diff-changed-json", "json", 1},
+		{"testdata/missing.yaml", "", "table", 2},
+	} {
+		var out, errOut bytes.Buffer
+		err := run([]string{"diff", "-f", c.file, "-o", c.output, "--insecure", "--server", addr}, strings.NewReader(""), &out, &errOut)
+		if got := exitCode(err); got != c.code {
+			t.Errorf("diff -f %s: exit %d (%v), want %d", c.file, got, err, c.code)
+		}
+		if c.golden != "" {
+			golden(t, filepath.Join("testdata", c.golden+".golden"), out.String())
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,17 +35,25 @@ func printStructured(w io.Writer, format string, v any) (bool, error) {
 	if format != "json" && format != "yaml" {
 		return false, nil
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "a -> b" stays readable
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
 		return true, err
 	}
+	b := buf.Bytes()
 	if format == "yaml" {
+		var err error
 		if b, err = yaml.JSONToYAML(b); err != nil {
 			return true, err
 		}
-		_, err = w.Write(b)
-		return true, err
 	}
-	_, err = fmt.Fprintln(w, string(b))
+	_, err := w.Write(b)
 	return true, err
 }
+
+// jsonRaw is JSON already encoded, printed as it is.
+type jsonRaw []byte
+
+func (j jsonRaw) MarshalJSON() ([]byte, error) { return j, nil }

@@ -21,6 +21,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PortChange says whether a port appears, goes away or changes on a node.
+type PortChange int32
+
+const (
+	PortChange_PORT_CHANGE_UNSPECIFIED PortChange = 0
+	PortChange_PORT_CHANGE_ADDED       PortChange = 1
+	PortChange_PORT_CHANGE_REMOVED     PortChange = 2
+	PortChange_PORT_CHANGE_CHANGED     PortChange = 3
+)
+
+// Enum value maps for PortChange.
+var (
+	PortChange_name = map[int32]string{
+		0: "PORT_CHANGE_UNSPECIFIED",
+		1: "PORT_CHANGE_ADDED",
+		2: "PORT_CHANGE_REMOVED",
+		3: "PORT_CHANGE_CHANGED",
+	}
+	PortChange_value = map[string]int32{
+		"PORT_CHANGE_UNSPECIFIED": 0,
+		"PORT_CHANGE_ADDED":       1,
+		"PORT_CHANGE_REMOVED":     2,
+		"PORT_CHANGE_CHANGED":     3,
+	}
+)
+
+func (x PortChange) Enum() *PortChange {
+	p := new(PortChange)
+	*p = x
+	return p
+}
+
+func (x PortChange) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortChange) Descriptor() protoreflect.EnumDescriptor {
+	return file_ganglion_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (PortChange) Type() protoreflect.EnumType {
+	return &file_ganglion_v1_admin_proto_enumTypes[0]
+}
+
+func (x PortChange) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortChange.Descriptor instead.
+func (PortChange) EnumDescriptor() ([]byte, []int) {
+	return file_ganglion_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
 // Document is one YAML or JSON document and where it came from, for error messages.
 type Document struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -413,11 +466,267 @@ func (x *DeleteResponse) GetDeleted() []*ObjectRef {
 	return nil
 }
 
+// DiffRequest carries the documents an apply would store.
+type DiffRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Documents     []*Document            `protobuf:"bytes,1,rep,name=documents,proto3" json:"documents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiffRequest) Reset() {
+	*x = DiffRequest{}
+	mi := &file_ganglion_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiffRequest) ProtoMessage() {}
+
+func (x *DiffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiffRequest.ProtoReflect.Descriptor instead.
+func (*DiffRequest) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DiffRequest) GetDocuments() []*Document {
+	if x != nil {
+		return x.Documents
+	}
+	return nil
+}
+
+// DiffResponse lists the nodes whose ports would change, sorted by name; empty when none would.
+type DiffResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeDiff            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiffResponse) Reset() {
+	*x = DiffResponse{}
+	mi := &file_ganglion_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiffResponse) ProtoMessage() {}
+
+func (x *DiffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiffResponse.ProtoReflect.Descriptor instead.
+func (*DiffResponse) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DiffResponse) GetNodes() []*NodeDiff {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// NodeDiff is what would change on one node.
+type NodeDiff struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// Ports are sorted by resource base.
+	Ports         []*PortDiff `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeDiff) Reset() {
+	*x = NodeDiff{}
+	mi := &file_ganglion_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeDiff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeDiff) ProtoMessage() {}
+
+func (x *NodeDiff) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeDiff.ProtoReflect.Descriptor instead.
+func (*NodeDiff) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *NodeDiff) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeDiff) GetPorts() []*PortDiff {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// PortDiff is what would change in one service port of one family on one node.
+type PortDiff struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource is the port's base name: <ns>/<name>[:<port>]/<v4|v6>.
+	Resource         string      `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	Change           PortChange  `protobuf:"varint,2,opt,name=change,proto3,enum=ganglion.v1.PortChange" json:"change,omitempty"`
+	FrontendsAdded   []*Frontend `protobuf:"bytes,3,rep,name=frontends_added,json=frontendsAdded,proto3" json:"frontends_added,omitempty"`
+	FrontendsRemoved []*Frontend `protobuf:"bytes,4,rep,name=frontends_removed,json=frontendsRemoved,proto3" json:"frontends_removed,omitempty"`
+	// Internal and external traffic: the endpoints gained and lost.
+	InternalGained []*Backend `protobuf:"bytes,5,rep,name=internal_gained,json=internalGained,proto3" json:"internal_gained,omitempty"`
+	InternalLost   []*Backend `protobuf:"bytes,6,rep,name=internal_lost,json=internalLost,proto3" json:"internal_lost,omitempty"`
+	ExternalGained []*Backend `protobuf:"bytes,7,rep,name=external_gained,json=externalGained,proto3" json:"external_gained,omitempty"`
+	ExternalLost   []*Backend `protobuf:"bytes,8,rep,name=external_lost,json=externalLost,proto3" json:"external_lost,omitempty"`
+	// Other lists every other change as "field: old -> new" (scheduler, affinity, policies, actions).
+	Other         []string `protobuf:"bytes,9,rep,name=other,proto3" json:"other,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortDiff) Reset() {
+	*x = PortDiff{}
+	mi := &file_ganglion_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortDiff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortDiff) ProtoMessage() {}
+
+func (x *PortDiff) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortDiff.ProtoReflect.Descriptor instead.
+func (*PortDiff) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PortDiff) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *PortDiff) GetChange() PortChange {
+	if x != nil {
+		return x.Change
+	}
+	return PortChange_PORT_CHANGE_UNSPECIFIED
+}
+
+func (x *PortDiff) GetFrontendsAdded() []*Frontend {
+	if x != nil {
+		return x.FrontendsAdded
+	}
+	return nil
+}
+
+func (x *PortDiff) GetFrontendsRemoved() []*Frontend {
+	if x != nil {
+		return x.FrontendsRemoved
+	}
+	return nil
+}
+
+func (x *PortDiff) GetInternalGained() []*Backend {
+	if x != nil {
+		return x.InternalGained
+	}
+	return nil
+}
+
+func (x *PortDiff) GetInternalLost() []*Backend {
+	if x != nil {
+		return x.InternalLost
+	}
+	return nil
+}
+
+func (x *PortDiff) GetExternalGained() []*Backend {
+	if x != nil {
+		return x.ExternalGained
+	}
+	return nil
+}
+
+func (x *PortDiff) GetExternalLost() []*Backend {
+	if x != nil {
+		return x.ExternalLost
+	}
+	return nil
+}
+
+func (x *PortDiff) GetOther() []string {
+	if x != nil {
+		return x.Other
+	}
+	return nil
+}
+
 var File_ganglion_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ganglion_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17ganglion/v1/admin.proto\x12\vganglion.v1\"<\n" +
+	"\x17ganglion/v1/admin.proto\x12\vganglion.v1\x1a\x17ganglion/v1/state.proto\"<\n" +
 	"\bDocument\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\"Q\n" +
@@ -438,11 +747,35 @@ const file_ganglion_v1_admin_proto_rawDesc = "" +
 	"\rDeleteRequest\x120\n" +
 	"\aobjects\x18\x01 \x03(\v2\x16.ganglion.v1.ObjectRefR\aobjects\"B\n" +
 	"\x0eDeleteResponse\x120\n" +
-	"\adeleted\x18\x01 \x03(\v2\x16.ganglion.v1.ObjectRefR\adeleted2\xcb\x01\n" +
+	"\adeleted\x18\x01 \x03(\v2\x16.ganglion.v1.ObjectRefR\adeleted\"B\n" +
+	"\vDiffRequest\x123\n" +
+	"\tdocuments\x18\x01 \x03(\v2\x15.ganglion.v1.DocumentR\tdocuments\";\n" +
+	"\fDiffResponse\x12+\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.ganglion.v1.NodeDiffR\x05nodes\"K\n" +
+	"\bNodeDiff\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12+\n" +
+	"\x05ports\x18\x02 \x03(\v2\x15.ganglion.v1.PortDiffR\x05ports\"\xe5\x03\n" +
+	"\bPortDiff\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12/\n" +
+	"\x06change\x18\x02 \x01(\x0e2\x17.ganglion.v1.PortChangeR\x06change\x12>\n" +
+	"\x0ffrontends_added\x18\x03 \x03(\v2\x15.ganglion.v1.FrontendR\x0efrontendsAdded\x12B\n" +
+	"\x11frontends_removed\x18\x04 \x03(\v2\x15.ganglion.v1.FrontendR\x10frontendsRemoved\x12=\n" +
+	"\x0finternal_gained\x18\x05 \x03(\v2\x14.ganglion.v1.BackendR\x0einternalGained\x129\n" +
+	"\rinternal_lost\x18\x06 \x03(\v2\x14.ganglion.v1.BackendR\finternalLost\x12=\n" +
+	"\x0fexternal_gained\x18\a \x03(\v2\x14.ganglion.v1.BackendR\x0eexternalGained\x129\n" +
+	"\rexternal_lost\x18\b \x03(\v2\x14.ganglion.v1.BackendR\fexternalLost\x12\x14\n" +
+	"\x05other\x18\t \x03(\tR\x05other*r\n" +
+	"\n" +
+	"PortChange\x12\x1b\n" +
+	"\x17PORT_CHANGE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11PORT_CHANGE_ADDED\x10\x01\x12\x17\n" +
+	"\x13PORT_CHANGE_REMOVED\x10\x02\x12\x17\n" +
+	"\x13PORT_CHANGE_CHANGED\x10\x032\x88\x02\n" +
 	"\fAdminService\x12>\n" +
 	"\x05Apply\x12\x19.ganglion.v1.ApplyRequest\x1a\x1a.ganglion.v1.ApplyResponse\x128\n" +
 	"\x03Get\x12\x17.ganglion.v1.GetRequest\x1a\x18.ganglion.v1.GetResponse\x12A\n" +
-	"\x06Delete\x12\x1a.ganglion.v1.DeleteRequest\x1a\x1b.ganglion.v1.DeleteResponseBAZ?github.com/ganglion-proxy/ganglion/proto/ganglion/v1;ganglionv1b\x06proto3"
+	"\x06Delete\x12\x1a.ganglion.v1.DeleteRequest\x1a\x1b.ganglion.v1.DeleteResponse\x12;\n" +
+	"\x04Diff\x12\x18.ganglion.v1.DiffRequest\x1a\x19.ganglion.v1.DiffResponseBAZ?github.com/ganglion-proxy/ganglion/proto/ganglion/v1;ganglionv1b\x06proto3"
 
 var (
 	file_ganglion_v1_admin_proto_rawDescOnce sync.Once
@@ -456,35 +789,55 @@ func file_ganglion_v1_admin_proto_rawDescGZIP() []byte {
 	return file_ganglion_v1_admin_proto_rawDescData
 }
 
-var file_ganglion_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_ganglion_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_ganglion_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_ganglion_v1_admin_proto_goTypes = []any{
-	(*Document)(nil),       // 0: ganglion.v1.Document
-	(*ObjectRef)(nil),      // 1: ganglion.v1.ObjectRef
-	(*ApplyRequest)(nil),   // 2: ganglion.v1.ApplyRequest
-	(*ApplyResponse)(nil),  // 3: ganglion.v1.ApplyResponse
-	(*GetRequest)(nil),     // 4: ganglion.v1.GetRequest
-	(*GetResponse)(nil),    // 5: ganglion.v1.GetResponse
-	(*DeleteRequest)(nil),  // 6: ganglion.v1.DeleteRequest
-	(*DeleteResponse)(nil), // 7: ganglion.v1.DeleteResponse
+	(PortChange)(0),        // 0: ganglion.v1.PortChange
+	(*Document)(nil),       // 1: ganglion.v1.Document
+	(*ObjectRef)(nil),      // 2: ganglion.v1.ObjectRef
+	(*ApplyRequest)(nil),   // 3: ganglion.v1.ApplyRequest
+	(*ApplyResponse)(nil),  // 4: ganglion.v1.ApplyResponse
+	(*GetRequest)(nil),     // 5: ganglion.v1.GetRequest
+	(*GetResponse)(nil),    // 6: ganglion.v1.GetResponse
+	(*DeleteRequest)(nil),  // 7: ganglion.v1.DeleteRequest
+	(*DeleteResponse)(nil), // 8: ganglion.v1.DeleteResponse
+	(*DiffRequest)(nil),    // 9: ganglion.v1.DiffRequest
+	(*DiffResponse)(nil),   // 10: ganglion.v1.DiffResponse
+	(*NodeDiff)(nil),       // 11: ganglion.v1.NodeDiff
+	(*PortDiff)(nil),       // 12: ganglion.v1.PortDiff
+	(*Frontend)(nil),       // 13: ganglion.v1.Frontend
+	(*Backend)(nil),        // 14: ganglion.v1.Backend
 }
 var file_ganglion_v1_admin_proto_depIdxs = []int32{
-	0, // 0: ganglion.v1.ApplyRequest.documents:type_name -> ganglion.v1.Document
-	1, // 1: ganglion.v1.ApplyResponse.applied:type_name -> ganglion.v1.ObjectRef
-	1, // 2: ganglion.v1.GetRequest.selector:type_name -> ganglion.v1.ObjectRef
-	0, // 3: ganglion.v1.GetResponse.objects:type_name -> ganglion.v1.Document
-	1, // 4: ganglion.v1.DeleteRequest.objects:type_name -> ganglion.v1.ObjectRef
-	1, // 5: ganglion.v1.DeleteResponse.deleted:type_name -> ganglion.v1.ObjectRef
-	2, // 6: ganglion.v1.AdminService.Apply:input_type -> ganglion.v1.ApplyRequest
-	4, // 7: ganglion.v1.AdminService.Get:input_type -> ganglion.v1.GetRequest
-	6, // 8: ganglion.v1.AdminService.Delete:input_type -> ganglion.v1.DeleteRequest
-	3, // 9: ganglion.v1.AdminService.Apply:output_type -> ganglion.v1.ApplyResponse
-	5, // 10: ganglion.v1.AdminService.Get:output_type -> ganglion.v1.GetResponse
-	7, // 11: ganglion.v1.AdminService.Delete:output_type -> ganglion.v1.DeleteResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	1,  // 0: ganglion.v1.ApplyRequest.documents:type_name -> ganglion.v1.Document
+	2,  // 1: ganglion.v1.ApplyResponse.applied:type_name -> ganglion.v1.ObjectRef
+	2,  // 2: ganglion.v1.GetRequest.selector:type_name -> ganglion.v1.ObjectRef
+	1,  // 3: ganglion.v1.GetResponse.objects:type_name -> ganglion.v1.Document
+	2,  // 4: ganglion.v1.DeleteRequest.objects:type_name -> ganglion.v1.ObjectRef
+	2,  // 5: ganglion.v1.DeleteResponse.deleted:type_name -> ganglion.v1.ObjectRef
+	1,  // 6: ganglion.v1.DiffRequest.documents:type_name -> ganglion.v1.Document
+	11, // 7: ganglion.v1.DiffResponse.nodes:type_name -> ganglion.v1.NodeDiff
+	12, // 8: ganglion.v1.NodeDiff.ports:type_name -> ganglion.v1.PortDiff
+	0,  // 9: ganglion.v1.PortDiff.change:type_name -> ganglion.v1.PortChange
+	13, // 10: ganglion.v1.PortDiff.frontends_added:type_name -> ganglion.v1.Frontend
+	13, // 11: ganglion.v1.PortDiff.frontends_removed:type_name -> ganglion.v1.Frontend
+	14, // 12: ganglion.v1.PortDiff.internal_gained:type_name -> ganglion.v1.Backend
+	14, // 13: ganglion.v1.PortDiff.internal_lost:type_name -> ganglion.v1.Backend
+	14, // 14: ganglion.v1.PortDiff.external_gained:type_name -> ganglion.v1.Backend
+	14, // 15: ganglion.v1.PortDiff.external_lost:type_name -> ganglion.v1.Backend
+	3,  // 16: ganglion.v1.AdminService.Apply:input_type -> ganglion.v1.ApplyRequest
+	5,  // 17: ganglion.v1.AdminService.Get:input_type -> ganglion.v1.GetRequest
+	7,  // 18: ganglion.v1.AdminService.Delete:input_type -> ganglion.v1.DeleteRequest
+	9,  // 19: ganglion.v1.AdminService.Diff:input_type -> ganglion.v1.DiffRequest
+	4,  // 20: ganglion.v1.AdminService.Apply:output_type -> ganglion.v1.ApplyResponse
+	6,  // 21: ganglion.v1.AdminService.Get:output_type -> ganglion.v1.GetResponse
+	8,  // 22: ganglion.v1.AdminService.Delete:output_type -> ganglion.v1.DeleteResponse
+	10, // 23: ganglion.v1.AdminService.Diff:output_type -> ganglion.v1.DiffResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_admin_proto_init() }
@@ -492,18 +845,20 @@ func file_ganglion_v1_admin_proto_init() {
 	if File_ganglion_v1_admin_proto != nil {
 		return
 	}
+	file_ganglion_v1_state_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ganglion_v1_admin_proto_rawDesc), len(file_ganglion_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   8,
+			NumEnums:      1,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_ganglion_v1_admin_proto_goTypes,
 		DependencyIndexes: file_ganglion_v1_admin_proto_depIdxs,
+		EnumInfos:         file_ganglion_v1_admin_proto_enumTypes,
 		MessageInfos:      file_ganglion_v1_admin_proto_msgTypes,
 	}.Build()
 	File_ganglion_v1_admin_proto = out.File

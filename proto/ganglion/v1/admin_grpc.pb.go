@@ -22,6 +22,7 @@ const (
 	AdminService_Apply_FullMethodName  = "/ganglion.v1.AdminService/Apply"
 	AdminService_Get_FullMethodName    = "/ganglion.v1.AdminService/Get"
 	AdminService_Delete_FullMethodName = "/ganglion.v1.AdminService/Delete"
+	AdminService_Diff_FullMethodName   = "/ganglion.v1.AdminService/Diff"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -36,6 +37,9 @@ type AdminServiceClient interface {
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// Delete removes stored objects.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
+	// Diff says, node by node, what applying the documents would change, computed with the brain's
+	// own engine from what is stored; nothing is stored.
+	Diff(ctx context.Context, in *DiffRequest, opts ...grpc.CallOption) (*DiffResponse, error)
 }
 
 type adminServiceClient struct {
@@ -76,6 +80,16 @@ func (c *adminServiceClient) Delete(ctx context.Context, in *DeleteRequest, opts
 	return out, nil
 }
 
+func (c *adminServiceClient) Diff(ctx context.Context, in *DiffRequest, opts ...grpc.CallOption) (*DiffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DiffResponse)
+	err := c.cc.Invoke(ctx, AdminService_Diff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -88,6 +102,9 @@ type AdminServiceServer interface {
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// Delete removes stored objects.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	// Diff says, node by node, what applying the documents would change, computed with the brain's
+	// own engine from what is stored; nothing is stored.
+	Diff(context.Context, *DiffRequest) (*DiffResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -106,6 +123,9 @@ func (UnimplementedAdminServiceServer) Get(context.Context, *GetRequest) (*GetRe
 }
 func (UnimplementedAdminServiceServer) Delete(context.Context, *DeleteRequest) (*DeleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedAdminServiceServer) Diff(context.Context, *DiffRequest) (*DiffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Diff not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -182,6 +202,24 @@ func _AdminService_Delete_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Diff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DiffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Diff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Diff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Diff(ctx, req.(*DiffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +238,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Delete",
 			Handler:    _AdminService_Delete_Handler,
+		},
+		{
+			MethodName: "Diff",
+			Handler:    _AdminService_Diff_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
