@@ -1288,7 +1288,9 @@ type DNSRecords struct {
 	// Endpoints are sorted by address: the ready ones, plus the not-ready ones when the service
 	// publishes not-ready addresses. An address appears once, whatever the number of ports.
 	Endpoints []*DNSEndpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
-	// Ports are the service's ports sorted by name (for SRV answers).
+	// Ports are a headless service's ports sorted by name, then protocol, for SRV answers. Each
+	// carries the endpoints' port (the target port), as Kubernetes DNS answers SRV for a headless
+	// service; the service's own port while no endpoint slice lists it. Empty for ExternalName.
 	Ports []*DNSPort `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty"`
 	// ExternalName is set for an ExternalName service: answer with a CNAME to it.
 	ExternalName  string `protobuf:"bytes,5,opt,name=external_name,json=externalName,proto3" json:"external_name,omitempty"`
