@@ -148,15 +148,30 @@ func serviceAttr(k vsKey, s vsSpec, full bool) *nl.RtAttr {
 
 // NewService queues IPVS_CMD_NEW_SERVICE.
 func (w *nlWriter) NewService(k vsKey, s vsSpec) {
-	req := nl.NewNetlinkRequest(int(w.family), unix.NLM_F_ACK)
-	req.AddData(genlHeader{ipvsCmdNewService})
-	req.AddData(serviceAttr(k, s, true))
-	w.msgs = append(w.msgs, nlMsg{data: req.Serialize()})
+	w.msgs = append(w.msgs, nlMsg{data: serviceRequest(w.family, k, s)})
 }
 
 // NewDestination queues IPVS_CMD_NEW_DEST, masquerading.
 func (w *nlWriter) NewDestination(k vsKey, rs netip.AddrPort, weight int) {
-	req := nl.NewNetlinkRequest(int(w.family), unix.NLM_F_ACK)
+	w.msgs = append(w.msgs, nlMsg{data: destRequest(w.family, k, rs, weight)})
+}
+
+// AddAddr queues RTM_NEWADDR of a host address on our device, replacing an existing one.
+func (w *nlWriter) AddAddr(a netip.Addr) {
+	w.msgs = append(w.msgs, nlMsg{route: true, data: addrRequest(w.link(), a)})
+}
+
+// serviceRequest encodes IPVS_CMD_NEW_SERVICE for the IPVS generic-netlink family fam.
+func serviceRequest(fam uint16, k vsKey, s vsSpec) []byte {
+	req := nl.NewNetlinkRequest(int(fam), unix.NLM_F_ACK)
+	req.AddData(genlHeader{ipvsCmdNewService})
+	req.AddData(serviceAttr(k, s, true))
+	return req.Serialize()
+}
+
+// destRequest encodes IPVS_CMD_NEW_DEST of a masquerading real server.
+func destRequest(fam uint16, k vsKey, rs netip.AddrPort, weight int) []byte {
+	req := nl.NewNetlinkRequest(int(fam), unix.NLM_F_ACK)
 	req.AddData(genlHeader{ipvsCmdNewDest})
 	req.AddData(serviceAttr(k, vsSpec{}, false))
 	d := nl.NewRtAttr(ipvsAttrDest, nil)
@@ -167,11 +182,11 @@ func (w *nlWriter) NewDestination(k vsKey, rs netip.AddrPort, weight int) {
 	d.AddRtAttr(ipvsDestUThresh, nl.Uint32Attr(0))
 	d.AddRtAttr(ipvsDestLThresh, nl.Uint32Attr(0))
 	req.AddData(d)
-	w.msgs = append(w.msgs, nlMsg{data: req.Serialize()})
+	return req.Serialize()
 }
 
-// AddAddr queues RTM_NEWADDR of a host address on our device, replacing an existing one.
-func (w *nlWriter) AddAddr(a netip.Addr) {
+// addrRequest encodes RTM_NEWADDR of host address a on link, replacing an existing one.
+func addrRequest(link int, a netip.Addr) []byte {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
 	fam, bits := unix.AF_INET, 32
 	if a.Is6() {
@@ -179,12 +194,12 @@ func (w *nlWriter) AddAddr(a netip.Addr) {
 	}
 	m := nl.NewIfAddrmsg(fam)
 	m.Prefixlen = uint8(bits)
-	m.Index = uint32(w.link())
+	m.Index = uint32(link)
 	m.Flags = unix.IFA_F_NODAD
 	req.AddData(m)
 	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, a.AsSlice()))
 	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, a.AsSlice()))
-	w.msgs = append(w.msgs, nlMsg{route: true, data: req.Serialize()})
+	return req.Serialize()
 }
 
 // Flush sends the queue in chunks, each socket's messages in order.
@@ -245,8 +260,7 @@ var errNoAck = errors.New("netlink: no acknowledgement")
 
 // exchange sends msgs in one sendmsg and waits for every acknowledgement.
 func (s *nlSocket) exchange(msgs [][]byte) []error {
-	errs := make([]error, len(msgs))
-	first := s.seq + 1
+	acks := newAckSet(s.seq+1, len(msgs))
 	var out []byte
 	for _, m := range msgs {
 		s.seq++
@@ -254,41 +268,62 @@ func (s *nlSocket) exchange(msgs [][]byte) []error {
 		out = append(out, m...)
 	}
 	if err := unix.Sendto(s.fd, out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("netlink send: %w", err)
-		}
-		return errs
+		acks.failRest(fmt.Errorf("netlink send: %w", err))
+		return acks.errs
 	}
-	answered := make([]bool, len(msgs))
-	pending := len(msgs)
-	for pending > 0 {
+	for acks.pending > 0 {
 		n, _, err := unix.Recvfrom(s.fd, s.buf, 0)
 		if err != nil {
-			for i := range errs {
-				if !answered[i] {
-					errs[i] = fmt.Errorf("%w: %w", errNoAck, err)
-				}
-			}
-			return errs
+			acks.failRest(fmt.Errorf("%w: %w", errNoAck, err))
+			return acks.errs
 		}
-		parsed, err := syscall.ParseNetlinkMessage(s.buf[:n])
-		if err != nil {
+		acks.take(s.buf[:n])
+	}
+	return acks.errs
+}
+
+// ackSet collects the acknowledgements of n requests numbered from first: one result each, the
+// first answer counting, whatever else arrives ignored.
+type ackSet struct {
+	first    uint32
+	errs     []error
+	answered []bool
+	pending  int
+}
+
+func newAckSet(first uint32, n int) *ackSet {
+	return &ackSet{first: first, errs: make([]error, n), answered: make([]bool, n), pending: n}
+}
+
+// take reads one received buffer. It is the one place kernel bytes are decoded, so it trusts
+// nothing: a malformed buffer or message is skipped, never read past its end.
+func (a *ackSet) take(buf []byte) {
+	parsed, err := syscall.ParseNetlinkMessage(buf)
+	if err != nil {
+		return
+	}
+	for _, m := range parsed {
+		if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
 			continue
 		}
-		for _, m := range parsed {
-			if m.Header.Type != unix.NLMSG_ERROR || m.Header.Seq < first || m.Header.Seq >= first+uint32(len(msgs)) {
-				continue
-			}
-			i := m.Header.Seq - first
-			if answered[i] {
-				continue
-			}
-			answered[i] = true
-			if code := int32(nl.NativeEndian().Uint32(m.Data[0:4])); code != 0 {
-				errs[i] = unix.Errno(-code)
-			}
-			pending--
+		// Unsigned: a sequence number before first wraps past the end, and so does the counter.
+		i := m.Header.Seq - a.first
+		if i >= uint32(len(a.errs)) || a.answered[i] {
+			continue
+		}
+		a.answered[i] = true
+		if code := int32(nl.NativeEndian().Uint32(m.Data[0:4])); code != 0 {
+			a.errs[i] = unix.Errno(-code)
+		}
+		a.pending--
+	}
+}
+
+// failRest gives every unanswered request err.
+func (a *ackSet) failRest(err error) {
+	for i := range a.errs {
+		if !a.answered[i] {
+			a.errs[i] = err
 		}
 	}
-	return errs
 }
