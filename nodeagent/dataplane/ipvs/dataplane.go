@@ -12,7 +12,6 @@ import (
 	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-	"sigs.k8s.io/knftables"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
@@ -65,43 +64,17 @@ type Dataplane struct {
 	mu   sync.Mutex
 	opts Options
 	ipvs ipvsHandle
-	nft  knftables.Interface
+	nft  nftKernel
 	dev  addrDevice
 	ct   flowCleaner
 	now  func() time.Time
 	// bulk sends creations in batches; nil in tests, where seqWriter stands in.
 	bulk *nlWriter
-
-	// ports is what each base last applied successfully.
-	ports map[string]*portPlan
-	// owner names the base each virtual server belongs to.
-	owner map[vsKey]string
-	// kernel is what we believe IPVS holds for the virtual servers we own; known is false until a
-	// dump succeeded, and while it is false nothing is deleted on the strength of the belief.
-	kernel map[vsKey]*kernelVS
-	known  bool
-	// frontends are the frontend-map elements in the kernel, by key, with their verdicts.
-	frontends map[vsKey]feState
-	// addrs counts the frontends using each dummy-device address; hairpin counts local endpoints.
-	addrs       map[netip.Addr]int
-	hairpin     map[netip.Addr]int
-	hairpinGone map[netip.Addr]bool
-	// hairpinAdopted are entries an earlier run left, looked at by the first Prune.
-	hairpinAdopted map[netip.Addr]bool
-	// complete turns true at the first Prune: from then on the applied ports are the whole
-	// desired state, and Reconcile may remove what none of them claims.
-	complete bool
-	// draining holds TCP real servers that left, with the time they must be gone by.
-	draining map[vsKey]map[netip.AddrPort]time.Time
+	// view is what the kernel holds, as far as the kernel confirmed it.
+	view
 
 	stop chan struct{}
 	done chan struct{}
-}
-
-// kernelVS is one virtual server as we believe the kernel holds it.
-type kernelVS struct {
-	Spec  vsSpec
-	Reals map[netip.AddrPort]int
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
@@ -125,11 +98,11 @@ func New(ctx context.Context, opts Options) (*Dataplane, error) {
 		h.Close()
 		return nil, fmt.Errorf("netlink handle: %w", err)
 	}
-	nft, err := knftables.New(knftables.InetFamily, tableName)
+	nft, err := newNFTNetlink()
 	if err != nil {
 		h.Close()
 		nh.Close()
-		return nil, fmt.Errorf("nftables: %w", err)
+		return nil, err
 	}
 	d := newDataplane(opts, h, nft, &dummyDevice{name: opts.Device, h: nh}, netlinkConntrack{h: nh})
 	kv := sysctls
@@ -153,15 +126,11 @@ func New(ctx context.Context, opts Options) (*Dataplane, error) {
 	return d, nil
 }
 
-func newDataplane(opts Options, h ipvsHandle, nft knftables.Interface, dev addrDevice, ct flowCleaner) *Dataplane {
+func newDataplane(opts Options, h ipvsHandle, nft nftKernel, dev addrDevice, ct flowCleaner) *Dataplane {
 	opts.defaults()
 	return &Dataplane{
-		opts: opts, ipvs: h, nft: nft, dev: dev, ct: ct, now: time.Now,
-		ports: map[string]*portPlan{}, owner: map[vsKey]string{}, kernel: map[vsKey]*kernelVS{},
-		frontends: map[vsKey]feState{}, addrs: map[netip.Addr]int{}, hairpin: map[netip.Addr]int{},
-		hairpinGone: map[netip.Addr]bool{}, hairpinAdopted: map[netip.Addr]bool{},
-		draining: map[vsKey]map[netip.AddrPort]time.Time{},
-		stop:     make(chan struct{}), done: make(chan struct{}),
+		opts: opts, ipvs: h, nft: nft, dev: dev, ct: ct, now: time.Now, view: newView(),
+		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
 
@@ -181,22 +150,16 @@ func (d *Dataplane) start(ctx context.Context) error {
 	d.opts.Node.Addresses = slices.DeleteFunc(slices.Clone(d.opts.Node.Addresses), func(a netip.Addr) bool {
 		return slices.Contains(onDev, a.Unmap())
 	})
-	tx := d.nft.NewTransaction()
-	baseObjects(tx, d.opts.MasqueradeMark)
-	d.podCIDRs(tx)
-	if err := d.nft.Run(ctx, tx); err != nil {
+	if err := d.nft.Commit(d.baseOps()); err != nil {
 		return fmt.Errorf("nftables base objects: %w", err)
 	}
-	return d.adopt(ctx)
+	return d.adopt()
 }
 
-// podCIDRs rewrites the pod-cidrs sets from the node.
-func (d *Dataplane) podCIDRs(tx *knftables.Transaction) {
-	tx.Flush(&knftables.Set{Name: "pod-cidrs4"})
-	tx.Flush(&knftables.Set{Name: "pod-cidrs6"})
-	for _, p := range d.opts.Node.PodCIDRs {
-		tx.Add(podCIDRElement(p))
-	}
+// baseOps create the table's fixed objects and rewrite the fixed chains and the pod-cidrs sets,
+// so that running them again (at start, on Reconcile) repairs them atomically.
+func (d *Dataplane) baseOps() []nftOp {
+	return []nftOp{{Kind: nftBase, Mark: d.opts.MasqueradeMark}, {Kind: nftPodCIDRs, PodCIDRs: d.opts.Node.PodCIDRs}}
 }
 
 // Close stops the drain loop and releases the handles; it leaves the rules in place.
@@ -215,6 +178,9 @@ func (d *Dataplane) Close() error {
 	}
 	if dd, ok := d.dev.(*dummyDevice); ok {
 		dd.h.Close()
+	}
+	if n, ok := d.nft.(*nftNetlink); ok {
+		_ = n.close()
 	}
 	return nil
 }

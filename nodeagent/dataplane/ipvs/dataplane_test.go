@@ -40,7 +40,7 @@ func svcPort(i int, backends ...string) dataplane.Port {
 var cip0 = vsKey{Proto: 6, Addr: netip.MustParseAddr("10.96.0.1"), Port: 80}
 
 func TestEndpointChangeCostDoesNotGrowWithServices(t *testing.T) {
-	cost := func(n int) int {
+	cost := func(n int) (string, int) {
 		k := newFakeKernel()
 		d := startFake(t, k)
 		var all []dataplane.Port
@@ -48,20 +48,30 @@ func TestEndpointChangeCostDoesNotGrowWithServices(t *testing.T) {
 			all = append(all, svcPort(i, "10.1.2.2:8080", "10.1.2.3:8080"))
 		}
 		apply(t, d, dataplane.Change{Upserts: all})
-		before, dumps := k.ipvs.opCount(), k.ipvs.dumps
-		apply(t, d, dataplane.Change{Upserts: []dataplane.Port{svcPort(0, "10.1.2.2:8080", "10.1.2.4:8080")}})
-		if k.ipvs.dumps != dumps {
-			t.Errorf("an endpoint change dumped IPVS")
+		before, dumps, commits := k.ipvs.opCount(), k.ipvs.dumps, k.nft.commits
+		change := dataplane.Change{Upserts: []dataplane.Port{svcPort(0, "10.1.2.2:8080", "10.1.2.4:8080")}}
+		plan := d.Plan(change).String()
+		apply(t, d, change)
+		if k.ipvs.dumps != dumps || k.nft.commits != commits {
+			t.Errorf("an endpoint change dumped IPVS or touched nftables")
 		}
-		return k.ipvs.opCount() - before
-	}
-	small, large := cost(3), cost(300)
-	if small != large {
-		t.Errorf("one endpoint change cost %d ops with 3 services and %d with 300", small, large)
+		return plan, k.ipvs.opCount() - before
 	}
 	// Two frontends (ClusterIP, NodePort), each: add the new real server, drain the old one.
-	if small != 4 {
-		t.Errorf("one endpoint change cost %d ops, want 4", small)
+	want := `port ns/s0/v4
+  ipvs new-dest tcp/10.96.0.1:80 10.1.2.4:8080 w=1
+  ipvs drain-dest tcp/10.96.0.1:80 10.1.2.3:8080
+  ipvs new-dest tcp/192.168.0.1:30000 10.1.2.4:8080 w=1
+  ipvs drain-dest tcp/192.168.0.1:30000 10.1.2.3:8080
+`
+	for _, n := range []int{3, 300} {
+		plan, ops := cost(n)
+		if plan != want {
+			t.Errorf("with %d services the plan is\n%s\nwant\n%s", n, plan, want)
+		}
+		if ops != 4 {
+			t.Errorf("with %d services the commit issued %d IPVS operations, want the plan's 4", n, ops)
+		}
 	}
 }
 

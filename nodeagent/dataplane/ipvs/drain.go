@@ -40,29 +40,6 @@ func (d *Dataplane) removeReal(k vsKey, kv *kernelVS, rs netip.AddrPort) error {
 	return nil
 }
 
-func (d *Dataplane) drain(k vsKey, rs netip.AddrPort, deadline time.Time) {
-	m := d.draining[k]
-	if m == nil {
-		m = map[netip.AddrPort]time.Time{}
-		d.draining[k] = m
-	}
-	m[rs] = deadline
-}
-
-func (d *Dataplane) isDraining(k vsKey, rs netip.AddrPort) bool {
-	_, ok := d.draining[k][rs]
-	return ok
-}
-
-func (d *Dataplane) undrain(k vsKey, rs netip.AddrPort) {
-	if m := d.draining[k]; m != nil {
-		delete(m, rs)
-		if len(m) == 0 {
-			delete(d.draining, k)
-		}
-	}
-}
-
 // Draining returns how many real servers are draining, for tests and metrics.
 func (d *Dataplane) Draining() int {
 	d.mu.Lock()

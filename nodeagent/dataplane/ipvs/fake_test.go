@@ -7,7 +7,6 @@ import (
 
 	mobyipvs "github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
-	"sigs.k8s.io/knftables"
 )
 
 // fakeIPVS is an in-memory IPVS that counts operations, so tests can assert what a change costs.
@@ -17,6 +16,8 @@ type fakeIPVS struct {
 	ops      int
 	dumps    int
 	failDump bool
+	// failDel fails every DelService while set.
+	failDel error
 }
 
 type fakeVS struct {
@@ -57,6 +58,9 @@ func (f *fakeIPVS) DelService(s *mobyipvs.Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ops++
+	if f.failDel != nil {
+		return f.failDel
+	}
 	if _, ok := f.svcs[key(s)]; !ok {
 		return unix.ESRCH
 	}
@@ -197,7 +201,7 @@ func (f *fakeConntrack) DeleteUDP(vs vsKey, rs netip.AddrPort) error {
 // fakeKernel is the kernel that survives a restart of the agent in tests.
 type fakeKernel struct {
 	ipvs *fakeIPVS
-	nft  *knftables.Fake
+	nft  *fakeNFT
 	dev  *fakeDevice
 	ct   *fakeConntrack
 }
@@ -205,7 +209,7 @@ type fakeKernel struct {
 func newFakeKernel() *fakeKernel {
 	return &fakeKernel{
 		ipvs: newFakeIPVS(),
-		nft:  knftables.NewFake(knftables.InetFamily, tableName),
+		nft:  newFakeNFT(),
 		dev:  &fakeDevice{addrs: map[netip.Addr]bool{}},
 		ct:   &fakeConntrack{},
 	}

@@ -1,15 +1,14 @@
 package ipvs
 
 import (
-	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 
-	"sigs.k8s.io/knftables"
-
-	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // The nftables half. IPVS decides where a connection goes; this table decides whether it may go
@@ -29,22 +28,19 @@ import (
 //	  drop-all, reject-all  no endpoint this traffic may use / none at all
 //	  sr-<hash>      LB source ranges, then the frontend's verdict chain
 //	postrouting (srcnat): masquerade hairpin (source == destination) and marked packets.
+//
+// The table is programmed over netlink (google/nftables, as the nftables backend): the agent
+// runs no external binary. nftKernel is the seam; fakeNFT stands in for the kernel in tests.
 
 // tableName is our table in the inet family; nothing else in the kernel is touched.
 const tableName = "ganglion-ipvs"
 
-// Priorities relative to IPVS: it takes LOCAL_IN packets at 98-99, after "filter" (0), and
-// LOCAL_OUT packets at -98/-99, so our output chain runs at "mangle" (-150), after conntrack.
-var (
-	filterType  = knftables.FilterType
-	natType     = knftables.NATType
-	inputHook   = knftables.InputHook
-	outputHook  = knftables.OutputHook
-	postHook    = knftables.PostroutingHook
-	filterPrio  = knftables.FilterPriority
-	manglePrio  = knftables.ManglePriority
-	srcnatPrio  = knftables.SNATPriority
-	tableRemark = "ganglion IPVS dataplane; managed, do not edit"
+// The table's sets and maps, per family suffix "4" or "6".
+const (
+	setSvcAddrs = "svc-addrs"
+	setPodCIDRs = "pod-cidrs"
+	setHairpin  = "hairpin"
+	mapFrontend = "fe"
 )
 
 func famSuffix(a netip.Addr) string {
@@ -54,152 +50,115 @@ func famSuffix(a netip.Addr) string {
 	return "4"
 }
 
-func ipKw(six bool) string {
+// hookKind names the base chains' hooks; the netlink side maps them to hook numbers and
+// priorities relative to IPVS: it takes LOCAL_IN packets at 98-99, after "filter" (0), and
+// LOCAL_OUT packets at -98/-99, so our output chain runs at "mangle" (-150), after conntrack.
+type hookKind uint8
+
+const (
+	hookNone hookKind = iota
+	hookInput
+	hookOutput
+	hookPostrouting
+)
+
+// chainDef is one of the table's fixed chains with its rules.
+type chainDef struct {
+	Name  string
+	Hook  hookKind
+	Rules []nftRule
+}
+
+// fixedChains are the chains every start and Reconcile rewrites whole.
+func fixedChains(mark uint32) []chainDef {
+	var services []nftRule
+	for _, six := range []bool{false, true} {
+		services = append(services, rb().ctNew().frontendVmap(famOf(six), mapFrontend+suffix(six)).rule())
+	}
+	for _, six := range []bool{false, true} {
+		for _, p := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_SCTP} {
+			services = append(services, rb().ctNew().l4proto(p).addrIn(famOf(six), "daddr", setSvcAddrs+suffix(six)).gotoChain(chainReject).rule())
+		}
+	}
+	podAccept := func() []nftRule {
+		return []nftRule{
+			rb().addrIn(fam4, "saddr", setPodCIDRs+"4").accept().rule(),
+			rb().addrIn(fam6, "saddr", setPodCIDRs+"6").accept().rule(),
+		}
+	}
+	masq := rb().gotoChain(chainForwardMasq).rule()
+	fromHost := rb().fibSaddrLocal().gotoChain(chainForwardMasq).rule()
+	return []chainDef{
+		{Name: "services", Rules: services},
+		{Name: "input", Hook: hookInput, Rules: []nftRule{rb().verdict(expr.VerdictJump, "services").rule()}},
+		{Name: "output", Hook: hookOutput, Rules: []nftRule{rb().verdict(expr.VerdictJump, "services").rule()}},
+		{Name: chainForward, Rules: []nftRule{rb().accept().rule()}},
+		{Name: chainForwardMasq, Rules: []nftRule{rb().markOp(fmt.Sprintf("meta mark set meta mark or 0x%x", mark), ^mark, mark).accept().rule()}},
+		{Name: chainForwardCluster, Rules: append(podAccept(), masq)},
+		{Name: chainForwardLocal, Rules: []nftRule{fromHost, rb().accept().rule()}},
+		{Name: chainDropExternal, Rules: append(append([]nftRule{fromHost}, podAccept()...), rb().drop().rule())},
+		{Name: chainDrop, Rules: []nftRule{rb().drop().rule()}},
+		{Name: chainReject, Rules: []nftRule{rb().l4proto(unix.IPPROTO_TCP).rejectTCPReset().rule(), rb().rejectAny().rule()}},
+		{Name: "postrouting", Hook: hookPostrouting, Rules: []nftRule{
+			rb().pairIn(fam4, setHairpin+"4").masquerade(false).rule(),
+			rb().pairIn(fam6, setHairpin+"6").masquerade(false).rule(),
+			rb().markClear(mark).verdict(expr.VerdictReturn, "").rule(),
+			rb().markOp(fmt.Sprintf("meta mark set meta mark xor 0x%x", mark), 0xffffffff, mark).rule(),
+			rb().masquerade(true).rule(),
+		}},
+	}
+}
+
+func suffix(six bool) string {
 	if six {
-		return "ip6"
+		return "6"
 	}
-	return "ip"
+	return "4"
 }
 
-// baseObjects adds the table's fixed objects to tx, replacing the rules of the fixed chains so
-// that running it again (at start, on Reconcile) repairs them atomically.
-func baseObjects(tx *knftables.Transaction, mark uint32) {
-	tx.Add(&knftables.Table{Comment: &tableRemark})
-	for _, f := range []string{"4", "6"} {
-		addr := "ipv" + f + "_addr"
-		tx.Add(&knftables.Set{Name: "svc-addrs" + f, Type: addr})
-		tx.Add(&knftables.Set{Name: "pod-cidrs" + f, Type: addr, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
-		tx.Add(&knftables.Set{Name: "hairpin" + f, Type: addr + " . " + addr})
-		tx.Add(&knftables.Map{Name: "fe" + f, Type: addr + " . inet_proto . inet_service : verdict"})
-	}
-	m := fmt.Sprintf("0x%x", mark)
-	chains := []struct {
-		name  string
-		base  *knftables.Chain
-		rules []string
-	}{
-		{"services", nil, []string{
-			"ct state new ip daddr . meta l4proto . th dport vmap @fe4",
-			"ct state new ip6 daddr . meta l4proto . th dport vmap @fe6",
-			"ct state new meta l4proto { tcp, udp, sctp } ip daddr @svc-addrs4 goto " + chainReject,
-			"ct state new meta l4proto { tcp, udp, sctp } ip6 daddr @svc-addrs6 goto " + chainReject,
-		}},
-		{"input", &knftables.Chain{Type: &filterType, Hook: &inputHook, Priority: &filterPrio}, []string{"jump services"}},
-		{"output", &knftables.Chain{Type: &filterType, Hook: &outputHook, Priority: &manglePrio}, []string{"jump services"}},
-		{chainForward, nil, []string{"accept"}},
-		{chainForwardMasq, nil, []string{"meta mark set meta mark or " + m + " accept"}},
-		{chainForwardCluster, nil, []string{
-			"ip saddr @pod-cidrs4 accept", "ip6 saddr @pod-cidrs6 accept", "goto " + chainForwardMasq,
-		}},
-		{chainForwardLocal, nil, []string{"fib saddr type local goto " + chainForwardMasq, "accept"}},
-		{chainDropExternal, nil, []string{
-			"fib saddr type local goto " + chainForwardMasq,
-			"ip saddr @pod-cidrs4 accept", "ip6 saddr @pod-cidrs6 accept", "drop",
-		}},
-		{chainDrop, nil, []string{"drop"}},
-		{chainReject, nil, []string{"meta l4proto tcp reject with tcp reset", "reject"}},
-		{"postrouting", &knftables.Chain{Type: &natType, Hook: &postHook, Priority: &srcnatPrio}, []string{
-			"ip saddr . ip daddr @hairpin4 masquerade",
-			"ip6 saddr . ip6 daddr @hairpin6 masquerade",
-			"meta mark and " + m + " == 0 return",
-			"meta mark set meta mark xor " + m,
-			"masquerade fully-random",
-		}},
-	}
-	for _, c := range chains {
-		ch := c.base
-		if ch == nil {
-			ch = &knftables.Chain{}
-		}
-		ch.Name = c.name
-		tx.Add(ch)
-		tx.Flush(&knftables.Chain{Name: c.name})
-	}
-	for _, c := range chains {
-		for _, r := range c.rules {
-			tx.Add(&knftables.Rule{Chain: c.name, Rule: r})
-		}
-	}
+// srChain is the name of k's source-range chain. It is derived from the key alone, so a restarted
+// agent knows which chain an element it reads back owns.
+func srChain(k vsKey) string {
+	h := sha256.Sum256([]byte(k.String()))
+	return "sr-" + hex.EncodeToString(h[:6])
 }
 
-func feElement(k vsKey, v verdict) *knftables.Element {
-	return &knftables.Element{
-		Map:   "fe" + famSuffix(k.Addr),
-		Key:   []string{k.Addr.String(), dataplane.IPProtoName(uint8(k.Proto)), strconv.Itoa(int(k.Port))},
-		Value: []string{"goto " + v.mapChain(k)},
-	}
-}
-
-// addFrontend writes (or rewrites) k's verdict, with its source-range chain when it has one.
-func addFrontend(tx *knftables.Transaction, k vsKey, v verdict) {
+// srRules are the rules of a restricted frontend's chain: its allowed ranges, then drop.
+func srRules(v verdict) []nftRule {
+	var out []nftRule
 	if v.Ranges != "" {
-		name := v.mapChain(k)
-		tx.Add(&knftables.Chain{Name: name})
-		tx.Flush(&knftables.Chain{Name: name})
-		if v.Ranges != "none" {
-			tx.Add(&knftables.Rule{Chain: name, Rule: fmt.Sprintf("%s saddr { %s } goto %s", ipKw(k.Addr.Is6()), v.Ranges, v.Chain)})
-		}
-		tx.Add(&knftables.Rule{Chain: name, Rule: "drop"})
-	}
-	tx.Add(feElement(k, v))
-}
-
-func addrElement(set string, a netip.Addr) *knftables.Element {
-	return &knftables.Element{Set: set + famSuffix(a), Key: []string{a.String()}}
-}
-
-func hairpinElement(a netip.Addr) *knftables.Element {
-	return &knftables.Element{Set: "hairpin" + famSuffix(a), Key: []string{a.String(), a.String()}}
-}
-
-func podCIDRElement(p netip.Prefix) *knftables.Element {
-	return &knftables.Element{Set: "pod-cidrs" + famSuffix(p.Addr()), Key: []string{p.Masked().String()}}
-}
-
-// listFrontends reads the frontend maps back: what an earlier run of the agent owns.
-func listFrontends(ctx context.Context, nft knftables.Interface) (map[vsKey]string, error) {
-	out := map[vsKey]string{}
-	for _, m := range []string{"fe4", "fe6"} {
-		elems, err := nft.ListElements(ctx, "map", m)
-		if err != nil {
-			if knftables.IsNotFound(err) {
-				continue
-			}
-			return nil, fmt.Errorf("listing %s: %w", m, err)
-		}
-		for _, e := range elems {
-			k, ok := parseFrontendKey(e.Key)
-			if !ok {
-				continue
-			}
-			out[k] = strings.Join(e.Value, " ")
+		for _, r := range strings.Split(v.Ranges, ",") {
+			out = append(out, rb().saddrIn(netip.MustParsePrefix(r)).gotoChain(v.Chain).rule())
 		}
 	}
-	return out, nil
+	return append(out, rb().drop().rule())
 }
 
-func parseFrontendKey(key []string) (vsKey, bool) {
-	if len(key) != 3 {
-		return vsKey{}, false
+// fixedVerdicts are the verdict chains a frontend element may jump to directly.
+var fixedVerdicts = []string{chainForward, chainForwardMasq, chainForwardCluster, chainForwardLocal, chainDropExternal, chainDrop, chainReject}
+
+// frontendFromKernel reads back the chain an element of an earlier run jumps to. A jump to the
+// frontend's own source-range chain is restricted with ranges unknown (its rules are not read),
+// so it never equals a wanted verdict and the first Apply rewrites it.
+func frontendFromKernel(k vsKey, chain string) (feState, bool) {
+	if chain == srChain(k) {
+		return feState{Verdict: verdict{Restricted: true}, Unknown: true}, true
 	}
-	a, err := netip.ParseAddr(key[0])
-	if err != nil {
-		return vsKey{}, false
+	for _, c := range fixedVerdicts {
+		if c == chain {
+			return feState{Verdict: verdict{Chain: c}}, true
+		}
 	}
-	var proto uint16
-	switch key[1] {
-	case "tcp", "6":
-		proto = 6
-	case "udp", "17":
-		proto = 17
-	case "sctp", "132":
-		proto = 132
-	default:
-		return vsKey{}, false
-	}
-	port, err := strconv.ParseUint(key[2], 10, 16)
-	if err != nil {
-		return vsKey{}, false
-	}
-	return vsKey{Proto: proto, Addr: a.Unmap(), Port: uint16(port)}, true
+	return feState{}, false
+}
+
+// nftKernel is the seam over our nftables table: one transaction per Commit, and the reads a
+// restarted agent adopts from. nftNetlink is the kernel, fakeNFT the in-memory stand-in.
+type nftKernel interface {
+	// Commit runs ops in order in one transaction: all of them or none.
+	Commit(ops []nftOp) error
+	// Frontends lists the frontend map elements: the chain each one jumps to.
+	Frontends() (map[vsKey]string, error)
+	// Hairpins lists the addresses of the hairpin sets.
+	Hairpins() ([]netip.Addr, error)
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
-	"sigs.k8s.io/knftables"
 
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
@@ -55,10 +54,11 @@ func TestNFTablesHalfAgainstTheKernel(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "nft")
 	inFreshNetns(t)
-	nft, err := knftables.New(knftables.InetFamily, tableName)
+	nft, err := newNFTNetlink()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = nft.close() })
 	k := newFakeKernel()
 	start := func() *Dataplane {
 		d := newDataplane(Options{Node: testNode}, k.ipvs, nft, k.dev, k.ct)
@@ -94,9 +94,15 @@ func TestNFTablesHalfAgainstTheKernel(t *testing.T) {
 		t.Errorf("verdict not replaced:\n%s", table)
 	}
 
-	// A restarted dataplane reads the elements back and, once pruned, removes the rest.
 	d.Close()
-	d = start()
+	restartPruneAndRepair(t, start, rej)
+}
+
+// restartPruneAndRepair checks, on the real table, that a restarted dataplane reads the elements
+// back and, once pruned, removes the rest; and that a table deleted by hand comes back whole.
+func restartPruneAndRepair(t *testing.T, start func() *Dataplane, rej dataplane.Port) {
+	t.Helper()
+	d := start()
 	if got := len(d.frontends); got != 7 {
 		t.Errorf("adopted %d frontend elements, want 7 (3 ClusterIPs, 3 NodePorts, 1 LB)", got)
 	}
@@ -104,7 +110,7 @@ func TestNFTablesHalfAgainstTheKernel(t *testing.T) {
 	if err := d.Prune(context.Background(), map[string]bool{rej.Base: true}); err != nil {
 		t.Fatal(err)
 	}
-	table = listTable(t)
+	table := listTable(t)
 	for _, gone := range []string{"203.0.113.9", "sr-", "fd00:96::2", "10.1.1.2 . 10.1.1.2"} {
 		if strings.Contains(table, gone) {
 			t.Errorf("table still has %q after Prune:\n%s", gone, table)

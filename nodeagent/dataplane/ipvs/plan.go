@@ -1,8 +1,6 @@
 package ipvs
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -51,12 +49,14 @@ type vsPlan struct {
 	Reals map[netip.AddrPort]int
 }
 
-// verdict is what the nftables filter does with a new connection to a frontend: the chain the
-// frontend map jumps to, and for LOAD_BALANCER frontends with source ranges the allowed ranges
-// (canonical, comma-separated) checked before it.
+// verdict is what the nftables filter does with a new connection to a frontend: the verdict
+// chain, and for LOAD_BALANCER frontends with source ranges (Restricted) the allowed ranges of
+// the frontend's family (canonical, comma-separated; empty when none is) checked before it in a
+// chain of the frontend's own.
 type verdict struct {
-	Chain  string
-	Ranges string
+	Chain      string
+	Restricted bool
+	Ranges     string
 }
 
 // The verdict chains of the nftables table; see nft.go for what each does.
@@ -69,16 +69,6 @@ const (
 	chainDrop           = "drop-all"
 	chainReject         = "reject-all"
 )
-
-// mapChain is the chain the frontend map names for v: a per-frontend source-range chain when
-// the frontend has ranges.
-func (v verdict) mapChain(k vsKey) string {
-	if v.Ranges == "" {
-		return v.Chain
-	}
-	h := sha256.Sum256([]byte(k.String()))
-	return "sr-" + hex.EncodeToString(h[:6])
-}
 
 // portPlan is everything one port puts in the kernel.
 type portPlan struct {
@@ -112,6 +102,7 @@ func planPort(p dataplane.Port, n dataplane.Node, defaultSched string) (*portPla
 			return nil, err
 		}
 		if fe.GetKind() == v1.FrontendKind_FRONTEND_KIND_LOAD_BALANCER && len(fe.GetSourceRanges()) > 0 && v.Chain != chainReject {
+			v.Restricted = true
 			if v.Ranges, err = canonicalRanges(fe.GetSourceRanges(), v6); err != nil {
 				return nil, err
 			}
@@ -254,10 +245,6 @@ func canonicalRanges(ranges []string, v6 bool) (string, error) {
 			continue
 		}
 		out = append(out, p.Masked().String())
-	}
-	if len(out) == 0 {
-		// Only ranges of the other family: nothing of this family is allowed.
-		return "none", nil
 	}
 	slices.Sort(out)
 	return strings.Join(slices.Compact(out), ","), nil

@@ -6,40 +6,28 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
-
-	"sigs.k8s.io/knftables"
 )
 
 // adopt learns what an earlier run left in the kernel, so the first Apply after a restart issues
 // only the differences and established connections keep their real servers.
-func (d *Dataplane) adopt(ctx context.Context) error {
-	fes, err := listFrontends(ctx, d.nft)
+func (d *Dataplane) adopt() error {
+	fes, err := d.nft.Frontends()
 	if err != nil {
 		return err
 	}
-	for k, v := range fes {
-		st := feState{Value: v}
-		if strings.HasPrefix(v, "goto sr-") {
-			st.Ranges = "?" // the chain's ranges are not read back: the first Apply rewrites it
+	for k, chain := range fes {
+		if st, ok := frontendFromKernel(k, chain); ok {
+			d.frontends[k] = st
 		}
-		d.frontends[k] = st
 	}
-	for _, set := range []string{"hairpin4", "hairpin6"} {
-		elems, err := d.nft.ListElements(ctx, "set", set)
-		if err != nil && !knftables.IsNotFound(err) {
-			return fmt.Errorf("listing %s: %w", set, err)
-		}
-		for _, e := range elems {
-			if len(e.Key) != 2 {
-				continue
-			}
-			if a, err := netip.ParseAddr(e.Key[0]); err == nil {
-				// Present; it may serve a port not re-applied yet, so only Prune looks at it.
-				d.hairpin[a] += 0
-				d.hairpinAdopted[a] = true
-			}
-		}
+	hairpins, err := d.nft.Hairpins()
+	if err != nil {
+		return err
+	}
+	for _, a := range hairpins {
+		// Present; it may serve a port not re-applied yet, so only Prune looks at it.
+		d.hairpin[a] += 0
+		d.hairpinAdopted[a] = true
 	}
 	addrs, err := d.dev.List()
 	if err != nil {
@@ -49,7 +37,7 @@ func (d *Dataplane) adopt(ctx context.Context) error {
 		d.addrs[a] += 0 // present, used by nobody until a port claims it
 	}
 	// A failed dump leaves the view unknown; Apply then adopts servers one by one as it meets
-	// them (createVS) and Reconcile retries the dump.
+	// them (opEnsureService) and Reconcile retries the dump.
 	_ = d.refreshKernel()
 	return nil
 }
@@ -95,6 +83,11 @@ func (d *Dataplane) refreshKernel() error {
 		}
 		view[k] = kv
 	}
+	for k := range d.kernel {
+		if _, ok := view[k]; !ok {
+			d.loose.keys[k] = true // gone behind our back: its marks may go
+		}
+	}
 	d.kernel = view
 	d.known = true
 	return nil
@@ -107,123 +100,147 @@ func (d *Dataplane) Prune(ctx context.Context, keep map[string]bool) error {
 	defer d.mu.Unlock()
 	d.complete = true
 	var errs []error
-	var keys []vsKey
-	var gone []netip.Addr
-	for _, base := range sortedBases(d.ports) {
-		if keep[base] {
-			continue
-		}
-		k, a, err := d.removePort(base)
-		keys, gone = append(keys, k...), append(gone, a...)
-		if err != nil {
-			errs = append(errs, err)
+	p := Plan{}
+	for _, base := range slices.Sorted(mapsKeysOf(d.ports)) {
+		if !keep[base] {
+			if s, ok := planRemoval(base, &d.view, nil); ok {
+				p.Steps = append(p.Steps, s)
+			}
 		}
 	}
+	errs = appendErrs(errs, d.commit(p))
 	if !d.known {
-		if err := d.refreshKernel(); err != nil {
-			// Without a trustworthy dump, orphans stay: deleting on a partial view is the bug
-			// this backend exists to avoid.
-			errs = append(errs, err)
-		}
+		// Without a trustworthy dump, orphans stay: deleting on a partial view is the bug this
+		// backend exists to avoid.
+		errs = append(errs, d.refreshKernel())
 	}
 	if d.known {
-		for _, k := range sortedKeys(d.kernel) {
-			if _, ok := d.owner[k]; ok {
-				continue
-			}
-			if err := d.deleteVS(k); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			keys = append(keys, k)
-		}
-	}
-	if d.known {
-		// Only once the orphaned servers are gone may the marks of ownership go: a server left
-		// without them would be nobody's forever.
-		for k := range d.frontends {
-			if _, ok := d.owner[k]; !ok {
-				keys = append(keys, k)
-			}
-		}
-		for a, n := range d.addrs {
-			if n <= 0 {
-				gone = append(gone, a)
-			}
-		}
+		errs = appendErrs(errs, d.commit(Plan{Steps: []portStep{planOrphans(&d.view)}}))
+		d.loosenUnclaimed()
 	}
 	for a := range d.hairpinAdopted {
-		d.hairpinGone[a] = true
+		d.loose.hairpins[a] = true
 	}
 	clear(d.hairpinAdopted)
-	if err := d.cleanupAfter(ctx, keys, gone); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, d.commitTidy(planTidy(&d.view)))
 	return errors.Join(errs...)
 }
 
+// loosenUnclaimed makes every frontend element no port claims and every address no port uses a
+// loose end: the whole view is walked, which Prune and Reconcile may afford and Apply may not.
+func (d *Dataplane) loosenUnclaimed() {
+	for k := range d.frontends {
+		if _, ok := d.owner[k]; !ok {
+			d.loose.keys[k] = true
+		}
+	}
+	for a, n := range d.addrs {
+		if n <= 0 {
+			d.loose.addrs[a] = true
+		}
+	}
+}
+
+func appendErrs(errs []error, m map[string]error) []error {
+	for _, base := range slices.Sorted(mapsKeysOf(m)) {
+		errs = append(errs, m[base])
+	}
+	return errs
+}
+
 // Reconcile repairs drift: the device and its addresses, the nftables table (rewritten in one
-// transaction from what was applied), and IPVS (compared with a fresh dump). Objects no port
-// claims are removed only once Prune has declared the state complete and the dump succeeded;
-// a failed dump repairs nothing in IPVS and returns ErrUnknownKernelState.
+// transaction from the view), and IPVS (compared with a fresh dump). Objects no port claims are
+// removed only once Prune has declared the state complete and the dump succeeded; a failed dump
+// repairs nothing in IPVS and returns ErrUnknownKernelState.
 func (d *Dataplane) Reconcile(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var errs []error
 	if err := d.dev.Ensure(); err != nil {
 		return err
 	}
+	var errs []error
 	// Marks of ownership first, so a server created below is never unowned.
-	if err := d.nft.Run(ctx, d.fullNFT()); err != nil {
+	ops, fes := planFullNFT(&d.view, d.baseOps())
+	if err := d.nft.Commit(ops); err != nil {
 		errs = append(errs, fmt.Errorf("nftables repair: %w", err))
+	} else {
+		d.frontends = fes
 	}
-	if err := d.repairAddrs(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, d.repairAddrs())
 	if err := d.refreshKernel(); err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	for _, base := range sortedBases(d.ports) {
-		for _, k := range sortedKeys(d.ports[base].Services) {
-			if d.owner[k] != base {
-				continue
-			}
-			if err := d.syncVS(k, d.ports[base].Services[k]); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
+	errs = appendErrs(errs, d.commit(planRepair(&d.view)))
 	if d.complete {
 		// Before the first Prune, unclaimed servers may be an earlier run's that the agent has
 		// not re-applied yet: deleting them would cut their connections.
-		var keys []vsKey
-		for _, k := range sortedKeys(d.kernel) {
-			if _, ok := d.owner[k]; !ok {
-				// On our address or in our map, but claimed by no port: added by hand.
-				if err := d.deleteVS(k); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-		for k := range d.frontends {
-			if _, ok := d.owner[k]; !ok {
-				keys = append(keys, k)
-			}
-		}
-		var unused []netip.Addr
-		for a, n := range d.addrs {
-			if n <= 0 {
-				unused = append(unused, a)
-			}
-		}
-		if err := d.cleanupAfter(ctx, keys, unused); err != nil {
-			errs = append(errs, err)
-		}
+		errs = appendErrs(errs, d.commit(Plan{Steps: []portStep{planOrphans(&d.view)}}))
+		d.loosenUnclaimed()
+		errs = append(errs, d.commitTidy(planTidy(&d.view)))
 	}
-	if err := d.drainTick(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, d.drainTick())
 	return errors.Join(errs...)
+}
+
+// planRepair brings every owned virtual server back to its port's plan after a fresh dump.
+func planRepair(v *view) Plan {
+	var p Plan
+	for _, base := range slices.Sorted(mapsKeysOf(v.ports)) {
+		pl := v.ports[base]
+		s := portStep{Base: base}
+		for _, k := range sortedKeys(pl.Services) {
+			if v.owner[k] != base {
+				continue
+			}
+			if kv, ok := v.kernel[k]; ok {
+				s.Now = append(s.Now, planVS(k, kv, pl.Services[k], v)...)
+			} else {
+				s.Now = append(s.Now, ipvsOp{Kind: opEnsureService, Key: k, Spec: pl.Services[k].Spec, Want: pl.Services[k]})
+			}
+		}
+		p.Steps = append(p.Steps, s)
+	}
+	return p
+}
+
+// planFullNFT rewrites the whole table from the view, and returns the frontend elements the
+// table then holds.
+func planFullNFT(v *view, base []nftOp) ([]nftOp, map[vsKey]feState) {
+	ops := append(slices.Clone(base), nftOp{Kind: nftFlush})
+	fes := map[vsKey]feState{}
+	for _, k := range sortedKeys(v.frontends) {
+		if _, ok := v.owner[k]; ok {
+			continue
+		}
+		// Unclaimed (an earlier run's, or pending removal): it keeps marking its server as ours
+		// until Reconcile or Prune may remove both. Its source-range chain is added, not
+		// rewritten: kept when present, and present for the element when the table was lost.
+		st := v.frontends[k]
+		if st.Verdict.Restricted {
+			st.Unknown = true
+		}
+		ops = append(ops, nftOp{Kind: nftAddFrontend, Key: k, State: st})
+		fes[k] = st
+	}
+	for _, base := range slices.Sorted(mapsKeysOf(v.ports)) {
+		pl := v.ports[base]
+		for _, k := range sortedKeys(pl.Frontends) {
+			if v.owner[k] == base {
+				st := feState{Verdict: pl.Frontends[k]}
+				ops = append(ops, nftOp{Kind: nftAddFrontend, Key: k, State: st})
+				fes[k] = st
+			}
+		}
+	}
+	for _, a := range sortedAddrs(v.addrs) {
+		ops = append(ops, nftOp{Kind: nftAddAddr, Addr: a})
+	}
+	for _, a := range sortedAddrs(v.hairpin) {
+		if v.hairpin[a] > 0 || v.hairpinAdopted[a] {
+			ops = append(ops, nftOp{Kind: nftAddHairpin, Addr: a})
+		}
+	}
+	return ops, fes
 }
 
 // repairAddrs puts back device addresses a port uses, and notes the ones present that no port
@@ -239,66 +256,10 @@ func (d *Dataplane) repairAddrs() error {
 		d.addrs[a] += 0
 	}
 	var errs []error
-	for a, n := range d.addrs {
-		if n > 0 && !present[a] {
-			if err := d.dev.Add(a); err != nil {
-				errs = append(errs, err)
-			}
+	for _, a := range sortedAddrs(d.addrs) {
+		if d.addrs[a] > 0 && !present[a] {
+			errs = append(errs, d.run(ipvsOp{Kind: opAddAddr, Addr: a}))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// fullNFT is one transaction that rewrites the whole table from the applied state.
-func (d *Dataplane) fullNFT() *knftables.Transaction {
-	tx := d.nft.NewTransaction()
-	baseObjects(tx, d.opts.MasqueradeMark)
-	d.podCIDRs(tx)
-	for _, s := range []string{"svc-addrs4", "svc-addrs6", "hairpin4", "hairpin6"} {
-		tx.Flush(&knftables.Set{Name: s})
-	}
-	tx.Flush(&knftables.Map{Name: "fe4"})
-	tx.Flush(&knftables.Map{Name: "fe6"})
-	kept := map[vsKey]feState{}
-	for k, cur := range d.frontends {
-		if _, ok := d.owner[k]; ok {
-			continue
-		}
-		// Unclaimed (an earlier run's, or pending removal): it keeps marking its server as ours
-		// until Reconcile or Prune may remove both. Its sr- chain is added, not flushed: kept
-		// when present, and present for the element to point at when the table was lost.
-		if strings.HasPrefix(cur.Value, "goto sr-") {
-			tx.Add(&knftables.Chain{Name: strings.TrimPrefix(cur.Value, "goto ")})
-		}
-		tx.Add(&knftables.Element{Map: "fe" + famSuffix(k.Addr), Key: feElement(k, verdict{}).Key, Value: []string{cur.Value}})
-		kept[k] = cur
-	}
-	d.frontends = kept
-	for _, base := range sortedBases(d.ports) {
-		pl := d.ports[base]
-		for _, k := range sortedKeys(pl.Frontends) {
-			if d.owner[k] == base {
-				addFrontend(tx, k, pl.Frontends[k])
-				d.frontends[k] = wantFrontend(k, pl.Frontends[k])
-			}
-		}
-	}
-	for a := range d.addrs {
-		tx.Add(addrElement("svc-addrs", a))
-	}
-	for a, n := range d.hairpin {
-		if n > 0 || d.hairpinAdopted[a] {
-			tx.Add(hairpinElement(a))
-		}
-	}
-	return tx
-}
-
-func sortedBases(m map[string]*portPlan) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
