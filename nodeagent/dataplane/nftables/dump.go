@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
@@ -107,7 +108,7 @@ func decodeRule(b []byte) (chain, hash string, err error) {
 		case unix.NFTA_RULE_CHAIN:
 			chain = ad.String()
 		case unix.NFTA_RULE_USERDATA:
-			hash, _ = userdata.GetString(ad.Bytes(), userdata.TypeComment)
+			hash = udataString(ad.Bytes(), userdata.TypeComment)
 		}
 	}
 	return chain, hash, ad.Err()
@@ -156,7 +157,7 @@ func decodeElement(el *netlink.AttributeDecoder, e *nftables.SetElement) (chain 
 				return nil
 			})
 		case unix.NFTA_SET_ELEM_USERDATA:
-			e.Comment, _ = userdata.GetString(el.Bytes(), userdata.NFTNL_UDATA_SET_ELEM_COMMENT)
+			e.Comment = udataString(el.Bytes(), userdata.NFTNL_UDATA_SET_ELEM_COMMENT)
 		case unix.NFTA_SET_ELEM_FLAGS:
 			e.IntervalEnd = el.Uint32()&unix.NFT_SET_ELEM_INTERVAL_END != 0
 		case unix.NFTA_SET_ELEM_DATA:
@@ -187,6 +188,23 @@ func decodeData(v *netlink.AttributeDecoder) (value []byte, chain string) {
 		}
 	}
 	return value, chain
+}
+
+// udataString reads a string attribute of nftables user data (type, length, value triples),
+// "" when absent. userdata.GetString indexes past the end of a truncated triple (found by
+// FuzzDecodeElements); this checks every length against what is left.
+func udataString(b []byte, typ userdata.Type) string {
+	for len(b) >= 2 {
+		t, n := userdata.Type(b[0]), int(b[1])
+		if len(b) < 2+n {
+			return ""
+		}
+		if t == typ {
+			return strings.TrimSuffix(string(b[2:2+n]), "\x00")
+		}
+		b = b[2+n:]
+	}
+	return ""
 }
 
 func cstr(s string) []byte { return append([]byte(s), 0) }

@@ -47,6 +47,16 @@ type skeleton struct {
 }
 
 func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*skeleton, error) {
+	sets, err := skeletonSets(f)
+	if err != nil {
+		return nil, err
+	}
+	return &skeleton{sets: sets, chains: skeletonChains(f, cfg), nodePortAddrs: nodePortAddrs}, nil
+}
+
+// skeletonSets are the table-wide sets. Sets are found by a linear search of the table's sets:
+// the ones every change touches come first, before any per-port set.
+func skeletonSets(f *family) ([]*nftables.Set, error) {
 	vipType, err := nftables.ConcatSetType(f.addrType, nftables.TypeInetProto, nftables.TypeInetService)
 	if err != nil {
 		return nil, fmt.Errorf("concat type: %w", err)
@@ -63,13 +73,11 @@ func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*ske
 	if err != nil {
 		return nil, fmt.Errorf("concat type: %w", err)
 	}
-	s := &skeleton{nodePortAddrs: nodePortAddrs}
-	// Sets are found by a linear search of the table's sets: the ones every change touches come
-	// first, before any per-port set.
-	if s.sets, err = staticDataSets(f); err != nil {
+	sets, err := staticDataSets(f)
+	if err != nil {
 		return nil, err
 	}
-	s.sets = append(s.sets, []*nftables.Set{
+	sets = append(sets, []*nftables.Set{
 		{Name: setVIPs, KeyType: vipType, DataType: nftables.TypeVerdict, IsMap: true, Concatenation: true},
 		{Name: setNodePorts, KeyType: npType, DataType: nftables.TypeVerdict, IsMap: true, Concatenation: true},
 		{Name: setNodePortAddrs, KeyType: f.addrType},
@@ -77,8 +85,14 @@ func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*ske
 		{Name: setHairpin, KeyType: pairType, Concatenation: true},
 	}...)
 	for i := range uint32(endpointBuckets) {
-		s.sets = append(s.sets, &nftables.Set{Name: bucketOf(i), KeyType: nftables.TypeInteger, DataType: epType, IsMap: true, Interval: true})
+		sets = append(sets, &nftables.Set{Name: bucketOf(i), KeyType: nftables.TypeInteger, DataType: epType, IsMap: true, Interval: true})
 	}
+	return sets, nil
+}
+
+// skeletonChains are the table-wide chains, base chains last in creation order, so the chains
+// they jump to exist.
+func skeletonChains(f *family, cfg *renderConfig) []skeletonChain {
 	nat, filter := nftables.ChainTypeNAT, nftables.ChainTypeFilter
 	var nonPod []rule
 	for _, p := range cfg.podCIDRs {
@@ -86,8 +100,7 @@ func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*ske
 	}
 	nonPod = append(nonPod, newRule(f).setMark(cfg.masqBit).build())
 	check := []rule{newRule(f).ctNew().jump(chainRejectCheck).build()}
-	s.chains = []skeletonChain{
-		// Base chains come last in creation order, so the chains they jump to exist.
+	return []skeletonChain{
 		{name: chainNonPodMasq, rules: nonPod},
 		{name: chainServices}, // its rules depend on the classes in use: see servicesRules
 		{name: chainMasquerading, rules: []rule{
@@ -110,5 +123,4 @@ func newSkeleton(f *family, cfg *renderConfig, nodePortAddrs []netip.Addr) (*ske
 		{name: chainFilterForward, typ: filter, hook: nftables.ChainHookForward, priority: nftables.ChainPriorityFilter, rules: check},
 		{name: chainFilterOutput, typ: filter, hook: nftables.ChainHookOutput, priority: nftables.ChainPriorityRef(-90), rules: check},
 	}
-	return s, nil
 }
