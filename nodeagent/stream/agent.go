@@ -38,6 +38,11 @@ type Config struct {
 	// Prober, when set, probes this node's endpoints as the brain's probe sets say; its results
 	// go to the brain.
 	Prober Prober
+	// Capabilities are announced in the hello: resname.CapabilityDNS asks for DNS records.
+	Capabilities []string
+	// DNS, when set, follows the held DNS records (the brain sends them only to an agent whose
+	// Capabilities include resname.CapabilityDNS).
+	DNS DNSRecords
 	// OnApply, when set, hears of every change applied to the dataplane, with its duration and the
 	// bases that failed: node-local servers (health checks, metrics) follow the state through it.
 	OnApply func(c dataplane.Change, took time.Duration, failed map[string]error)
@@ -60,6 +65,11 @@ type Config struct {
 type Prober interface {
 	Update([]*v1.ProbeSet)
 	Results() []*v1.EndpointHealth
+}
+
+// DNSRecords is what the agent needs of the DNS server: the whole set of records on every change.
+type DNSRecords interface {
+	SetRecords([]*v1.DNSRecords)
 }
 
 // Agent keeps one node's dataplane in line with the brain.
@@ -206,7 +216,7 @@ func (a *Agent) session(ctx context.Context, order []string, at int) error {
 	}
 	a.mu.Lock()
 	digests := a.state.digests()
-	hello := &v1.Hello{NodeName: a.cfg.NodeName, AgentVersion: a.cfg.AgentVersion, HeldDigests: digests, MinRevision: a.revision, Node: a.cfg.Node}
+	hello := &v1.Hello{NodeName: a.cfg.NodeName, AgentVersion: a.cfg.AgentVersion, HeldDigests: digests, MinRevision: a.revision, Node: a.cfg.Node, Capabilities: a.cfg.Capabilities}
 	a.mu.Unlock()
 	if err := a.send(stream, &v1.StreamRequest{Message: &v1.StreamRequest_Hello{Hello: hello}}); err != nil {
 		return why(fmt.Errorf("send hello: %w", err))
@@ -299,6 +309,9 @@ func (a *Agent) apply(ctx context.Context, addr string, u *v1.Update) *v1.Ack {
 	a.revision = max(a.revision, u.SourceRevision)
 	if a.cfg.Prober != nil {
 		a.cfg.Prober.Update(a.state.probeSets())
+	}
+	if a.cfg.DNS != nil && touchesDNS(u) {
+		a.cfg.DNS.SetRecords(a.state.dnsRecords())
 	}
 	if u.SnapshotComplete {
 		// The state is now exactly what the brain wants: whatever else the dataplane owns, from an

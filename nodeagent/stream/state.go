@@ -53,6 +53,17 @@ func (h held) probeSets() []*v1.ProbeSet {
 	return out
 }
 
+// dnsRecords returns every held DNS records resource (headless and ExternalName services).
+func (h held) dnsRecords() []*v1.DNSRecords {
+	var out []*v1.DNSRecords
+	for _, r := range h {
+		if d := r.GetDns(); d != nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // bases returns the bases of every held port.
 func (h held) bases() map[string]bool {
 	out := map[string]bool{}
@@ -88,17 +99,36 @@ func (h held) port(base string) (dataplane.Port, bool, error) {
 	return p, true, nil
 }
 
+// forDataplane reports whether resources of a kind are the dataplane's.
+func forDataplane(kind string) bool { return kind != resname.KindProbes && kind != resname.KindDNS }
+
+// touchesDNS reports whether an update changes DNS records.
+func touchesDNS(u *v1.Update) bool {
+	for _, r := range u.Upserts {
+		if _, kind := resname.Split(r.Name); kind == resname.KindDNS {
+			return true
+		}
+	}
+	for _, name := range u.Removals {
+		if _, kind := resname.Split(name); kind == resname.KindDNS {
+			return true
+		}
+	}
+	return false
+}
+
 // applyUpdate applies an update to the state and the dataplane, port by port. A port the
 // dataplane refuses keeps its previous resources in the state, and each of its resources in the
 // update is returned as rejected.
 func applyUpdate(h held, apply func(dataplane.Change) map[string]error, u *v1.Update) []*v1.Rejection {
 	prev := map[string]*v1.Resource{}
 	touched := map[string][]string{} // base -> names in this update
-	// Probe sets are not the dataplane's: they are held, and the prober follows them.
+	// Probe sets and DNS records are not the dataplane's: they are held, and the prober and the
+	// DNS server follow them.
 	for _, r := range u.Upserts {
 		prev[r.Name] = h[r.Name]
 		h[r.Name] = r
-		if b, kind := resname.Split(r.Name); kind != resname.KindProbes {
+		if b, kind := resname.Split(r.Name); forDataplane(kind) {
 			touched[b] = append(touched[b], r.Name)
 		}
 	}
@@ -108,7 +138,7 @@ func applyUpdate(h held, apply func(dataplane.Change) map[string]error, u *v1.Up
 		}
 		prev[name] = h[name]
 		delete(h, name)
-		if b, kind := resname.Split(name); kind != resname.KindProbes {
+		if b, kind := resname.Split(name); forDataplane(kind) {
 			touched[b] = append(touched[b], name)
 		}
 	}

@@ -56,3 +56,25 @@ func TestAPortMissingTheSetItsPolicyNamesIsRejected(t *testing.T) {
 		t.Errorf("rejections %v, bases %v, held %v", rej, dp.Bases(), h)
 	}
 }
+
+func TestDNSRecordsAreHeldButNeverReachTheDataplane(t *testing.T) {
+	h := held{}
+	dp := dataplane.NewRecording()
+	apply := func(c dataplane.Change) map[string]error { return dp.Apply(t.Context(), c) }
+	dnsRes := &v1.Resource{Name: "ns/db/dns", Version: "1", Content: &v1.Resource_Dns{Dns: &v1.DNSRecords{
+		Namespace: "ns", Name: "db", Endpoints: []*v1.DNSEndpoint{{Address: "10.244.1.10"}}}}}
+	u := &v1.Update{Upserts: []*v1.Resource{dnsRes}}
+	if rej := applyUpdate(h, apply, u); len(rej) != 0 || len(dp.Changes()) != 0 {
+		t.Fatalf("rejections %v, dataplane changes %v: DNS records must not reach the dataplane", rej, dp.Changes())
+	}
+	if got := h.dnsRecords(); len(got) != 1 || got[0].Name != "db" || !touchesDNS(u) {
+		t.Fatalf("held DNS records %v (touches %v)", got, touchesDNS(u))
+	}
+	rm := &v1.Update{Removals: []string{"ns/db/dns"}}
+	if rej := applyUpdate(h, apply, rm); len(rej) != 0 || len(dp.Changes()) != 0 || len(h.dnsRecords()) != 0 || !touchesDNS(rm) {
+		t.Fatalf("after removal: rejections %v, changes %v, held %v", rej, dp.Changes(), h.dnsRecords())
+	}
+	if touchesDNS(&v1.Update{Upserts: []*v1.Resource{svcRes("ns/a/v4", "1")}}) {
+		t.Error("a service port update counted as a DNS change")
+	}
+}

@@ -31,6 +31,10 @@ import (
 var version = "dev"
 
 func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "version") {
+		fmt.Println("ganglion-agent", version)
+		return
+	}
 	if err := run(os.Args[1:]); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "ganglion-agent:", err)
 		os.Exit(1)
@@ -48,6 +52,7 @@ type flags struct {
 	execAllow                            []string // absolute paths exec health checks may run
 	execCred                             *syscall.Credential
 	tls                                  tlsFlags
+	dns                                  dnsFlags
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -71,6 +76,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.returnAfter, "brain-return-after", time.Minute, "on a fallback brain, check about this often whether a preferred one serves again")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.tls.register(fs)
+	f.dns.register(fs)
 	execAllow := fs.String("exec-allow", "", "comma-separated absolute paths of the commands exec health checks may run (default none: exec checks fail); never a shell or interpreter")
 	execUser := fs.String("exec-user", "65534:65534", "uid:gid exec health checks run as (default nobody); empty runs them as the agent's user (root)")
 	if err := fs.Parse(args); err != nil {
@@ -119,6 +125,10 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	dp, zone, err := startDNS(ctx, f, dp, log)
+	if err != nil {
+		return err
+	}
 	metrics := node.NewMetrics()
 	if expiry != nil {
 		metrics.Registry.MustRegister(expiry)
@@ -148,6 +158,8 @@ func run(args []string) error {
 		ReturnAfter:        f.returnAfter,
 		Dataplane:          dp,
 		Node:               info,
+		Capabilities:       capabilities(zone),
+		DNS:                dnsRecords(zone),
 		Prober:             prober,
 		Log:                log,
 		OnApply: func(c dataplane.Change, took time.Duration, failed map[string]error) {

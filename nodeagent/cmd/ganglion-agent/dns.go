@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/ganglion-proxy/ganglion/internal/resname"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dns"
+	"github.com/ganglion-proxy/ganglion/nodeagent/stream"
+)
+
+// defaultDNSListen is NodeLocal DNSCache's link-local address: the agent puts it on its own dummy
+// device, so it is the same on every node and needs no route.
+const defaultDNSListen = "169.254.20.10:53"
+
+// dnsFlags configure the node-local DNS server.
+type dnsFlags struct {
+	on                       optBool
+	listen, domain, upstream string
+}
+
+func (d *dnsFlags) register(fs *flag.FlagSet) {
+	fs.Var(&d.on, "dns", "serve node-local DNS for services (default: on in bare-metal mode with a kernel dataplane; off with --token-file, i.e. Kubernetes mode, and with --dataplane recording)")
+	fs.StringVar(&d.listen, "dns-listen", defaultDNSListen, "comma-separated host:port the DNS server listens on (UDP and TCP); link-local addresses are put on the agent's dummy device "+dns.DeviceName)
+	fs.StringVar(&d.domain, "dns-domain", "cluster.local", "the cluster domain: <service>.<namespace>.svc.<domain>")
+	fs.StringVar(&d.upstream, "dns-upstream", "", "comma-separated resolvers (host or host:port) for other names (default: the nameservers of /etc/resolv.conf)")
+}
+
+// enabled says whether to serve DNS, and whether it was asked for explicitly.
+func (d *dnsFlags) enabled(f *flags) (on, explicit bool) {
+	if d.on.set {
+		return d.on.val, true
+	}
+	return f.tls.tokenFile == "" && f.backend != "recording", false
+}
+
+// startDNS starts the DNS server when enabled and returns the dataplane wrapped so that the zone
+// follows it, and the table for the stream's records (nil when DNS is off). A default-on server
+// that cannot start is logged and left off, so that an agent on a node already running a
+// node-local DNS cache still programs services; one asked for by flag fails the agent.
+func startDNS(ctx context.Context, f *flags, dp dataplane.Dataplane, log *slog.Logger) (dataplane.Dataplane, *dns.Table, error) {
+	on, explicit := f.dns.enabled(f)
+	if !on {
+		return dp, nil, nil
+	}
+	table, srv, err := f.dns.start(log)
+	if err != nil {
+		if explicit {
+			return nil, nil, err
+		}
+		log.Error("node-local DNS off: it could not start (--dns=false silences this)", "err", err)
+		return dp, nil, nil
+	}
+	go srv.Serve(ctx)
+	log.Info("node-local DNS serving", "listen", f.dns.listen, "domain", f.dns.domain, "upstreams", srv.Upstreams())
+	return dns.NewGate(dp, table), table, nil
+}
+
+// start puts the link-local addresses on the device and binds the server.
+func (d *dnsFlags) start(log *slog.Logger) (*dns.Table, *dns.Server, error) {
+	addrs := splitList(d.listen)
+	var local []netip.Addr
+	for _, a := range addrs {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--dns-listen: %q: %w", a, err)
+		}
+		if ap.Addr().IsLinkLocalUnicast() {
+			local = append(local, ap.Addr())
+		}
+	}
+	if _, ok := mdns.IsDomainName(d.domain); !ok || d.domain == "" {
+		return nil, nil, fmt.Errorf("--dns-domain: %q is not a domain name", d.domain)
+	}
+	upstreams, err := d.upstreams(addrs)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(local) > 0 {
+		if err := (dns.LinkDevice{Name: dns.DeviceName}).Ensure(local); err != nil {
+			return nil, nil, fmt.Errorf("--dns-listen: %w", err)
+		}
+	}
+	table := dns.NewTable(d.domain, dns.DefaultTTL)
+	srv, err := dns.Listen(dns.Config{Listen: addrs, Upstreams: upstreams, Log: log}, table)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--dns-listen: %w", err)
+	}
+	return table, srv, nil
+}
+
+// upstreams returns --dns-upstream, or the nameservers of /etc/resolv.conf, with port 53 added
+// where none is given, leaving out our own addresses: a node whose resolv.conf points at the
+// agent would otherwise forward to itself for ever.
+func (d *dnsFlags) upstreams(listen []string) ([]string, error) {
+	list := splitList(d.upstream)
+	if len(list) == 0 {
+		conf, err := mdns.ClientConfigFromFile("/etc/resolv.conf")
+		if err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("--dns-upstream: default from /etc/resolv.conf: %w", err)
+		}
+		if conf != nil {
+			list = conf.Servers
+		}
+	}
+	var out []string
+	for _, u := range list {
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			u = net.JoinHostPort(strings.Trim(u, "[]"), "53")
+		}
+		if _, err := netip.ParseAddrPort(u); err != nil {
+			return nil, fmt.Errorf("--dns-upstream: %q is not an address: %w", u, err)
+		}
+		if !sameAddrIn(listen, u) {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// sameAddrIn reports whether addr (host:port) is one of list, however each is spelled.
+func sameAddrIn(list []string, addr string) bool {
+	a, _ := netip.ParseAddrPort(addr)
+	for _, x := range list {
+		if b, err := netip.ParseAddrPort(x); err == nil && b.Addr().Unmap() == a.Addr().Unmap() && b.Port() == a.Port() {
+			return true
+		}
+	}
+	return false
+}
+
+// capabilities are what the agent announces in its hello.
+func capabilities(t *dns.Table) []string {
+	if t == nil {
+		return nil
+	}
+	return []string{resname.CapabilityDNS}
+}
+
+// dnsRecords is where the stream sends DNS records: nowhere when DNS is off (a nil *Table in the
+// interface would not be nil).
+func dnsRecords(t *dns.Table) stream.DNSRecords {
+	if t == nil {
+		return nil
+	}
+	return t
+}
+
+// optBool is a boolean flag that knows whether it was given.
+type optBool struct{ set, val bool }
+
+func (b *optBool) String() string {
+	if b == nil || !b.set {
+		return "auto"
+	}
+	return strconv.FormatBool(b.val)
+}
+
+func (b *optBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	b.set, b.val = true, v
+	return nil
+}
+
+func (b *optBool) IsBoolFlag() bool { return true }
