@@ -8,12 +8,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +107,25 @@ func TestExternalEtcdWithMutualTLS(t *testing.T) {
 	snap, err := s.Snapshot(ctx)
 	if err != nil || len(snap.Items) != 1 || string(snap.Items[0].Value) != "1" {
 		t.Fatalf("snapshot %+v, %v", snap, err)
+	}
+
+	// This cluster keeps etcd's default limits, far below the embedded store's: a change over them
+	// is refused whole, with an error that names the limit and how to raise it.
+	var many []Item
+	for i := range 200 {
+		many = append(many, svcItem(fmt.Sprint("many-", i), "x"))
+	}
+	big := []Item{svcItem("big", strings.Repeat("x", 2<<20))}
+	for _, c := range []struct {
+		puts []Item
+		want string
+	}{{many, "--max-txn-ops"}, {big, "--max-request-bytes"}} {
+		_, err := s.Commit(ctx, snap.Generation, c.puts, nil)
+		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("commit over the cluster's limit: %v; want ErrTooLarge naming %s", err, c.want)
+		}
+	}
+	if after, err := s.Snapshot(ctx); err != nil || len(after.Items) != 1 {
+		t.Errorf("a refused change was partly stored: %d items, %v", len(after.Items), err)
 	}
 }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Key spaces under the prefix.
@@ -19,6 +22,32 @@ const (
 
 // ErrConflict is returned by Commit when the store changed since the snapshot it was based on.
 var ErrConflict = errors.New("store changed since it was read; retry")
+
+// ErrTooLarge is returned by Commit when one change exceeds a limit of the etcd cluster; the
+// error names the limit and how to raise it.
+var ErrTooLarge = errors.New("change too large for the store")
+
+// The embedded etcd's limits: one transaction of this many operations and bytes. An external
+// cluster has its own (etcd's defaults: --max-txn-ops 128, --max-request-bytes 1.5 MiB).
+const (
+	EmbeddedMaxTxnOps       = 200_000
+	EmbeddedMaxRequestBytes = 64 << 20
+)
+
+// tooLarge names the etcd limit a refused transaction of ops operations hit, or returns err.
+func tooLarge(err error, ops int) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrTooManyOps):
+		return fmt.Errorf("%w: %d operations in one transaction exceed the etcd cluster's --max-txn-ops; "+
+			"raise it on every member (the embedded store allows %d) or apply fewer objects at once", ErrTooLarge, ops, EmbeddedMaxTxnOps)
+	case errors.Is(err, rpctypes.ErrRequestTooLarge), status.Code(err) == codes.ResourceExhausted:
+		// Past --max-request-bytes plus gRPC's overhead, the member's gRPC server refuses the
+		// message before etcd sees it.
+		return fmt.Errorf("%w: the transaction exceeds the etcd cluster's --max-request-bytes; "+
+			"raise it on every member (the embedded store allows %d MiB) or apply fewer objects at once", ErrTooLarge, EmbeddedMaxRequestBytes>>20)
+	}
+	return err
+}
 
 // Key names a stored object.
 type Key struct {
@@ -116,7 +145,7 @@ func (s *Store) CommitChange(ctx context.Context, generation int64, c Change) (i
 		Then(ops...).
 		Commit()
 	if err != nil {
-		return 0, fmt.Errorf("store: commit: %w", err)
+		return 0, fmt.Errorf("store: commit: %w", tooLarge(err, len(ops)))
 	}
 	if !resp.Succeeded {
 		return 0, ErrConflict

@@ -100,7 +100,10 @@ func dialExternal(ctx context.Context, cfg Config) (*clientv3.Client, error) {
 		}
 	}
 	// The client's own retry chatter is not logged: failures reach the caller as errors.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: 10 * time.Second, TLS: tlsCfg, Context: ctx, Logger: zap.NewNop()})
+	// The client's own 2 MiB send limit would refuse a large apply with a bare gRPC error before
+	// the cluster sees it: let the cluster's --max-request-bytes decide, so the error names it.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: 10 * time.Second, TLS: tlsCfg, Context: ctx,
+		Logger: zap.NewNop(), MaxCallSendMsgSize: EmbeddedMaxRequestBytes + 1<<20})
 	if err != nil {
 		return nil, fmt.Errorf("store: connect to etcd %v: %w", cfg.Endpoints, err)
 	}
@@ -135,6 +138,10 @@ func startEmbedded(cfg Config) (*embed.Etcd, error) {
 	// The JSON gateway dials the client port as a client, and no client gets in; the brain has
 	// no use for it either.
 	ec.EnableGRPCGateway = false
+	// One apply is one transaction: 10,000 services with their slices and pruned health records
+	// are some 30,000 operations and 10-20 MiB, far above etcd's defaults (128, 1.5 MiB).
+	ec.MaxTxnOps = EmbeddedMaxTxnOps
+	ec.MaxRequestBytes = EmbeddedMaxRequestBytes
 	// Keep an hour of history: watches resume from a revision across short brain restarts, and
 	// older ones relist.
 	ec.AutoCompactionMode = embed.CompactorModePeriodic

@@ -32,13 +32,16 @@ func (a *Admin) Apply(ctx context.Context, req *v1.ApplyRequest) (*v1.ApplyRespo
 	if err != nil {
 		return nil, err
 	}
-	keys, err := Apply(ctx, a.Store, objs, a.Settings, req.DryRun)
+	res, err := Apply(ctx, a.Store, objs, a.Settings, req.DryRun)
 	if err != nil {
 		return nil, grpcError(err)
 	}
 	resp := &v1.ApplyResponse{}
-	for _, k := range keys {
+	for _, k := range res.Stored {
 		resp.Applied = append(resp.Applied, ref(k))
+	}
+	for _, k := range res.Unchanged {
+		resp.Unchanged = append(resp.Unchanged, ref(k))
 	}
 	return resp, nil
 }
@@ -168,6 +171,8 @@ func grpcError(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrConflict):
 		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, store.ErrTooLarge):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}

@@ -1,6 +1,7 @@
 package baremetal
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,52 +28,63 @@ func DefaultSettings() Settings {
 	return Settings{ServiceCIDR: netip.MustParsePrefix("10.96.0.0/16"), NodePortMin: 30000, NodePortMax: 32767}
 }
 
+// Applied says what an apply did with each object.
+type Applied struct {
+	// Stored were written (in a dry run: would be).
+	Stored []store.Key
+	// Unchanged are stored exactly so already: applying a file twice writes nothing the second time.
+	Unchanged []store.Key
+}
+
 // Apply validates objects against each other and against what the store holds, allocates the VIPs
 // and node ports they leave out, and stores them all in one transaction, or none of them. With
-// dryRun nothing is stored. It returns the keys stored. When another commit gets in first, it
-// starts over from a fresh read, allocations included.
-func Apply(ctx context.Context, st *store.Store, objs []*Object, set Settings, dryRun bool) ([]store.Key, error) {
+// dryRun nothing is stored. When another commit gets in first, it starts over from a fresh read,
+// allocations included.
+func Apply(ctx context.Context, st *store.Store, objs []*Object, set Settings, dryRun bool) (Applied, error) {
 	for _, o := range objs {
 		if err := validate(o, set); err != nil {
-			return nil, err
+			return Applied{}, err
 		}
 	}
-	var keys []store.Key
+	var res Applied
 	err := retryConflicts(ctx, func() error {
 		var err error
-		keys, err = applyOnce(ctx, st, cloneForAttempt(objs), set, dryRun)
+		res, err = applyOnce(ctx, st, cloneForAttempt(objs), set, dryRun)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return keys, nil
+	return res, err
 }
 
 // applyOnce is one attempt of Apply against one read of the store; it fails with
 // store.ErrConflict when the store changed since that read.
-func applyOnce(ctx context.Context, st *store.Store, objs []*Object, set Settings, dryRun bool) ([]store.Key, error) {
+func applyOnce(ctx context.Context, st *store.Store, objs []*Object, set Settings, dryRun bool) (Applied, error) {
 	snap, change, err := plan(ctx, st, objs, set)
 	if err != nil {
-		return nil, err
+		return Applied{}, err
 	}
-	keys := make([]store.Key, 0, len(change.Puts))
+	res := Applied{Unchanged: change.unchanged}
 	for _, it := range change.Puts {
-		keys = append(keys, it.Key)
+		res.Stored = append(res.Stored, it.Key)
 	}
-	if dryRun {
-		return keys, nil
+	if dryRun || len(change.Puts) == 0 {
+		return res, nil
 	}
-	if _, err := st.CommitChange(ctx, snap.Generation, change); err != nil {
-		return nil, err
+	if _, err := st.CommitChange(ctx, snap.Generation, change.Change); err != nil {
+		return Applied{}, err
 	}
-	return keys, nil
+	return res, nil
+}
+
+// planned is the change an apply would commit, and the objects it leaves out as already stored.
+type planned struct {
+	store.Change
+	unchanged []store.Key
 }
 
 // plan checks objs against one read of the store, allocates what they leave out, and returns
 // that read and the change that would store them: what Apply commits and Diff computes with.
-func plan(ctx context.Context, st *store.Store, objs []*Object, set Settings) (*store.Snapshot, store.Change, error) {
-	var change store.Change
+func plan(ctx context.Context, st *store.Store, objs []*Object, set Settings) (*store.Snapshot, planned, error) {
+	var change planned
 	snap, err := st.Snapshot(ctx)
 	if err != nil {
 		return nil, change, err
@@ -89,10 +101,18 @@ func plan(ctx context.Context, st *store.Store, objs []*Object, set Settings) (*
 	if err := w.check(set); err != nil {
 		return nil, change, err
 	}
+	held := make(map[store.Key][]byte, len(snap.Items))
+	for _, it := range snap.Items {
+		held[it.Key] = it.Value
+	}
 	for _, o := range objs {
 		b, err := o.Encode()
 		if err != nil {
 			return nil, change, fmt.Errorf("%s: encode: %w", o.Source, err)
+		}
+		if old, ok := held[o.Key]; ok && bytes.Equal(old, b) {
+			change.unchanged = append(change.unchanged, o.Key)
+			continue
 		}
 		change.Puts = append(change.Puts, store.Item{Key: o.Key, Value: b})
 		if o.Service != nil && w.stored[o.Key] == nil {

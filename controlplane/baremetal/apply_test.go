@@ -40,7 +40,8 @@ func applyWith(st *store.Store, set Settings, dryRun bool, yaml string) ([]store
 	if err != nil {
 		return nil, err
 	}
-	return Apply(context.Background(), st, objs, set, dryRun)
+	res, err := Apply(context.Background(), st, objs, set, dryRun)
+	return append(res.Stored, res.Unchanged...), err
 }
 
 // goodDoc goes first in every rejected apply: a valid document must not be stored either.

@@ -33,6 +33,6 @@ func Diff(ctx context.Context, st *store.Store, objs []*Object, set Settings, op
 	newSourceState(quiet).apply(before, all)
 	next := newSourceState(quiet)
 	next.apply(after, all)
-	d := next.apply(after, store.Batch{Revision: all.Revision + 1, Events: change.Events(all)})
+	d := next.apply(after, store.Batch{Revision: all.Revision + 1, Events: change.Change.Events(all)})
 	return compute.DiffPorts(before, after, d), nil
 }

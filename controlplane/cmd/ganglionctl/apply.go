@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ganglion-proxy/ganglion/internal/grpcopts"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -41,6 +42,9 @@ func (c *client) applyCmd() *cobra.Command {
 		}
 		for _, r := range resp.Applied {
 			fmt.Fprintf(c.out, "%s applied%s\n", refString(r), suffix)
+		}
+		for _, r := range resp.Unchanged {
+			fmt.Fprintf(c.out, "%s unchanged\n", refString(r))
 		}
 		return nil
 	})
@@ -73,6 +77,14 @@ func (c *client) readDocuments(paths []string) ([]*v1.Document, error) {
 	}
 	if len(docs) == 0 {
 		return nil, errors.New("-f: no files")
+	}
+	size := 0
+	for _, d := range docs {
+		size += len(d.Content)
+	}
+	// Leave room for the request's framing; the brain would refuse the message with a bare gRPC error.
+	if limit := grpcopts.MaxMessage - 1<<20; size > limit {
+		return nil, fmt.Errorf("-f: the documents hold %d MiB; one request carries at most %d MiB: apply them in parts", size>>20, limit>>20)
 	}
 	return docs, nil
 }

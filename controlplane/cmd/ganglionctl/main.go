@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/ganglion-proxy/ganglion/internal/grpcopts"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -92,7 +93,9 @@ func (c *client) withBrain(fn func(ctx context.Context, args []string) error) fu
 		if err != nil {
 			return err
 		}
-		conn, err := grpc.NewClient(c.server, dial)
+		// Large applies and listings: the brain accepts messages up to grpcopts.MaxMessage.
+		sizes := grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcopts.MaxMessage), grpc.MaxCallSendMsgSize(grpcopts.MaxMessage))
+		conn, err := grpc.NewClient(c.server, dial, sizes)
 		if err != nil {
 			return fmt.Errorf("--server %s: %w", c.server, err)
 		}

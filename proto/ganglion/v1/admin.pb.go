@@ -241,10 +241,11 @@ func (x *ApplyRequest) GetDryRun() bool {
 	return false
 }
 
-// ApplyResponse lists what was stored.
+// ApplyResponse lists what was stored, and what was stored exactly so already.
 type ApplyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Applied       []*ObjectRef           `protobuf:"bytes,1,rep,name=applied,proto3" json:"applied,omitempty"`
+	Unchanged     []*ObjectRef           `protobuf:"bytes,2,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +283,13 @@ func (*ApplyResponse) Descriptor() ([]byte, []int) {
 func (x *ApplyResponse) GetApplied() []*ObjectRef {
 	if x != nil {
 		return x.Applied
+	}
+	return nil
+}
+
+func (x *ApplyResponse) GetUnchanged() []*ObjectRef {
+	if x != nil {
+		return x.Unchanged
 	}
 	return nil
 }
@@ -736,9 +744,10 @@ const file_ganglion_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"\\\n" +
 	"\fApplyRequest\x123\n" +
 	"\tdocuments\x18\x01 \x03(\v2\x15.ganglion.v1.DocumentR\tdocuments\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"A\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"w\n" +
 	"\rApplyResponse\x120\n" +
-	"\aapplied\x18\x01 \x03(\v2\x16.ganglion.v1.ObjectRefR\aapplied\"@\n" +
+	"\aapplied\x18\x01 \x03(\v2\x16.ganglion.v1.ObjectRefR\aapplied\x124\n" +
+	"\tunchanged\x18\x02 \x03(\v2\x16.ganglion.v1.ObjectRefR\tunchanged\"@\n" +
 	"\n" +
 	"GetRequest\x122\n" +
 	"\bselector\x18\x01 \x01(\v2\x16.ganglion.v1.ObjectRefR\bselector\">\n" +
@@ -811,33 +820,34 @@ var file_ganglion_v1_admin_proto_goTypes = []any{
 var file_ganglion_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: ganglion.v1.ApplyRequest.documents:type_name -> ganglion.v1.Document
 	2,  // 1: ganglion.v1.ApplyResponse.applied:type_name -> ganglion.v1.ObjectRef
-	2,  // 2: ganglion.v1.GetRequest.selector:type_name -> ganglion.v1.ObjectRef
-	1,  // 3: ganglion.v1.GetResponse.objects:type_name -> ganglion.v1.Document
-	2,  // 4: ganglion.v1.DeleteRequest.objects:type_name -> ganglion.v1.ObjectRef
-	2,  // 5: ganglion.v1.DeleteResponse.deleted:type_name -> ganglion.v1.ObjectRef
-	1,  // 6: ganglion.v1.DiffRequest.documents:type_name -> ganglion.v1.Document
-	11, // 7: ganglion.v1.DiffResponse.nodes:type_name -> ganglion.v1.NodeDiff
-	12, // 8: ganglion.v1.NodeDiff.ports:type_name -> ganglion.v1.PortDiff
-	0,  // 9: ganglion.v1.PortDiff.change:type_name -> ganglion.v1.PortChange
-	13, // 10: ganglion.v1.PortDiff.frontends_added:type_name -> ganglion.v1.Frontend
-	13, // 11: ganglion.v1.PortDiff.frontends_removed:type_name -> ganglion.v1.Frontend
-	14, // 12: ganglion.v1.PortDiff.internal_gained:type_name -> ganglion.v1.Backend
-	14, // 13: ganglion.v1.PortDiff.internal_lost:type_name -> ganglion.v1.Backend
-	14, // 14: ganglion.v1.PortDiff.external_gained:type_name -> ganglion.v1.Backend
-	14, // 15: ganglion.v1.PortDiff.external_lost:type_name -> ganglion.v1.Backend
-	3,  // 16: ganglion.v1.AdminService.Apply:input_type -> ganglion.v1.ApplyRequest
-	5,  // 17: ganglion.v1.AdminService.Get:input_type -> ganglion.v1.GetRequest
-	7,  // 18: ganglion.v1.AdminService.Delete:input_type -> ganglion.v1.DeleteRequest
-	9,  // 19: ganglion.v1.AdminService.Diff:input_type -> ganglion.v1.DiffRequest
-	4,  // 20: ganglion.v1.AdminService.Apply:output_type -> ganglion.v1.ApplyResponse
-	6,  // 21: ganglion.v1.AdminService.Get:output_type -> ganglion.v1.GetResponse
-	8,  // 22: ganglion.v1.AdminService.Delete:output_type -> ganglion.v1.DeleteResponse
-	10, // 23: ganglion.v1.AdminService.Diff:output_type -> ganglion.v1.DiffResponse
-	20, // [20:24] is the sub-list for method output_type
-	16, // [16:20] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	2,  // 2: ganglion.v1.ApplyResponse.unchanged:type_name -> ganglion.v1.ObjectRef
+	2,  // 3: ganglion.v1.GetRequest.selector:type_name -> ganglion.v1.ObjectRef
+	1,  // 4: ganglion.v1.GetResponse.objects:type_name -> ganglion.v1.Document
+	2,  // 5: ganglion.v1.DeleteRequest.objects:type_name -> ganglion.v1.ObjectRef
+	2,  // 6: ganglion.v1.DeleteResponse.deleted:type_name -> ganglion.v1.ObjectRef
+	1,  // 7: ganglion.v1.DiffRequest.documents:type_name -> ganglion.v1.Document
+	11, // 8: ganglion.v1.DiffResponse.nodes:type_name -> ganglion.v1.NodeDiff
+	12, // 9: ganglion.v1.NodeDiff.ports:type_name -> ganglion.v1.PortDiff
+	0,  // 10: ganglion.v1.PortDiff.change:type_name -> ganglion.v1.PortChange
+	13, // 11: ganglion.v1.PortDiff.frontends_added:type_name -> ganglion.v1.Frontend
+	13, // 12: ganglion.v1.PortDiff.frontends_removed:type_name -> ganglion.v1.Frontend
+	14, // 13: ganglion.v1.PortDiff.internal_gained:type_name -> ganglion.v1.Backend
+	14, // 14: ganglion.v1.PortDiff.internal_lost:type_name -> ganglion.v1.Backend
+	14, // 15: ganglion.v1.PortDiff.external_gained:type_name -> ganglion.v1.Backend
+	14, // 16: ganglion.v1.PortDiff.external_lost:type_name -> ganglion.v1.Backend
+	3,  // 17: ganglion.v1.AdminService.Apply:input_type -> ganglion.v1.ApplyRequest
+	5,  // 18: ganglion.v1.AdminService.Get:input_type -> ganglion.v1.GetRequest
+	7,  // 19: ganglion.v1.AdminService.Delete:input_type -> ganglion.v1.DeleteRequest
+	9,  // 20: ganglion.v1.AdminService.Diff:input_type -> ganglion.v1.DiffRequest
+	4,  // 21: ganglion.v1.AdminService.Apply:output_type -> ganglion.v1.ApplyResponse
+	6,  // 22: ganglion.v1.AdminService.Get:output_type -> ganglion.v1.GetResponse
+	8,  // 23: ganglion.v1.AdminService.Delete:output_type -> ganglion.v1.DeleteResponse
+	10, // 24: ganglion.v1.AdminService.Diff:output_type -> ganglion.v1.DiffResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_admin_proto_init() }
