@@ -2,7 +2,6 @@ package ipvs
 
 import (
 	"context"
-	"maps"
 	"net/netip"
 	"slices"
 
@@ -39,8 +38,6 @@ func (d *Dataplane) Plan(c dataplane.Change) Plan {
 	defer d.mu.Unlock()
 	return planApply(c, &d.view, d.opts.Node, d.opts.Scheduler)
 }
-
-func mapsKeysOf[V any](m map[string]V) func(func(string) bool) { return maps.Keys(m) }
 
 func sortedAddrPorts[V any](m map[netip.AddrPort]V) []netip.AddrPort {
 	out := make([]netip.AddrPort, 0, len(m))

@@ -3,6 +3,7 @@ package ipvs
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -39,7 +40,7 @@ func planApply(c dataplane.Change, v *view, node dataplane.Node, sched string) P
 		wants[port.Base] = pl
 	}
 	queued := map[netip.Addr]bool{}
-	for _, base := range slices.Sorted(mapsKeysOf(wants)) {
+	for _, base := range slices.Sorted(maps.Keys(wants)) {
 		p.Steps = append(p.Steps, planUpsert(base, wants[base], v, node.PodCIDRs, queued))
 	}
 	for _, base := range c.Removals {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 )
@@ -101,7 +102,7 @@ func (d *Dataplane) Prune(ctx context.Context, keep map[string]bool) error {
 	d.complete = true
 	var errs []error
 	p := Plan{}
-	for _, base := range slices.Sorted(mapsKeysOf(d.ports)) {
+	for _, base := range slices.Sorted(maps.Keys(d.ports)) {
 		if !keep[base] {
 			if s, ok := planRemoval(base, &d.view, nil); ok {
 				p.Steps = append(p.Steps, s)
@@ -142,7 +143,7 @@ func (d *Dataplane) loosenUnclaimed() {
 }
 
 func appendErrs(errs []error, m map[string]error) []error {
-	for _, base := range slices.Sorted(mapsKeysOf(m)) {
+	for _, base := range slices.Sorted(maps.Keys(m)) {
 		errs = append(errs, m[base])
 	}
 	return errs
@@ -185,7 +186,7 @@ func (d *Dataplane) Reconcile(ctx context.Context) error {
 // planRepair brings every owned virtual server back to its port's plan after a fresh dump.
 func planRepair(v *view) Plan {
 	var p Plan
-	for _, base := range slices.Sorted(mapsKeysOf(v.ports)) {
+	for _, base := range slices.Sorted(maps.Keys(v.ports)) {
 		pl := v.ports[base]
 		s := portStep{Base: base}
 		for _, k := range sortedKeys(pl.Services) {
@@ -222,7 +223,7 @@ func planFullNFT(v *view, base []nftOp) ([]nftOp, map[vsKey]feState) {
 		ops = append(ops, nftOp{Kind: nftAddFrontend, Key: k, State: st})
 		fes[k] = st
 	}
-	for _, base := range slices.Sorted(mapsKeysOf(v.ports)) {
+	for _, base := range slices.Sorted(maps.Keys(v.ports)) {
 		pl := v.ports[base]
 		for _, k := range sortedKeys(pl.Frontends) {
 			if v.owner[k] == base {
