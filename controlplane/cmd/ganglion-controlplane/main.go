@@ -12,7 +12,11 @@ const usage = `usage: ganglion-controlplane <command> [flags]
 commands:
   serve   run the brain: compute from --manifests and serve agents, inspect and health over gRPC
   demo    compute the built-in example cluster (or -f manifests) and print each node's state
+  version print the version
 `
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
 
 func main() {
 	if len(os.Args) < 2 {
@@ -25,6 +29,9 @@ func main() {
 		err = runServe(os.Args[2:])
 	case "demo":
 		err = runDemo(os.Args[2:], os.Stdout)
+	case "version", "--version":
+		fmt.Println("ganglion-controlplane", version)
+		return
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
