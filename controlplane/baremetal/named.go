@@ -31,7 +31,7 @@ func validateNamed(o *Object, set Settings) (named bool, err error) {
 	if sp.Type == "ExternalName" {
 		kind = "an ExternalName service"
 		// A trailing dot is how a DNS name says it is fully qualified.
-		if err := checkName(o, "spec.externalName", strings.TrimSuffix(sp.ExternalName, "."), dnsSubdomain, 253); err != nil {
+		if err := checkName(o, "spec.externalName", strings.TrimSuffix(sp.ExternalName, "."), dnsSubdomain); err != nil {
 			return true, err
 		}
 		if len(sp.Backends) > 0 {
@@ -45,7 +45,7 @@ func validateNamed(o *Object, set Settings) (named bool, err error) {
 	}
 	for i, b := range sp.Backends {
 		if b.Hostname != "" {
-			if err := checkName(o, fmt.Sprintf("spec.backends[%d].hostname", i), b.Hostname, dnsLabel, 63); err != nil {
+			if err := checkName(o, fmt.Sprintf("spec.backends[%d].hostname", i), b.Hostname, dnsLabel); err != nil {
 				return true, err
 			}
 		}

@@ -2,29 +2,53 @@ package baremetal
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
-	"regexp"
 	"slices"
+	"strings"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 var (
-	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	// Schedulers are the IPVS schedulers of the kernel.
 	Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"}
 	protocols  = []string{"TCP", "UDP", "SCTP"}
 )
 
-func checkName(o *Object, field, name string, re *regexp.Regexp, max int) error {
-	switch {
-	case name == "":
+// The API server's rules for names, from apimachinery, so that what Kubernetes refuses bare metal
+// refuses too. Store keys are built from names that passed them: no "/", "..", NUL or upper case.
+var (
+	dnsLabel     = validation.IsDNS1123Label
+	dnsSubdomain = validation.IsDNS1123Subdomain
+)
+
+// The API server's limits on one EndpointSlice.
+const (
+	maxSliceEndpoints = 1000
+	maxSlicePorts     = 100
+)
+
+func checkName(o *Object, field, name string, rule func(string) []string) error {
+	if name == "" {
 		return o.fail(field, "required")
-	case len(name) > max:
-		return o.fail(field, "%q is longer than %d characters", name, max)
-	case !re.MatchString(name):
-		return o.fail(field, "%q is not a lowercase DNS name (letters, digits and '-')", name)
+	}
+	if errs := rule(name); len(errs) > 0 {
+		return o.fail(field, "%q: %s", name, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// checkLabels applies the API server's rules to label keys and values.
+func checkLabels(o *Object, labels map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return o.fail("metadata.labels", "key %q: %s", k, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsValidLabelValue(labels[k]); len(errs) > 0 {
+			return o.fail("metadata.labels["+k+"]", "%q: %s", labels[k], strings.Join(errs, "; "))
+		}
 	}
 	return nil
 }
@@ -47,10 +71,13 @@ func parseIP(o *Object, field, s string) (netip.Addr, error) {
 // validateService checks one service on its own; conflicts with others are checked later.
 func validateService(o *Object, set Settings) error {
 	s := o.Service
-	if err := checkName(o, "metadata.name", s.Metadata.Name, dnsLabel, 63); err != nil {
+	if err := checkName(o, "metadata.name", s.Metadata.Name, dnsLabel); err != nil {
 		return err
 	}
-	if err := checkName(o, "metadata.namespace", s.Metadata.Namespace, dnsLabel, 63); err != nil {
+	if err := checkName(o, "metadata.namespace", s.Metadata.Namespace, dnsLabel); err != nil {
+		return err
+	}
+	if err := checkLabels(o, s.Metadata.Labels); err != nil {
 		return err
 	}
 	sp := &s.Spec
@@ -111,6 +138,9 @@ func validateService(o *Object, set Settings) error {
 	if sp.HealthCheckNodePort != 0 && (sp.Type != "LoadBalancer" || sp.ExternalTrafficPolicy != "Local") {
 		return o.fail("spec.healthCheckNodePort", "only LoadBalancer services with externalTrafficPolicy Local have one")
 	}
+	if p := sp.HealthCheckNodePort; p != 0 && (p < set.NodePortMin || p > set.NodePortMax) {
+		return o.fail("spec.healthCheckNodePort", "%d is outside the node port range %d-%d", p, set.NodePortMin, set.NodePortMax)
+	}
 	if err := validateHealthCheck(o); err != nil {
 		return err
 	}
@@ -130,7 +160,7 @@ func validatePorts(o *Object, set Settings) error {
 			return o.fail(f+".name", "required when a service has several ports")
 		}
 		if p.Name != "" {
-			if err := checkName(o, f+".name", p.Name, dnsLabel, 15); err != nil {
+			if err := checkName(o, f+".name", p.Name, dnsLabel); err != nil {
 				return err
 			}
 			if names[p.Name] {
@@ -193,7 +223,7 @@ func validateBackends(o *Object, set Settings) error {
 		}
 		seen[k] = true
 		if b.Node != "" {
-			if err := checkName(o, f+".node", b.Node, dnsSubdomain, 253); err != nil {
+			if err := checkName(o, f+".node", b.Node, dnsSubdomain); err != nil {
 				return err
 			}
 		}
@@ -203,7 +233,10 @@ func validateBackends(o *Object, set Settings) error {
 
 func validateNode(o *Object) error {
 	n := o.Node
-	if err := checkName(o, "metadata.name", n.Metadata.Name, dnsSubdomain, 253); err != nil {
+	if err := checkName(o, "metadata.name", n.Metadata.Name, dnsSubdomain); err != nil {
+		return err
+	}
+	if err := checkLabels(o, n.Metadata.Labels); err != nil {
 		return err
 	}
 	for i, a := range n.Spec.Addresses {
@@ -216,11 +249,26 @@ func validateNode(o *Object) error {
 
 func validateSlice(o *Object, set Settings) error {
 	s := o.Slice
-	if err := checkName(o, "metadata.name", s.Name, dnsSubdomain, 253); err != nil {
+	if err := checkName(o, "metadata.name", s.Name, dnsSubdomain); err != nil {
+		return err
+	}
+	if err := checkName(o, "metadata.namespace", s.Namespace, dnsLabel); err != nil {
 		return err
 	}
 	if s.Labels[discoveryv1.LabelServiceName] == "" {
 		return o.fail("metadata.labels", "%s is required: it names the service the slice backs", discoveryv1.LabelServiceName)
+	}
+	if err := checkName(o, "metadata.labels["+discoveryv1.LabelServiceName+"]", s.Labels[discoveryv1.LabelServiceName], dnsLabel); err != nil {
+		return err
+	}
+	if err := checkLabels(o, s.Labels); err != nil {
+		return err
+	}
+	if len(s.Endpoints) > maxSliceEndpoints {
+		return o.fail("endpoints", "%d endpoints; a slice holds at most %d (split them over several slices)", len(s.Endpoints), maxSliceEndpoints)
+	}
+	if len(s.Ports) > maxSlicePorts {
+		return o.fail("ports", "%d ports; a slice holds at most %d", len(s.Ports), maxSlicePorts)
 	}
 	var want func(netip.Addr) bool
 	switch s.AddressType {
@@ -247,7 +295,7 @@ func validateSlice(o *Object, set Settings) error {
 		}
 		if e.Hostname != nil {
 			// DNS builds <hostname>.<service>... from it.
-			if err := checkName(o, fmt.Sprintf("endpoints[%d].hostname", i), *e.Hostname, dnsLabel, 63); err != nil {
+			if err := checkName(o, fmt.Sprintf("endpoints[%d].hostname", i), *e.Hostname, dnsLabel); err != nil {
 				return err
 			}
 		}
