@@ -83,14 +83,14 @@ func (c *cluster) startBrain() {
 }
 
 // startAgent runs node i's agent with the nftables dataplane in its namespace, with node i's
-// certificate.
-func (c *cluster) startAgent(i int) {
+// certificate; extra flags are appended.
+func (c *cluster) startAgent(i int, extra ...string) {
 	name := fmt.Sprintf("node-%d", i)
 	argv := append([]string{filepath.Join(c.bin, "ganglion-agent"),
 		"--node-name", name, "--brain", brainIP + ":7070", "--dataplane", "nftables",
 		"--node-ip", nodeIP(i), "--pod-cidr", netlab.LabPodCIDR(i),
 		"--healthz-bind-address", nodeIP(i) + ":10256", "--metrics-bind-address", "127.0.0.1:10249",
-		"--reconcile-interval", "500ms"}, c.ca.AgentFlags(name)...)
+		"--reconcile-interval", "500ms"}, append(c.ca.AgentFlags(name), extra...)...)
 	c.nodes[i-1].agent = proc.Start(c.t, c.nodes[i-1].ns.Command(argv...)...)
 }
 
@@ -116,7 +116,11 @@ type service struct {
 	Endpoints                                 []endpoint
 }
 
-type manifests struct{ Services []service }
+type manifests struct {
+	Services []service
+	// Extra is more YAML documents, appended as they are (services the template cannot say).
+	Extra string
+}
 
 var manifestsTmpl = template.Must(template.New("m").Funcs(template.FuncMap{
 	"nodeIP": nodeIP, "seq": func() []int { return []int{1, 2, 3} },
@@ -152,4 +156,4 @@ endpoints:
 - {addresses: [{{.IP}}], nodeName: node-{{.Node}}, conditions: {ready: {{not .NotReady}}}}
 {{- else}} []{{end}}
 ---
-{{end}}`))
+{{end}}{{.Extra}}`))

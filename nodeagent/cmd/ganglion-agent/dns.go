@@ -87,9 +87,11 @@ func (d *dnsFlags) start(log *slog.Logger) (*dns.Table, *dns.Server, error) {
 		return nil, nil, err
 	}
 	if len(local) > 0 {
-		if err := (dns.LinkDevice{Name: dns.DeviceName}).Ensure(local); err != nil {
+		dev, err := dns.EnsureAddrs(local)
+		if err != nil {
 			return nil, nil, fmt.Errorf("--dns-listen: %w", err)
 		}
+		log.Info("node-local DNS addresses", "device", dev, "addresses", local)
 	}
 	table := dns.NewTable(d.domain, dns.DefaultTTL)
 	srv, err := dns.Listen(dns.Config{Listen: addrs, Upstreams: upstreams, Log: log}, table)
