@@ -31,12 +31,17 @@ func layoutDir() string {
 	return filepath.Join(proc.Root(), "bin", "image")
 }
 
-// unpack reads the layout and extracts its root filesystem.
-func unpack(t *testing.T) (v1.Image, *v1.ConfigFile, string) {
+// requireLayout returns the layout's directory, or skips (fails in CI) when there is none.
+func requireLayout(t *testing.T) string {
 	dir := layoutDir()
 	_, err := os.Stat(filepath.Join(dir, "index.json"))
 	testenv.Require(t, err == nil, "no image layout at "+dir+": run make image")
-	img, err := image.ReadLayout(dir)
+	return dir
+}
+
+// unpack reads the layout and extracts its root filesystem.
+func unpack(t *testing.T) (v1.Image, *v1.ConfigFile, string) {
+	img, err := image.ReadLayout(requireLayout(t))
 	if err != nil {
 		t.Fatal(err)
 	}
