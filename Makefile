@@ -72,7 +72,7 @@ image: ## build the OCI image layout bin/image (and bin/image.tar for docker loa
 	@cmp bin/image/index.json bin/image.again/index.json || { echo "image: two builds of the same binaries differ"; exit 1; }
 	@rm -rf bin/image.again
 
-image-test: image ## run the brain and the agent from the image's root filesystem, chrooted in a fresh network namespace (root)
+image-test: image $(TOOLS_DIR)/crane ## run the brain and the agent from the image's root filesystem, chrooted in a fresh network namespace (root)
 	@set -o pipefail; GANGLION_IMAGE=$(CURDIR)/bin/image $(GO) test -count=1 -v -timeout 10m ./e2e/image/ | grep -E '^(---|ok|FAIL|PASS)|image-test took|_test.go'
 
 test: proto-check lint unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube image-test ## everything CI runs
