@@ -8,7 +8,16 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/model"
 )
 
-// modelService converts a stored service. Stored objects were validated, so parse errors only
+// modelOf converts a stored service: a Kubernetes Service through package kube, as in Kubernetes
+// mode, a native one here.
+func modelOf(o *Object) (*model.Service, error) {
+	if o.KubeService != nil {
+		return kube.Service(o.KubeService)
+	}
+	return modelService(o.Service), nil
+}
+
+// modelService converts a stored native service. Stored objects were validated, so parse errors only
 // skip the bad value.
 func modelService(s *Service) *model.Service {
 	sp := &s.Spec

@@ -1,11 +1,9 @@
 package baremetal
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -38,13 +36,18 @@ func (e *FieldError) Error() string {
 // Unwrap makes every FieldError an ErrInvalid.
 func (e *FieldError) Unwrap() error { return ErrInvalid }
 
-// Object is one decoded document: exactly one of Service, Slice and Node is set.
+// Object is one decoded document: exactly one of Service, Slice and Node is set. A Kubernetes
+// Service or Node keeps its own form in KubeService or KubeNode, which is what is stored and
+// read back; Service and Node then are its native view (package kube's), which validation,
+// allocation and address claims work on.
 type Object struct {
-	Source  string
-	Key     store.Key
-	Service *Service
-	Slice   *discoveryv1.EndpointSlice
-	Node    *Node
+	Source      string
+	Key         store.Key
+	Service     *Service
+	Slice       *discoveryv1.EndpointSlice
+	Node        *Node
+	KubeService *corev1.Service
+	KubeNode    *corev1.Node
 }
 
 func (o *Object) String() string {
@@ -60,23 +63,50 @@ func (o *Object) fail(field, format string, args ...any) error {
 
 // Decode reads multi-document YAML or JSON. Each document is a native Service or Node
 // (apiVersion ganglion-proxy.io/v1), or a Kubernetes v1 Service, v1 Node or
-// discovery.k8s.io/v1 EndpointSlice as it is. Unknown fields are errors: a typo must not pass.
+// discovery.k8s.io/v1 EndpointSlice as it is, alone or in a List. Unknown fields are errors: a
+// typo must not pass.
 func Decode(source string, data []byte) ([]*Object, error) {
 	var out []*Object
-	for i, doc := range kube.SplitDocuments(data) {
-		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-			continue
+	docs, err := kube.ReadDocuments(source, data, func(where string, doc []byte) error {
+		o, err := decodeNative(where, doc)
+		if err == nil {
+			out = append(out, o)
 		}
-		o, err := decodeOne(fmt.Sprintf("%s#%d", source, i+1), doc)
-		if err != nil {
-			return nil, err
+		return err
+	})
+	var de *kube.DocumentError
+	if errors.As(err, &de) {
+		return nil, &FieldError{Source: de.Where, Field: "document", Reason: de.Reason}
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range docs {
+		o := &Object{Source: d.Where, Slice: d.Slice, KubeService: d.Service, KubeNode: d.Node}
+		if d.Slice != nil {
+			o.Slice.APIVersion, o.Slice.Kind = "discovery.k8s.io/v1", "EndpointSlice"
 		}
+		o.view()
 		out = append(out, o)
 	}
 	return out, nil
 }
 
-func decodeOne(where string, doc []byte) (*Object, error) {
+// view derives the native view of a Kubernetes Service or Node, and the key.
+func (o *Object) view() {
+	switch {
+	case o.KubeService != nil:
+		o.KubeService.APIVersion, o.KubeService.Kind = "v1", "Service"
+		o.Service = kube.NativeService(o.KubeService)
+	case o.KubeNode != nil:
+		o.KubeNode.APIVersion, o.KubeNode.Kind = "v1", "Node"
+		o.Node = kube.NativeNode(o.KubeNode)
+	}
+	o.setKey()
+}
+
+// decodeNative reads a document that is not a Kubernetes object: a native one, or an error.
+func decodeNative(where string, doc []byte) (*Object, error) {
 	var tm struct {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
@@ -102,28 +132,6 @@ func decodeOne(where string, doc []byte) (*Object, error) {
 		if err := strict(o.Node); err != nil {
 			return nil, err
 		}
-	case tm.APIVersion == "v1" && tm.Kind == "Service":
-		var s corev1.Service
-		if err := strict(&s); err != nil {
-			return nil, err
-		}
-		svc, err := fromKubeService(where, &s)
-		if err != nil {
-			return nil, err
-		}
-		o.Service = svc
-	case tm.APIVersion == "v1" && tm.Kind == "Node":
-		var n corev1.Node
-		if err := strict(&n); err != nil {
-			return nil, err
-		}
-		o.Node = fromKubeNode(&n)
-	case tm.APIVersion == "discovery.k8s.io/v1" && tm.Kind == "EndpointSlice":
-		o.Slice = &discoveryv1.EndpointSlice{}
-		if err := strict(o.Slice); err != nil {
-			return nil, err
-		}
-		o.Slice.APIVersion, o.Slice.Kind = tm.APIVersion, tm.Kind
 	case tm.Kind == "" || tm.APIVersion == "":
 		return nil, &FieldError{Source: where, Field: "apiVersion/kind", Reason: "both are required"}
 	default:
@@ -152,9 +160,15 @@ func (o *Object) setKey() {
 	}
 }
 
-// Encode returns the stored form of the object.
+// Encode returns the stored form of the object: a Kubernetes object as applied, with what bare
+// metal allocated for it written in as the API server would.
 func (o *Object) Encode() ([]byte, error) {
 	switch {
+	case o.KubeService != nil:
+		kube.WriteAllocations(o.KubeService, o.Service)
+		return json.Marshal(o.KubeService)
+	case o.KubeNode != nil:
+		return json.Marshal(o.KubeNode)
 	case o.Service != nil:
 		return json.Marshal(o.Service)
 	case o.Slice != nil:
@@ -168,14 +182,29 @@ func (o *Object) Encode() ([]byte, error) {
 func DecodeStored(item store.Item) (*Object, error) {
 	o := &Object{Source: "store", Key: item.Key}
 	var err error
+	var tm struct {
+		APIVersion string `json:"apiVersion"`
+	}
+	_ = json.Unmarshal(item.Value, &tm)
+	kubeForm := tm.APIVersion == "v1"
 	switch item.Kind {
 	case KindService:
+		if kubeForm {
+			o.KubeService = &corev1.Service{}
+			err = json.Unmarshal(item.Value, o.KubeService)
+			break
+		}
 		o.Service = &Service{}
 		err = json.Unmarshal(item.Value, o.Service)
 	case KindEndpointSlice:
 		o.Slice = &discoveryv1.EndpointSlice{}
 		err = json.Unmarshal(item.Value, o.Slice)
 	case KindNode:
+		if kubeForm {
+			o.KubeNode = &corev1.Node{}
+			err = json.Unmarshal(item.Value, o.KubeNode)
+			break
+		}
 		o.Node = &Node{}
 		err = json.Unmarshal(item.Value, o.Node)
 	default:
@@ -184,15 +213,8 @@ func DecodeStored(item store.Item) (*Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stored object %s: %w", item.Key, err)
 	}
-	return o, nil
-}
-
-func stripComments(doc []byte) []byte {
-	var out []byte
-	for _, line := range bytes.SplitAfter(doc, []byte("\n")) {
-		if !strings.HasPrefix(strings.TrimSpace(string(line)), "#") {
-			out = append(out, line...)
-		}
+	if o.KubeService != nil || o.KubeNode != nil {
+		o.view()
 	}
-	return out
+	return o, nil
 }

@@ -9,9 +9,6 @@ import (
 // no node port, and reach the model only for a node-local DNS to answer with (compute leaves them
 // out of the dataplane).
 
-// proxied reports whether the dataplane serves the service.
-func (sp *ServiceSpec) proxied() bool { return !sp.Headless && sp.Type != "ExternalName" }
-
 // validateNamed checks what is particular to headless and ExternalName services, and that no
 // other service uses their fields. named is true for such a service: the checks of proxied
 // services then do not apply to it.
@@ -24,7 +21,7 @@ func validateNamed(o *Object, set Settings) (named bool, err error) {
 		return false, o.fail("spec.headless", "only ClusterIP services can be headless (type is %q)", sp.Type)
 	case sp.PublishNotReadyAddresses && !sp.Headless:
 		return false, o.fail("spec.publishNotReadyAddresses", "only headless services name their backends in DNS")
-	case sp.proxied():
+	case sp.Proxied():
 		return false, nil
 	}
 	kind := "a headless service"

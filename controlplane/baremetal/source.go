@@ -52,7 +52,7 @@ func (s *Source) Run(ctx context.Context, hub *stream.Hub, synced func()) error 
 // sourceState is what the source has put into the engine, so deletions and resets can be undone.
 type sourceState struct {
 	log      *slog.Logger
-	services map[model.ServiceKey]*Service
+	services map[model.ServiceKey]*Object
 	backends map[model.ServiceKey][]model.SliceKey
 	failing  map[model.ServiceKey]map[probed]bool
 	slices   map[model.SliceKey]*discoveryv1.EndpointSlice
@@ -66,7 +66,7 @@ func newSourceState(log *slog.Logger) *sourceState {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &sourceState{log: log, services: map[model.ServiceKey]*Service{}, backends: map[model.ServiceKey][]model.SliceKey{},
+	return &sourceState{log: log, services: map[model.ServiceKey]*Object{}, backends: map[model.ServiceKey][]model.SliceKey{},
 		failing: map[model.ServiceKey]map[probed]bool{}, slices: map[model.SliceKey]*discoveryv1.EndpointSlice{},
 		nodes: map[string]*Node{}, leased: map[string]leaseInfo{}, down: map[string]bool{}, schedule: func(string) {}}
 }
@@ -142,7 +142,7 @@ func (st *sourceState) object(e *compute.Engine, k store.Key, ev store.Event) co
 	}
 	switch {
 	case o.Service != nil:
-		st.services[svcKey] = o.Service
+		st.services[svcKey] = o
 		return st.setService(e, svcKey)
 	case o.Slice != nil:
 		return st.setSlice(e, o.Slice)
@@ -204,7 +204,7 @@ func (st *sourceState) expire(e *compute.Engine, node string) compute.Delta {
 func (st *sourceState) resetNode(e *compute.Engine, node string) compute.Delta {
 	var d compute.Delta
 	for k, s := range st.services {
-		for _, b := range s.Spec.Backends {
+		for _, b := range s.Service.Spec.Backends {
 			if b.Node == node {
 				d.Merge(st.setService(e, k))
 				break
@@ -246,9 +246,14 @@ func (st *sourceState) setSlice(e *compute.Engine, s *discoveryv1.EndpointSlice)
 
 // setService (re)computes a native service and the slices of its backends.
 func (st *sourceState) setService(e *compute.Engine, k model.ServiceKey) compute.Delta {
-	s := st.services[k]
-	d := e.SetService(modelService(s))
-	fresh := backendSlices(s, st.failing[k])
+	o := st.services[k]
+	ms, err := modelOf(o)
+	if err != nil {
+		st.log.Error("stored service unreadable; ignored", "service", k.String(), "err", err)
+		return st.deleteService(e, k)
+	}
+	d := e.SetService(ms)
+	fresh := backendSlices(o.Service, st.failing[k])
 	keep := map[model.SliceKey]bool{}
 	for _, sl := range fresh {
 		keep[sl.Key()] = true

@@ -100,7 +100,7 @@ func (w *world) current() map[store.Key]*Object {
 // way kubectl apply keeps a Service's clusterIP.
 func inherit(s *Service, prev *Object) {
 	// A service turning headless or ExternalName lets its VIP and node ports go.
-	if prev == nil || prev.Service == nil || !s.Spec.proxied() {
+	if prev == nil || prev.Service == nil || !s.Spec.Proxied() {
 		return
 	}
 	p := prev.Service.Spec
@@ -112,7 +112,7 @@ func inherit(s *Service, prev *Object) {
 	}
 	for i := range s.Spec.Ports {
 		np := &s.Spec.Ports[i]
-		if np.NodePort != 0 || (s.Spec.Type != "NodePort" && s.Spec.Type != "LoadBalancer") {
+		if np.NodePort != 0 || !s.Spec.NeedsNodePorts() {
 			continue
 		}
 		for _, old := range p.Ports {
@@ -178,7 +178,7 @@ func (c *claims) add(o, checking *Object) error {
 // allocate gives a service a VIP from the range and node ports from theirs where it has none.
 func allocate(o *Object, c *claims, set Settings) error {
 	sp := &o.Service.Spec
-	if !sp.proxied() {
+	if !sp.Proxied() {
 		return nil
 	}
 	if len(sp.VIPs) == 0 {
@@ -188,7 +188,7 @@ func allocate(o *Object, c *claims, set Settings) error {
 		}
 		sp.VIPs = []string{ip.String()}
 	}
-	needs := sp.Type == "NodePort" || sp.Type == "LoadBalancer"
+	needs := sp.NeedsNodePorts()
 	for i := range sp.Ports {
 		if !needs || sp.Ports[i].NodePort != 0 {
 			continue

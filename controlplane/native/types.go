@@ -1,8 +1,8 @@
-// Package baremetal is Ganglion's source of truth without Kubernetes: the documents operators
-// apply (Kubernetes Service, EndpointSlice and Node manifests as they are, or a compact native
-// form with backends and health checks), their validation and allocation, their storage in etcd
-// through package store, and their conversion into the brain's model.
-package baremetal
+// Package native holds the types of Ganglion's own documents (apiVersion ganglion-proxy.io/v1):
+// a compact Service with its backends and health check, and a Node. Bare metal stores them;
+// package kube expresses Kubernetes objects in them for bare metal's validation and allocation,
+// so that Kubernetes objects are read in one place only.
+package native
 
 // APIVersion is the apiVersion of the native documents.
 const APIVersion = "ganglion-proxy.io/v1"
@@ -54,7 +54,10 @@ type ServiceSpec struct {
 	ExternalTrafficPolicy    string           `json:"externalTrafficPolicy,omitempty"`
 	InternalTrafficPolicy    string           `json:"internalTrafficPolicy,omitempty"`
 	HealthCheckNodePort      int32            `json:"healthCheckNodePort,omitempty"`
-	HealthCheck              *HealthCheck     `json:"healthCheck,omitempty"`
+	// AllocateLoadBalancerNodePorts false gives a LoadBalancer service no node ports unless a
+	// port names one (Kubernetes' field of the same name): no node opens a NodePort for it.
+	AllocateLoadBalancerNodePorts *bool        `json:"allocateLoadBalancerNodePorts,omitempty"`
+	HealthCheck                   *HealthCheck `json:"healthCheck,omitempty"`
 	// Backends, when present, are the service's endpoints; services applied as Kubernetes
 	// manifests take theirs from EndpointSlices instead.
 	Backends []Backend `json:"backends,omitempty"`
@@ -133,4 +136,15 @@ type Node struct {
 type NodeSpec struct {
 	Addresses []string `json:"addresses,omitempty"`
 	Zone      string   `json:"zone,omitempty"`
+}
+
+// Proxied reports whether the dataplane serves the service: headless and ExternalName services
+// are named (a node-local DNS answers for them) but not proxied.
+func (sp *ServiceSpec) Proxied() bool { return !sp.Headless && sp.Type != "ExternalName" }
+
+// NeedsNodePorts reports whether ports without a node port get one: NodePort services, and
+// LoadBalancer services unless allocateLoadBalancerNodePorts is false.
+func (sp *ServiceSpec) NeedsNodePorts() bool {
+	alloc := sp.AllocateLoadBalancerNodePorts == nil || *sp.AllocateLoadBalancerNodePorts
+	return sp.Type == "NodePort" || (sp.Type == "LoadBalancer" && alloc)
 }
