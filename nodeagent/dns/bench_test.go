@@ -234,3 +234,20 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 	stime, _ := strconv.Atoi(f[12])
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
+
+// BenchmarkZoneChange measures what an applied change of one service costs an agent with DNS
+// on, in a zone of 10,000 ClusterIP services: its records rebuilt and a new zone swapped in.
+func BenchmarkZoneChange(b *testing.B) {
+	table := NewTable("cluster.local", DefaultTTL)
+	ports := map[string]*v1.ServicePort{}
+	for i := range 10000 {
+		name := fmt.Sprintf("svc%d", i)
+		ports["default/"+name+"/v4"] = clusterIP("default", name, "http", tcp, fmt.Sprintf("10.%d.%d.%d:80", 96+i/62500, i/250%250, 1+i%250))
+	}
+	table.updatePorts(ports)
+	b.ResetTimer()
+	for i := range b.N {
+		vip := fmt.Sprintf("10.200.0.%d:80", 1+i%2)
+		table.updatePorts(map[string]*v1.ServicePort{"default/svc1/v4": clusterIP("default", "svc1", "http", tcp, vip)})
+	}
+}

@@ -16,10 +16,60 @@ type result struct {
 	chase string
 }
 
+// zone is an immutable answer table: the services' fragments by key, and indexes over them. A
+// change makes a new zone sharing every fragment it does not touch, swapped in whole, so readers
+// never lock and never see half a change.
+type zone struct {
+	domain    string // the cluster domain as a lowercase FQDN: "cluster.local."
+	svcDomain string // "svc." + domain
+	soa       *dns.SOA
+	services  map[string]*fragment // by <name>.<namespace>
+	// namespaces counts the services of each namespace: <ns>.svc.<domain> exists while it has one.
+	namespaces map[string]int
+	// reverse lists, by reverse name, the services holding a PTR record there.
+	reverse map[string][]string
+}
+
+func emptyZone(domain string, ttl uint32) *zone {
+	domain = dns.CanonicalName(domain)
+	return &zone{domain: domain, svcDomain: "svc." + domain, soa: soaRecord(domain, ttl, 0),
+		services: map[string]*fragment{}, namespaces: map[string]int{}, reverse: map[string][]string{}}
+}
+
 // owns reports whether the zone answers name (lowercase FQDN) itself: names inside the cluster
 // domain, and the reverse names of the addresses it holds. Every other name is forwarded.
 func (z *zone) owns(name string) bool {
-	return dns.IsSubDomain(z.domain, name) || z.names[name] != nil
+	return name == z.domain || strings.HasSuffix(name, "."+z.domain) || z.reverse[name] != nil
+}
+
+// find returns a name's records, and whether the name exists (with records or children).
+func (z *zone) find(name string) (*rrset, bool) {
+	if keys := z.reverse[name]; keys != nil {
+		set := &rrset{}
+		for _, k := range keys {
+			set.ptr = append(set.ptr, z.services[k].names[name].ptr...)
+		}
+		return set, true
+	}
+	if name == z.domain || name == z.svcDomain {
+		return nil, true
+	}
+	rest, ok := strings.CutSuffix(name, "."+z.svcDomain)
+	if !ok {
+		return nil, false
+	}
+	// rest is [<labels>.]<service>.<namespace>: the last two labels name the fragment.
+	i := strings.LastIndexByte(rest, '.')
+	if i < 0 {
+		return nil, z.namespaces[rest] > 0
+	}
+	j := strings.LastIndexByte(rest[:i], '.')
+	f := z.services[rest[j+1:]]
+	if f == nil {
+		return nil, false
+	}
+	set := f.names[name]
+	return set, set != nil || f.exists[name]
 }
 
 // lookup answers a question for a name the zone owns, following CNAMEs inside the zone.
@@ -30,13 +80,9 @@ func (z *zone) lookup(name string, qtype uint16) result {
 		return r
 	}
 	for hops := 0; hops < 8; hops++ {
-		set := z.names[name]
+		set, exists := z.find(name)
 		if set == nil {
-			if len(r.answer) > 0 {
-				r.chase = name // a CNAME left the zone's records
-				return r
-			}
-			if !z.exists[name] {
+			if !exists {
 				r.rcode = dns.RcodeNameError
 			}
 			r.ns = []dns.RR{z.soa}
@@ -94,7 +140,7 @@ func (z *zone) glue(srv []dns.RR) []dns.RR {
 			continue
 		}
 		seen[t] = true
-		if set := z.names[t]; set != nil {
+		if set, _ := z.find(t); set != nil {
 			out = append(append(out, set.a...), set.aaaa...)
 		}
 	}

@@ -10,37 +10,54 @@ import (
 )
 
 // Table is the node's DNS zone. Writers (the dataplane gate, the stream's records) are serialized
-// and rebuild the zone whole; readers load it with one atomic pointer read and never wait.
+// and rebuild only the services they change; readers load the zone with one atomic pointer read
+// and never wait.
 type Table struct {
-	domain string
-	ttl    uint32
+	ttl uint32
 
-	mu      sync.Mutex // serializes writers; guards the inputs below
-	ports   map[string]*v1.ServicePort
-	records []*v1.DNSRecords
+	mu      sync.Mutex                 // serializes writers; guards the inputs below
+	ports   map[string]*v1.ServicePort // by base, only those the kernel serves
+	bases   map[string]map[string]bool // service key -> its bases in ports
+	records map[string]*v1.DNSRecords  // service key -> the brain's records
 	serial  uint32
 	cur     atomic.Pointer[zone]
 }
 
 // NewTable returns an empty zone for domain (such as "cluster.local") whose records carry ttl.
 func NewTable(domain string, ttl uint32) *Table {
-	t := &Table{domain: domain, ttl: ttl, ports: map[string]*v1.ServicePort{}}
-	t.cur.Store(buildZone(domain, ttl, 0, nil, nil))
+	t := &Table{ttl: ttl, ports: map[string]*v1.ServicePort{}, bases: map[string]map[string]bool{},
+		records: map[string]*v1.DNSRecords{}}
+	t.cur.Store(emptyZone(domain, ttl))
 	return t
 }
 
 // zone returns the current zone.
 func (t *Table) zone() *zone { return t.cur.Load() }
 
-// Domain is the cluster domain as a lowercase FQDN.
-func (t *Table) Domain() string { return t.zone().domain }
-
-// SetRecords replaces the brain's records (headless and ExternalName services).
+// SetRecords replaces the brain's records (headless and ExternalName services). Records of an
+// unchanged service are the same message as before, so only changed services are rebuilt.
 func (t *Table) SetRecords(records []*v1.DNSRecords) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.records = slices.Clone(records)
-	t.rebuild()
+	next := make(map[string]*v1.DNSRecords, len(records))
+	for _, r := range records {
+		if validLabel(r.Namespace) && validLabel(r.Name) {
+			next[serviceKey(r.Namespace, r.Name)] = r
+		}
+	}
+	changed := map[string]bool{}
+	for k, r := range t.records {
+		if next[k] != r {
+			changed[k] = true
+		}
+	}
+	for k, r := range next {
+		if t.records[k] != r {
+			changed[k] = true
+		}
+	}
+	t.records = next
+	t.publish(changed)
 }
 
 // port returns the port of a base as the zone has it.
@@ -57,34 +74,96 @@ func (t *Table) updatePorts(ports map[string]*v1.ServicePort) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	changed := map[string]bool{}
 	for base, p := range ports {
-		if p == nil {
-			delete(t.ports, base)
-		} else {
-			t.ports[base] = p
-		}
+		t.setPort(base, p, changed)
 	}
-	t.rebuild()
+	t.publish(changed)
 }
 
 // keepPorts removes every port whose base keep does not hold.
 func (t *Table) keepPorts(keep map[string]bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := len(t.ports)
-	maps.DeleteFunc(t.ports, func(b string, _ *v1.ServicePort) bool { return !keep[b] })
-	if len(t.ports) != n {
-		t.rebuild()
+	changed := map[string]bool{}
+	for base := range t.ports {
+		if !keep[base] {
+			t.setPort(base, nil, changed)
+		}
+	}
+	t.publish(changed)
+}
+
+// setPort sets or removes (p nil) one base and marks its service changed; the caller holds mu.
+func (t *Table) setPort(base string, p *v1.ServicePort, changed map[string]bool) {
+	if old := t.ports[base]; old != nil {
+		k := serviceKey(old.Namespace, old.Name)
+		delete(t.bases[k], base)
+		if len(t.bases[k]) == 0 {
+			delete(t.bases, k)
+		}
+		delete(t.ports, base)
+		changed[k] = true
+	}
+	if p == nil || !validLabel(p.Namespace) || !validLabel(p.Name) {
+		return
+	}
+	k := serviceKey(p.Namespace, p.Name)
+	if t.bases[k] == nil {
+		t.bases[k] = map[string]bool{}
+	}
+	t.bases[k][base] = true
+	t.ports[base] = p
+	changed[k] = true
+}
+
+// publish swaps in a zone whose changed services are rebuilt from the inputs and whose others
+// are shared with the current one; the caller holds mu.
+func (t *Table) publish(changed map[string]bool) {
+	if len(changed) == 0 {
+		return
+	}
+	old := t.zone()
+	t.serial++
+	z := &zone{domain: old.domain, svcDomain: old.svcDomain, soa: soaRecord(old.domain, t.ttl, t.serial),
+		services: maps.Clone(old.services), namespaces: maps.Clone(old.namespaces), reverse: maps.Clone(old.reverse)}
+	for k := range changed {
+		if f := z.services[k]; f != nil {
+			z.remove(f)
+		}
+		var ports []*v1.ServicePort
+		for _, b := range slices.Sorted(maps.Keys(t.bases[k])) {
+			ports = append(ports, t.ports[b])
+		}
+		if f := buildFragment(z.domain, t.ttl, k, ports, t.records[k]); f != nil {
+			z.add(f)
+		}
+	}
+	t.cur.Store(z)
+}
+
+// remove takes a fragment out of a zone being built (whose maps are its own copies).
+func (z *zone) remove(f *fragment) {
+	delete(z.services, f.key)
+	if z.namespaces[f.namespace]--; z.namespaces[f.namespace] <= 0 {
+		delete(z.namespaces, f.namespace)
+	}
+	for _, rev := range f.reverse {
+		// A new slice: the old zone's readers may still hold the old one.
+		keys := slices.DeleteFunc(slices.Clone(z.reverse[rev]), func(k string) bool { return k == f.key })
+		if len(keys) == 0 {
+			delete(z.reverse, rev)
+		} else {
+			z.reverse[rev] = keys
+		}
 	}
 }
 
-// rebuild builds and swaps in the zone of the current inputs; the caller holds mu. Ports are
-// taken in base order so that equal inputs give equal zones.
-func (t *Table) rebuild() {
-	ports := make([]*v1.ServicePort, 0, len(t.ports))
-	for _, b := range slices.Sorted(maps.Keys(t.ports)) {
-		ports = append(ports, t.ports[b])
+// add puts a fragment into a zone being built.
+func (z *zone) add(f *fragment) {
+	z.services[f.key] = f
+	z.namespaces[f.namespace]++
+	for _, rev := range f.reverse {
+		z.reverse[rev] = append(slices.Clip(z.reverse[rev]), f.key)
 	}
-	t.serial++
-	t.cur.Store(buildZone(t.domain, t.ttl, t.serial, ports, t.records))
 }

@@ -1,8 +1,10 @@
 package dns
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -18,44 +20,50 @@ type rrset struct {
 	cname             dns.RR
 }
 
-// zone is an immutable answer table: a new one is built for every change and swapped in whole, so
-// readers never lock and never see half a change.
-type zone struct {
-	domain string // the cluster domain as a lowercase FQDN: "cluster.local."
-	soa    *dns.SOA
-	names  map[string]*rrset
-	// exists holds every name that has records or children (an empty non-terminal such as
-	// "default.svc.cluster.local."): a query for one is NODATA, not NXDOMAIN.
+// fragment is one service's records: built when one of its ports or its DNS records change,
+// immutable after, and shared by every zone until then, so a change costs its own service only.
+type fragment struct {
+	key       string // <name>.<namespace>, lowercase
+	namespace string
+	fqdn      string // <name>.<namespace>.svc.<domain>
+	names     map[string]*rrset
+	// exists holds the names below fqdn that only have children (_tcp.<fqdn> under
+	// _http._tcp.<fqdn>): a query for one is NODATA, not NXDOMAIN.
 	exists map[string]bool
+	// reverse are the reverse names of its PTR records, outside the domain.
+	reverse []string
 }
 
-// zoneBuilder accumulates records, dropping duplicates (a port's v4 and v6 bases repeat its SRV).
-type zoneBuilder struct {
-	z    *zone
+// fragmentBuilder accumulates records, dropping duplicates (a port's v4 and v6 bases repeat its
+// SRV).
+type fragmentBuilder struct {
+	f    *fragment
 	ttl  uint32
 	seen map[string]bool
 }
 
-// buildZone builds the zone of the ports the kernel serves and the brain's DNS records. Serial
-// goes into the SOA, so a client can tell two zones apart.
-func buildZone(domain string, ttl, serial uint32, ports []*v1.ServicePort, records []*v1.DNSRecords) *zone {
-	domain = dns.CanonicalName(domain)
-	b := &zoneBuilder{ttl: ttl, seen: map[string]bool{}, z: &zone{
-		domain: domain,
-		names:  map[string]*rrset{},
-		exists: map[string]bool{domain: true},
-		soa:    soaRecord(domain, ttl, serial),
+// serviceKey is a fragment's key: <name>.<namespace>, lowercase.
+func serviceKey(namespace, name string) string { return strings.ToLower(name + "." + namespace) }
+
+// buildFragment builds the records of one service from the ports of it the kernel serves and the
+// brain's records of it (either may be empty); nil when it has none.
+func buildFragment(domain string, ttl uint32, key string, ports []*v1.ServicePort, records *v1.DNSRecords) *fragment {
+	name, namespace, _ := strings.Cut(key, ".")
+	b := &fragmentBuilder{ttl: ttl, seen: map[string]bool{}, f: &fragment{
+		key: key, namespace: namespace, fqdn: name + "." + namespace + ".svc." + domain,
+		names: map[string]*rrset{}, exists: map[string]bool{},
 	}}
 	for _, p := range ports {
 		b.addServicePort(p)
 	}
-	for _, r := range records {
-		b.addRecords(r)
+	b.addRecords(records)
+	if len(b.f.names) == 0 {
+		return nil
 	}
-	for _, set := range b.z.names {
+	for _, set := range b.f.names {
 		spreadWeights(set.srv)
 	}
-	return b.z
+	return b.f
 }
 
 // soaRecord is the zone's SOA, put in the authority section of negative answers as CoreDNS does,
@@ -70,28 +78,42 @@ func soaRecord(domain string, ttl, serial uint32) *dns.SOA {
 	}
 }
 
-// serviceName is <name>.<namespace>.svc.<domain>.
-func (b *zoneBuilder) serviceName(ns, name string) string {
-	return strings.ToLower(name + "." + ns + ".svc." + b.z.domain)
-}
-
-// set returns the records of name, creating it and marking its parents as existing.
-func (b *zoneBuilder) set(name string) *rrset {
-	s := b.z.names[name]
+// set returns the records of name, creating it and marking its parents below the service's
+// name as existing.
+func (b *fragmentBuilder) set(name string) *rrset {
+	s := b.f.names[name]
 	if s == nil {
 		s = &rrset{}
-		b.z.names[name] = s
-		for n := name; dns.IsSubDomain(b.z.domain, n) && n != b.z.domain; {
-			b.z.exists[n] = true
+		b.f.names[name] = s
+		suffix := "." + b.f.fqdn
+		for n := name; strings.HasSuffix(n, suffix) && !b.f.exists[n]; {
+			b.f.exists[n] = true
 			n = n[strings.IndexByte(n, '.')+1:]
+		}
+		if !strings.HasSuffix(name, b.f.fqdn) {
+			b.f.reverse = append(b.f.reverse, name)
 		}
 	}
 	return s
 }
 
-// add adds rr under its own name unless an identical record is already there.
-func (b *zoneBuilder) add(rr dns.RR) {
-	key := rr.String()
+// add adds rr under its own name unless an identical record is already there. The duplicate key
+// is its name, type and data: rr.String() would cost most of a rebuild.
+func (b *fragmentBuilder) add(rr dns.RR) {
+	var data string
+	switch rr := rr.(type) {
+	case *dns.A:
+		data = rr.A.String()
+	case *dns.AAAA:
+		data = rr.AAAA.String()
+	case *dns.SRV:
+		data = strconv.Itoa(int(rr.Port)) + " " + rr.Target
+	case *dns.PTR:
+		data = rr.Ptr
+	case *dns.CNAME:
+		data = rr.Target
+	}
+	key := rr.Header().Name + " " + strconv.Itoa(int(rr.Header().Rrtype)) + " " + data
 	if b.seen[key] {
 		return
 	}
@@ -111,12 +133,12 @@ func (b *zoneBuilder) add(rr dns.RR) {
 	}
 }
 
-func (b *zoneBuilder) hdr(name string, t uint16) dns.RR_Header {
+func (b *fragmentBuilder) hdr(name string, t uint16) dns.RR_Header {
 	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: b.ttl}
 }
 
 // address adds the A or AAAA record of addr at name.
-func (b *zoneBuilder) address(name string, addr netip.Addr) {
+func (b *fragmentBuilder) address(name string, addr netip.Addr) {
 	addr = addr.Unmap()
 	if addr.Is4() {
 		b.add(&dns.A{Hdr: b.hdr(name, dns.TypeA), A: addr.AsSlice()})
@@ -126,7 +148,7 @@ func (b *zoneBuilder) address(name string, addr netip.Addr) {
 }
 
 // pointer adds the PTR record of addr naming target.
-func (b *zoneBuilder) pointer(addr netip.Addr, target string) {
+func (b *fragmentBuilder) pointer(addr netip.Addr, target string) {
 	rev, err := dns.ReverseAddr(addr.Unmap().String())
 	if err != nil {
 		return
@@ -136,7 +158,7 @@ func (b *zoneBuilder) pointer(addr netip.Addr, target string) {
 
 // service adds the SRV record of one port at the service's name and, for a named port, at
 // _<port>._<proto>.<service>.
-func (b *zoneBuilder) service(svc, portName string, proto v1.Protocol, port uint32, target string) {
+func (b *fragmentBuilder) service(svc, portName string, proto v1.Protocol, port uint32, target string) {
 	_, pname, ok := dataplane.IPProto(proto)
 	if !ok || port == 0 || port > 65535 {
 		return
@@ -151,11 +173,11 @@ func (b *zoneBuilder) service(svc, portName string, proto v1.Protocol, port uint
 }
 
 // addServicePort adds what a proxied port answers: its ClusterIPs, their PTRs, its SRV.
-func (b *zoneBuilder) addServicePort(p *v1.ServicePort) {
-	if p == nil || !validLabel(p.Namespace) || !validLabel(p.Name) {
+func (b *fragmentBuilder) addServicePort(p *v1.ServicePort) {
+	if p == nil {
 		return
 	}
-	name := b.serviceName(p.Namespace, p.Name)
+	name := b.f.fqdn
 	for _, fe := range p.Frontends {
 		if fe.Kind != v1.FrontendKind_FRONTEND_KIND_CLUSTER_IP {
 			continue
@@ -171,11 +193,11 @@ func (b *zoneBuilder) addServicePort(p *v1.ServicePort) {
 }
 
 // addRecords adds a headless service's endpoints or an ExternalName service's CNAME.
-func (b *zoneBuilder) addRecords(r *v1.DNSRecords) {
-	if r == nil || !validLabel(r.Namespace) || !validLabel(r.Name) {
+func (b *fragmentBuilder) addRecords(r *v1.DNSRecords) {
+	if r == nil {
 		return
 	}
-	name := b.serviceName(r.Namespace, r.Name)
+	name := b.f.fqdn
 	if r.ExternalName != "" {
 		target := dns.Fqdn(strings.ToLower(r.ExternalName))
 		if validName(target) {
@@ -212,7 +234,10 @@ func spreadWeights(srv []dns.RR) {
 	for _, rr := range srv {
 		rr.(*dns.SRV).Weight = uint16(max(1, 100/len(srv)))
 	}
-	slices.SortStableFunc(srv, func(a, b dns.RR) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(srv, func(a, b dns.RR) int {
+		x, y := a.(*dns.SRV), b.(*dns.SRV)
+		return cmp.Or(strings.Compare(x.Target, y.Target), cmp.Compare(x.Port, y.Port))
+	})
 }
 
 // validName reports whether every label of an FQDN is valid: miekg/dns accepts any bytes.
