@@ -84,6 +84,8 @@ bench: ## print the BENCH lines
 	@$(GO) test -run '^$$' -bench '^(BenchmarkFanout|BenchmarkTLSReconnect)$$' -benchtime 1x -timeout 40m ./controlplane/brain | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkNFT$$' -benchtime 1x ./nodeagent/dataplane/nftables | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkIPVSInVM$$' -benchtime 1x -timeout 30m ./e2e/ipvs | grep '^BENCH'
+	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkDNS$$' -benchtime 1x ./nodeagent/dns | grep '^BENCH'
+	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkApply$$' -benchtime 1x -timeout 10m ./e2e/ | grep '^BENCH'
 
 demo: build ## bare metal end to end (root): namespaces, brain with embedded etcd, nftables agents, health checks
 	$(GO) build -o bin/demo ./demo
