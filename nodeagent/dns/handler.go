@@ -31,9 +31,7 @@ func NewHandler(t *Table, fwd *Forwarder) *Handler { return &Handler{table: t, f
 // ServeDNS answers one message, truncated to what the client can take over its transport.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
-	defer cancel()
-	resp := h.Answer(ctx, r, tcp)
+	resp := h.Answer(context.Background(), r, tcp)
 	if resp == nil {
 		return
 	}
@@ -105,6 +103,9 @@ func (h *Handler) forward(ctx context.Context, r *dns.Msg, tcp bool) *dns.Msg {
 	if h.fwd == nil {
 		return reply(r, dns.RcodeRefused)
 	}
+	// The bound is set here, not per message: a local answer needs no timer.
+	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
 	resp, err := h.fwd.Forward(ctx, r, tcp)
 	if err != nil {
 		return reply(r, dns.RcodeServerFailure)
