@@ -120,10 +120,10 @@ func (d *Dataplane) Prune(_ context.Context, keep map[string]bool) error {
 			}
 		}
 		pl.gcClasses()
-		for a := range pl.v.addrs[setClusterIPs].all() {
+		for a := range pl.v.addrs(setClusterIPs).all() {
 			pl.ips[a] = true
 		}
-		for a := range pl.v.addrs[setHairpin].all() {
+		for a := range pl.v.addrs(setHairpin).all() {
 			pl.pairs[a] = true
 		}
 		plan.fams = append(plan.fams, pl.finish())

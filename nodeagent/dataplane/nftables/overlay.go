@@ -6,26 +6,27 @@ import "iter"
 // writes only to the overlay, so a plan never changes the view; once the kernel confirmed the
 // transaction, apply writes the changes through. A refused transaction just drops the overlay.
 type overlay[K comparable, V any] struct {
-	base map[K]V
-	diff map[K]pending[V]
+	// base points at the view's map, so apply can hand it the plan's map whole when it was
+	// empty (an agent's first full sync: no copy of hundreds of thousands of elements).
+	base *map[K]V
+	set  map[K]V
+	gone map[K]struct{}
 }
 
-// pending is one planned change of an overlay: a new value, or a deletion.
-type pending[V any] struct {
-	v   V
-	del bool
-}
-
-func newOverlay[K comparable, V any](base map[K]V) *overlay[K, V] {
-	return &overlay[K, V]{base: base}
+func newOverlay[K comparable, V any](base *map[K]V) overlay[K, V] {
+	return overlay[K, V]{base: base}
 }
 
 // get returns the value of k as the plan leaves it.
 func (o *overlay[K, V]) get(k K) (V, bool) {
-	if p, ok := o.diff[k]; ok {
-		return p.v, !p.del
+	if v, ok := o.set[k]; ok {
+		return v, true
 	}
-	v, ok := o.base[k]
+	if _, ok := o.gone[k]; ok {
+		var zero V
+		return zero, false
+	}
+	v, ok := (*o.base)[k]
 	return v, ok
 }
 
@@ -41,50 +42,57 @@ func (o *overlay[K, V]) has(k K) bool {
 }
 
 func (o *overlay[K, V]) put(k K, v V) {
-	if o.diff == nil {
-		o.diff = map[K]pending[V]{}
+	if o.set == nil {
+		o.set = map[K]V{}
 	}
-	o.diff[k] = pending[V]{v: v}
+	if len(o.gone) > 0 {
+		delete(o.gone, k)
+	}
+	o.set[k] = v
 }
 
 func (o *overlay[K, V]) del(k K) {
-	if o.diff == nil {
-		o.diff = map[K]pending[V]{}
+	if o.gone == nil {
+		o.gone = map[K]struct{}{}
 	}
-	var zero V
-	o.diff[k] = pending[V]{v: zero, del: true}
+	delete(o.set, k)
+	o.gone[k] = struct{}{}
 }
 
 // all yields every key and value as the plan leaves them, base first, in no particular order.
 func (o *overlay[K, V]) all() iter.Seq2[K, V] {
 	return func(yield func(K, V) bool) {
-		for k, v := range o.base {
-			if _, changed := o.diff[k]; changed {
+		for k, v := range *o.base {
+			if _, changed := o.set[k]; changed {
+				continue
+			}
+			if _, deleted := o.gone[k]; deleted {
 				continue
 			}
 			if !yield(k, v) {
 				return
 			}
 		}
-		for k, p := range o.diff {
-			if !p.del && !yield(k, p.v) {
+		for k, v := range o.set {
+			if !yield(k, v) {
 				return
 			}
 		}
 	}
 }
 
-// changed reports whether the plan changes anything here.
-func (o *overlay[K, V]) changed() bool { return len(o.diff) > 0 }
-
-// apply writes the planned changes into the base map.
+// apply writes the planned changes into the view's map.
 func (o *overlay[K, V]) apply() {
-	for k, p := range o.diff {
-		if p.del {
-			delete(o.base, k)
-		} else {
-			o.base[k] = p.v
+	switch {
+	case len(*o.base) == 0 && len(o.set) > 0:
+		*o.base = o.set
+	default:
+		for k := range o.gone {
+			delete(*o.base, k)
+		}
+		for k, v := range o.set {
+			(*o.base)[k] = v
 		}
 	}
-	o.diff = nil
+	o.set, o.gone = nil, nil
 }

@@ -266,7 +266,7 @@ func (pl *planner) gcClasses() {
 
 // syncAddrs turns the reference counts of touched addresses into elements of set.
 func (pl *planner) syncAddrs(set string, refs *overlay[netip.Addr, int], touched map[netip.Addr]bool, key func(netip.Addr) []byte) {
-	have := pl.v.addrs[set]
+	have := pl.v.addrs(set)
 	for a := range touched {
 		want := refs.at(a) > 0
 		if want == have.at(a) {
@@ -290,8 +290,8 @@ func (pl *planner) finish() *familyPlan {
 		pl.servicesDirty = false
 	}
 	f := pl.t.f
-	pl.syncAddrs(setClusterIPs, pl.v.ipRefs, pl.ips, f.addr)
-	pl.syncAddrs(setHairpin, pl.v.pairRefs, pl.pairs, func(a netip.Addr) []byte { return append(f.addr(a), f.addr(a)...) })
+	pl.syncAddrs(setClusterIPs, &pl.v.ipRefs, pl.ips, f.addr)
+	pl.syncAddrs(setHairpin, &pl.v.pairRefs, pl.pairs, func(a netip.Addr) []byte { return append(f.addr(a), f.addr(a)...) })
 	fp := &familyPlan{t: pl.t, next: pl.v, cleanups: pl.cleanups}
 	keys := slices.SortedFunc(maps.Keys(pl.elems), func(a, b elemBatchKey) int {
 		if a.phase != b.phase {

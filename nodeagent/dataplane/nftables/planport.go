@@ -31,8 +31,8 @@ func (pl *planner) upsert(o *portObjects) {
 	for k, c := range o.nodeports {
 		pl.setNodePort(k, c)
 	}
-	ref(pl.v.ipRefs, pl.ips, o.clusterIPs, 1)
-	ref(pl.v.pairRefs, pl.pairs, o.hairpin, 1)
+	ref(&pl.v.ipRefs, pl.ips, o.clusterIPs, 1)
+	ref(&pl.v.pairRefs, pl.pairs, o.hairpin, 1)
 	if old != nil {
 		pl.dropOld(old, o)
 	}
@@ -68,8 +68,8 @@ func (pl *planner) dropOld(old, o *portObjects) {
 		}
 	}
 	if !old.restored {
-		ref(pl.v.ipRefs, pl.ips, old.clusterIPs, -1)
-		ref(pl.v.pairRefs, pl.pairs, old.hairpin, -1)
+		ref(&pl.v.ipRefs, pl.ips, old.clusterIPs, -1)
+		ref(&pl.v.pairRefs, pl.pairs, old.hairpin, -1)
 	}
 }
 

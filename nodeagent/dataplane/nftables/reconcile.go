@@ -89,10 +89,10 @@ func (pl *planner) repair(tableMissing bool) {
 	pl.gcClasses()
 	if !w.restored {
 		// Shared elements nobody references: added by hand, or left by an earlier run.
-		for a := range pl.v.addrs[setClusterIPs].all() {
+		for a := range pl.v.addrs(setClusterIPs).all() {
 			pl.ips[a] = true
 		}
-		for a := range pl.v.addrs[setHairpin].all() {
+		for a := range pl.v.addrs(setHairpin).all() {
 			pl.pairs[a] = true
 		}
 	}
@@ -180,7 +180,7 @@ func (pl *planner) ensureSkeleton() {
 		pl.writeChainDef(c.name, &c, rules)
 	}
 	want := map[netip.Addr]bool{}
-	have := pl.v.addrs[setNodePortAddrs]
+	have := pl.v.addrs(setNodePortAddrs)
 	for _, a := range t.skel.nodePortAddrs {
 		want[a] = true
 		if !have.at(a) {

@@ -62,34 +62,46 @@ type familyTable struct {
 // planned is a family's view as a plan leaves it: every map the planner changes, under the
 // plan's changes. Planning reads and writes only this; commit applies it after the kernel's yes.
 type planned struct {
-	chains    *overlay[string, []string]
-	sets      *overlay[string, bool]
-	setNames  *overlay[string, bool]
-	byBase    *overlay[string, map[string]bool]
-	ep        *overlay[uint32, []nftables.SetElement]
-	data      *overlay[string, dataElem]
-	classes   *overlay[classKey, bool]
-	vips      *overlay[vipKey, string]
-	nodeports *overlay[npKey, string]
-	addrs     map[string]*overlay[netip.Addr, bool] // setClusterIPs, setHairpin, setNodePortAddrs
-	ports     *overlay[string, *portObjects]
-	ids       *overlay[string, uint32]
-	byID      *overlay[uint32, string]
-	ipRefs    *overlay[netip.Addr, int]
-	pairRefs  *overlay[netip.Addr, int]
+	chains     overlay[string, []string]
+	sets       overlay[string, bool]
+	setNames   overlay[string, bool]
+	byBase     overlay[string, map[string]bool]
+	ep         overlay[uint32, []nftables.SetElement]
+	data       overlay[string, dataElem]
+	classes    overlay[classKey, bool]
+	vips       overlay[vipKey, string]
+	nodeports  overlay[npKey, string]
+	clusterIPs overlay[netip.Addr, bool]
+	hairpin    overlay[netip.Addr, bool]
+	npAddrs    overlay[netip.Addr, bool]
+	ports      overlay[string, *portObjects]
+	ids        overlay[string, uint32]
+	byID       overlay[uint32, string]
+	ipRefs     overlay[netip.Addr, int]
+	pairRefs   overlay[netip.Addr, int]
 }
 
 func (t *familyTable) plan() *planned {
 	k := t.k
 	return &planned{
-		chains: newOverlay(k.chains), sets: newOverlay(k.sets), setNames: newOverlay(k.setNames),
-		byBase: newOverlay(k.byBase), ep: newOverlay(k.ep), data: newOverlay(k.data),
-		classes: newOverlay(k.classes), vips: newOverlay(k.vips), nodeports: newOverlay(k.nodeports),
-		addrs: map[string]*overlay[netip.Addr, bool]{
-			setClusterIPs: newOverlay(k.clusterIPs), setHairpin: newOverlay(k.hairpin), setNodePortAddrs: newOverlay(k.npAddrs)},
-		ports: newOverlay(t.ports), ids: newOverlay(t.ids), byID: newOverlay(t.byID),
-		ipRefs: newOverlay(t.ipRefs), pairRefs: newOverlay(t.pairRefs),
+		chains: newOverlay(&k.chains), sets: newOverlay(&k.sets), setNames: newOverlay(&k.setNames),
+		byBase: newOverlay(&k.byBase), ep: newOverlay(&k.ep), data: newOverlay(&k.data),
+		classes: newOverlay(&k.classes), vips: newOverlay(&k.vips), nodeports: newOverlay(&k.nodeports),
+		clusterIPs: newOverlay(&k.clusterIPs), hairpin: newOverlay(&k.hairpin), npAddrs: newOverlay(&k.npAddrs),
+		ports: newOverlay(&t.ports), ids: newOverlay(&t.ids), byID: newOverlay(&t.byID),
+		ipRefs: newOverlay(&t.ipRefs), pairRefs: newOverlay(&t.pairRefs),
 	}
+}
+
+// addrs returns the overlay of one of the address sets the planner keeps by reference count.
+func (v *planned) addrs(set string) *overlay[netip.Addr, bool] {
+	switch set {
+	case setClusterIPs:
+		return &v.clusterIPs
+	case setHairpin:
+		return &v.hairpin
+	}
+	return &v.npAddrs
 }
 
 // apply makes the view what the plan left: called once the kernel accepted the transaction.
@@ -103,9 +115,9 @@ func (v *planned) apply() {
 	v.classes.apply()
 	v.vips.apply()
 	v.nodeports.apply()
-	for _, a := range v.addrs {
-		a.apply()
-	}
+	v.clusterIPs.apply()
+	v.hairpin.apply()
+	v.npAddrs.apply()
 	v.ports.apply()
 	v.ids.apply()
 	v.byID.apply()
