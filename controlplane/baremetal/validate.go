@@ -255,11 +255,12 @@ func validateSlice(o *Object, set Settings) error {
 	if err := checkName(o, "metadata.namespace", s.Namespace, dnsLabel); err != nil {
 		return err
 	}
-	if s.Labels[discoveryv1.LabelServiceName] == "" {
-		return o.fail("metadata.labels", "%s is required: it names the service the slice backs", discoveryv1.LabelServiceName)
-	}
-	if err := checkName(o, "metadata.labels["+discoveryv1.LabelServiceName+"]", s.Labels[discoveryv1.LabelServiceName], dnsLabel); err != nil {
-		return err
+	// A slice that names no service is stored, as the API server stores it, and backs nothing
+	// (kube-proxy skips it too).
+	if svc, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
+		if err := checkName(o, "metadata.labels["+discoveryv1.LabelServiceName+"]", svc, dnsLabel); err != nil {
+			return err
+		}
 	}
 	if err := checkLabels(o, s.Labels); err != nil {
 		return err
@@ -276,8 +277,11 @@ func validateSlice(o *Object, set Settings) error {
 		want = netip.Addr.Is4
 	case discoveryv1.AddressTypeIPv6:
 		want = func(a netip.Addr) bool { return a.Is6() && !a.Is4In6() }
+	case discoveryv1.AddressTypeFQDN:
+		// Stored as the API server stores it; no proxy programs a name.
+		return validateFQDNSlice(o)
 	default:
-		return o.fail("addressType", "%q is not IPv4 or IPv6", s.AddressType)
+		return o.fail("addressType", "%q is not IPv4, IPv6 or FQDN", s.AddressType)
 	}
 	for i, p := range s.Ports {
 		if p.Port != nil {
@@ -320,4 +324,19 @@ func or(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// validateFQDNSlice checks what the API server checks of an FQDN slice's endpoints.
+func validateFQDNSlice(o *Object) error {
+	for i, e := range o.Slice.Endpoints {
+		if len(e.Addresses) == 0 {
+			return o.fail(fmt.Sprintf("endpoints[%d].addresses", i), "at least one address is required")
+		}
+		for j, a := range e.Addresses {
+			if err := checkName(o, fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), a, dnsSubdomain); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -63,6 +63,11 @@ func (e *Engine) Explain(node string, key model.ServiceKey) ([]*v1.PortExplanati
 			out = append(out, pe)
 		}
 	}
+	// An address no node programs by design is named alone in an explanation, like a service not
+	// proxied at all, so that "ignored by design" is told apart from "lost".
+	for _, why := range UnproxiedAddresses(svc) {
+		out = append(out, &v1.PortExplanation{IgnoredReason: why})
+	}
 	return out, nil
 }
 

@@ -32,3 +32,15 @@ func IgnoredReason(svc *model.Service, opts Options) string {
 	}
 	return ""
 }
+
+// UnproxiedAddresses explains the addresses of a proxied service that no node programs: load-
+// balancer ingress in ipMode Proxy, whose load balancer sends traffic to the nodes itself.
+func UnproxiedAddresses(svc *model.Service) []string {
+	var out []string
+	for _, ing := range svc.LoadBalancerIngress {
+		if ing.IPMode == model.IPModeProxy {
+			out = append(out, ing.IP.String()+": load-balancer ingress with ipMode Proxy: the load balancer proxies to the nodes, which do not program it")
+		}
+	}
+	return out
+}
