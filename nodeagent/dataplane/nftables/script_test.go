@@ -31,6 +31,7 @@ var update = flag.Bool("update", false, "rewrite the expected files of testdata/
 //	start [node.yaml]      open the backend over the archive's fake kernel; again: a restart,
 //	                       which forgets what was applied
 //	apply update.txtpb     apply a v1.Update as the agent does: resources grouped into ports
+//	! apply update.txtpb   the same, which the kernel must refuse for every port it upserts
 //	plan update.txtpb want show the plan the update would commit, without committing it
 //	prune                  remove every port the applied updates no longer hold
 //	reconcile              read the tables back and repair them
@@ -105,6 +106,8 @@ func (s *script) run(args []string) {
 		if errs := s.d.Apply(ctx, s.change(s.update(args[1]))); errs != nil {
 			s.fatalf("Apply: %v", errs)
 		}
+	case "!":
+		s.refused(args[1:])
 	case "plan":
 		s.need(args, 3)
 		p, errs := s.d.PlanChange(s.change(s.update(args[1])))
@@ -284,4 +287,22 @@ func (s *script) asSkeleton(f *family, name string, rules []string) bool {
 		}
 	}
 	return false
+}
+
+// refused runs "apply" expecting the kernel to refuse every port of the update; the update is
+// not held, as the agent keeps a refused port's previous resources.
+func (s *script) refused(args []string) {
+	s.t.Helper()
+	if len(args) != 2 || args[0] != "apply" {
+		s.fatalf("! takes apply and a file")
+	}
+	prev := maps.Clone(s.held)
+	c := s.change(s.update(args[1]))
+	errs := s.d.Apply(context.Background(), c)
+	for _, p := range c.Upserts {
+		if errs[p.Base] == nil {
+			s.fatalf("the kernel took %s", p.Base)
+		}
+	}
+	s.held = prev
 }
