@@ -159,6 +159,15 @@ func TestDNS(t *testing.T) {
 	t.Run("headless", func(t *testing.T) { headlessCases(t, pod) })
 	t.Run("go resolver", func(t *testing.T) { goResolverCases(t, pod) })
 	t.Run("changes follow the rules", func(t *testing.T) { changeCases(t, c) })
+	t.Run("address put back", func(t *testing.T) {
+		// Removed from outside, the address comes back with the agent's next repair (500ms here).
+		node := c.nodes[0].ns
+		dev, _, _ := strings.Cut(strings.Fields(node.Run(t, "ip", "-o", "addr", "show", "to", dnsAddr+"/32"))[1], ":")
+		node.Run(t, "ip", "addr", "del", dnsAddr+"/32", "dev", dev)
+		proc.Eventually(t, "the DNS address is back", func() bool {
+			return slices.Equal(digShort(pod, "web.default.svc.cluster.local"), []string{"10.96.0.10"})
+		})
+	})
 }
 
 func digCases(t *testing.T, pod *netlab.NS) {

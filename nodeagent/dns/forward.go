@@ -103,7 +103,8 @@ func (f *Forwarder) ask(ctx context.Context, m *dns.Msg, tcp bool) (*dns.Msg, er
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("upstream %s: %w", up, err))
-		case resp.Id != m.Id || len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, m.Question[0].Name):
+		case resp.Id != m.Id || len(resp.Question) != 1 || resp.Question[0].Qtype != m.Question[0].Qtype ||
+			!strings.EqualFold(resp.Question[0].Name, m.Question[0].Name):
 			errs = append(errs, fmt.Errorf("upstream %s: reply does not match the question", up))
 		case resp.Rcode == dns.RcodeServerFailure:
 			errs = append(errs, fmt.Errorf("upstream %s: SERVFAIL", up))

@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	mdns "github.com/miekg/dns"
 
@@ -27,6 +27,11 @@ const defaultDNSListen = "169.254.20.10:53"
 type dnsFlags struct {
 	on                       optBool
 	listen, domain, upstream string
+
+	// From parse: the listen addresses, those of them to put on the device, the upstreams.
+	addrs     []string
+	local     []netip.Addr
+	upstreams []string
 }
 
 func (d *dnsFlags) register(fs *flag.FlagSet) {
@@ -62,57 +67,78 @@ func startDNS(ctx context.Context, f *flags, dp dataplane.Dataplane, log *slog.L
 		return dp, nil, nil
 	}
 	go srv.Serve(ctx)
+	go keepAddrs(ctx, log, f.dns.local, f.reconcileEvery)
 	log.Info("node-local DNS serving", "listen", f.dns.listen, "domain", f.dns.domain, "upstreams", srv.Upstreams())
 	return dns.NewGate(dp, table), table, nil
 }
 
-// start puts the link-local addresses on the device and binds the server.
-func (d *dnsFlags) start(log *slog.Logger) (*dns.Table, *dns.Server, error) {
-	addrs := splitList(d.listen)
-	var local []netip.Addr
-	for _, a := range addrs {
+// keepAddrs puts the DNS addresses back on their device as often as kernel objects are
+// repaired: a socket bound to an address that was removed from outside receives nothing.
+func keepAddrs(ctx context.Context, log *slog.Logger, addrs []netip.Addr, every time.Duration) {
+	if len(addrs) == 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := dns.EnsureAddrs(addrs); err != nil {
+				log.Error("node-local DNS addresses", "err", err)
+			}
+		}
+	}
+}
+
+// parse checks the flags whether DNS is on or not: a mistyped flag is an error at start, not a
+// server silently off.
+func (d *dnsFlags) parse() error {
+	d.addrs = splitList(d.listen)
+	for _, a := range d.addrs {
 		ap, err := netip.ParseAddrPort(a)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--dns-listen: %q: %w", a, err)
+			return fmt.Errorf("--dns-listen: %q: %w", a, err)
 		}
 		if ap.Addr().IsLinkLocalUnicast() {
-			local = append(local, ap.Addr())
+			d.local = append(d.local, ap.Addr())
 		}
 	}
-	if _, ok := mdns.IsDomainName(d.domain); !ok || d.domain == "" {
-		return nil, nil, fmt.Errorf("--dns-domain: %q is not a domain name", d.domain)
+	if _, ok := mdns.IsDomainName(d.domain); !ok || d.domain == "" || d.domain == "." {
+		return fmt.Errorf("--dns-domain: %q is not a domain name", d.domain)
 	}
-	upstreams, err := d.upstreams(addrs)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(local) > 0 {
-		dev, err := dns.EnsureAddrs(local)
+	var err error
+	d.upstreams, err = d.upstreamList(d.addrs)
+	return err
+}
+
+// start puts the link-local addresses on the device and binds the server.
+func (d *dnsFlags) start(log *slog.Logger) (*dns.Table, *dns.Server, error) {
+	if len(d.local) > 0 {
+		dev, err := dns.EnsureAddrs(d.local)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--dns-listen: %w", err)
 		}
-		log.Info("node-local DNS addresses", "device", dev, "addresses", local)
+		log.Info("node-local DNS addresses", "device", dev, "addresses", d.local)
 	}
 	table := dns.NewTable(d.domain, dns.DefaultTTL)
-	srv, err := dns.Listen(dns.Config{Listen: addrs, Upstreams: upstreams, Log: log}, table)
+	srv, err := dns.Listen(dns.Config{Listen: d.addrs, Upstreams: d.upstreams, Log: log}, table)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--dns-listen: %w", err)
 	}
 	return table, srv, nil
 }
 
-// upstreams returns --dns-upstream, or the nameservers of /etc/resolv.conf, with port 53 added
+// upstreamList returns --dns-upstream, or the nameservers of /etc/resolv.conf, with port 53 added
 // where none is given, leaving out our own addresses: a node whose resolv.conf points at the
-// agent would otherwise forward to itself for ever.
-func (d *dnsFlags) upstreams(listen []string) ([]string, error) {
-	list := splitList(d.upstream)
+// agent would otherwise forward to itself for ever. What resolv.conf holds is the node's, not
+// ours to refuse: entries that are no address are left out.
+func (d *dnsFlags) upstreamList(listen []string) ([]string, error) {
+	list, fromFlag := splitList(d.upstream), true
 	if len(list) == 0 {
-		conf, err := mdns.ClientConfigFromFile("/etc/resolv.conf")
-		if err != nil && !os.IsNotExist(err) {
-			return nil, fmt.Errorf("--dns-upstream: default from /etc/resolv.conf: %w", err)
-		}
-		if conf != nil {
-			list = conf.Servers
+		if conf, err := mdns.ClientConfigFromFile("/etc/resolv.conf"); err == nil {
+			list, fromFlag = conf.Servers, false
 		}
 	}
 	var out []string
@@ -121,7 +147,10 @@ func (d *dnsFlags) upstreams(listen []string) ([]string, error) {
 			u = net.JoinHostPort(strings.Trim(u, "[]"), "53")
 		}
 		if _, err := netip.ParseAddrPort(u); err != nil {
-			return nil, fmt.Errorf("--dns-upstream: %q is not an address: %w", u, err)
+			if fromFlag {
+				return nil, fmt.Errorf("--dns-upstream: %q is not an address: %w", u, err)
+			}
+			continue
 		}
 		if !sameAddrIn(listen, u) {
 			out = append(out, u)

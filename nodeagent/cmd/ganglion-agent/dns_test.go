@@ -30,11 +30,16 @@ func TestDNSIsOnByDefaultOnlyInBareMetalModeWithAKernelDataplane(t *testing.T) {
 
 func TestDNSUpstreamsLeaveOutTheServersOwnAddresses(t *testing.T) {
 	d := dnsFlags{upstream: "192.0.2.1, 169.254.20.10, [2001:db8::1]:5353, 192.0.2.2:53"}
-	got, err := d.upstreams([]string{"169.254.20.10:53"})
+	got, err := d.upstreamList([]string{"169.254.20.10:53"})
 	if want := []string{"192.0.2.1:53", "[2001:db8::1]:5353", "192.0.2.2:53"}; err != nil || !slices.Equal(got, want) {
 		t.Errorf("upstreams %v (%v), want %v", got, err, want)
 	}
-	if _, err := (&dnsFlags{upstream: "resolver.example"}).upstreams(nil); err == nil {
+	if _, err := (&dnsFlags{upstream: "resolver.example"}).upstreamList(nil); err == nil {
 		t.Error("a host name was taken as an upstream address")
+	}
+	for _, bad := range [][]string{{"--dns-listen", "169.254.20.10"}, {"--dns-domain", "."}, {"--dns-upstream", "nope"}} {
+		if _, err := parseFlags(append([]string{"--brain", "b:1", "--node-name", "n", "--dns=false"}, bad...)); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }

@@ -90,6 +90,9 @@ func parseFlags(args []string) (*flags, error) {
 	if f.execCred, err = parseCredential(*execUser); err != nil {
 		return nil, fmt.Errorf("--exec-user: %w", err)
 	}
+	if err := f.dns.parse(); err != nil {
+		return nil, err
+	}
 	switch {
 	case f.brains == "":
 		return nil, errors.New("--brain: required")
