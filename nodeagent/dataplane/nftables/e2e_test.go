@@ -187,12 +187,7 @@ func TestSessionAffinitySticks(t *testing.T) {
 func TestSessionAffinityOutlivesOtherBackends(t *testing.T) {
 	l := newLab(t, 3)
 	d := l.dataplane(t)
-	// Many client addresses, so that some are sure to be stuck to each backend.
-	var srcs []string
-	for i := range 40 {
-		srcs = append(srcs, fmt.Sprintf("192.168.50.%d", 100+i))
-		l.client.Run(t, "ip", "addr", "add", srcs[i]+"/24", "dev", "eth0")
-	}
+	srcs := clientAddrs(t, l, 40)
 	const vip = "10.96.0.16:80"
 	sticky := func(backends ...string) dataplane.Port {
 		return mkPort("default/sticky:http/v4", clusterIP("10.96.0.16", 80), affinity(60), cluster(fwd(backends...)))
@@ -228,16 +223,7 @@ func TestSessionAffinityOutlivesOtherBackends(t *testing.T) {
 		t.Fatalf("no client of %d chose pod1 out of three backends: %v", len(srcs), stuck)
 	}
 
-	// A new instance adopts the table, affinity sets included, and a re-apply changes nothing.
-	d.Close()
-	d = l.dataplane(t)
-	apply(t, d, sticky(ep(podIP(1)), ep(podIP(2)), ep(podIP(3))))
-	if d.lastMessages != 0 {
-		t.Fatalf("re-applying the sticky port after a restart sent %d messages, want none", d.lastMessages)
-	}
-	if err := d.Reconcile(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	d = restartAdopts(t, l, d, sticky(ep(podIP(1)), ep(podIP(2)), ep(podIP(3))))
 	for _, src := range srcs {
 		sticks("after a restart and Reconcile", src)
 	}
@@ -257,6 +243,33 @@ func TestSessionAffinityOutlivesOtherBackends(t *testing.T) {
 	if out := l.node.Run(t, "nft", "list", "table", "ip", TableName); strings.Contains(out, "0af4010b") || strings.Contains(out, podIP(1)) {
 		t.Fatalf("pod1 left, but its chain or affinity set did not:\n%s", out)
 	}
+}
+
+// clientAddrs gives the lab's client n more addresses: with many, some are sure to be stuck to
+// each backend of a port with affinity.
+func clientAddrs(t *testing.T, l *lab, n int) []string {
+	var srcs []string
+	for i := range n {
+		srcs = append(srcs, fmt.Sprintf("192.168.50.%d", 100+i))
+		l.client.Run(t, "ip", "addr", "add", srcs[i]+"/24", "dev", "eth0")
+	}
+	return srcs
+}
+
+// restartAdopts closes d and opens a new instance, which adopts the table, affinity sets
+// included: re-applying p sends nothing, and Reconcile keeps it.
+func restartAdopts(t *testing.T, l *lab, d *Dataplane, p dataplane.Port) *Dataplane {
+	t.Helper()
+	d.Close()
+	d = l.dataplane(t)
+	apply(t, d, p)
+	if d.lastMessages != 0 {
+		t.Fatalf("re-applying %s after a restart sent %d messages, want none", p.Base, d.lastMessages)
+	}
+	if err := d.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // askFrom connects from the namespace with source address src and returns the greeting.

@@ -84,24 +84,35 @@ func newLab(t testing.TB, pods int) *lab {
 	l.remote.Run(t, "ip", "route", "add", "default", "via", remoteGW)
 	l.remote.Serve(t, "remote", podPort)
 	for i := 1; i <= pods; i++ {
-		p := netlab.NewNS(t, fmt.Sprintf("%s-pod%d", id, i))
-		dev := fmt.Sprintf("vp%d", i)
-		netlab.Run(t, "ip", "-n", n, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", p.Name)
-		netlab.Run(t, "ip", "-n", n, "link", "set", dev, "master", "br0", "up")
-		// As bridge CNI's hairpinMode: with br_netfilter, a pod's packet DNATed back to itself
-		// is bridged out of the port it came in on.
-		netlab.Run(t, "ip", "-n", n, "link", "set", dev, "type", "bridge_slave", "hairpin", "on")
-		netlab.Run(t, "ip", "-n", p.Name, "addr", "add", podIP(i)+"/24", "dev", "eth0")
-		netlab.Run(t, "ip", "-n", p.Name, "addr", "add", podIP6(i)+"/64", "dev", "eth0", "nodad")
-		netlab.Run(t, "ip", "-n", p.Name, "link", "set", "eth0", "up")
-		netlab.Run(t, "ip", "-n", p.Name, "route", "add", "default", "via", podGW)
-		netlab.Run(t, "ip", "-n", p.Name, "-6", "route", "add", "default", "via", "fd00:244:1::1")
-		p.Serve(t, fmt.Sprintf("pod%d", i), podPort)
-		l.pods = append(l.pods, p)
+		l.addPod(t, id, i)
 	}
-	// Resolve the node's neighbours first. With br_netfilter, a packet DNATed to a pod on the
-	// same bridge is bridged at once, and over IPv6 it is lost if the pod's address is not
-	// resolved yet; CNI plugins warm this up the same way (gratuitous ARP, unsolicited NA).
+	l.warmNeighbours(t)
+	return l
+}
+
+// addPod adds pod i on the node's bridge, serving on podPort.
+func (l *lab) addPod(t testing.TB, id string, i int) {
+	n := l.node.Name
+	p := netlab.NewNS(t, fmt.Sprintf("%s-pod%d", id, i))
+	dev := fmt.Sprintf("vp%d", i)
+	netlab.Run(t, "ip", "-n", n, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", p.Name)
+	netlab.Run(t, "ip", "-n", n, "link", "set", dev, "master", "br0", "up")
+	// As bridge CNI's hairpinMode: with br_netfilter, a pod's packet DNATed back to itself
+	// is bridged out of the port it came in on.
+	netlab.Run(t, "ip", "-n", n, "link", "set", dev, "type", "bridge_slave", "hairpin", "on")
+	netlab.Run(t, "ip", "-n", p.Name, "addr", "add", podIP(i)+"/24", "dev", "eth0")
+	netlab.Run(t, "ip", "-n", p.Name, "addr", "add", podIP6(i)+"/64", "dev", "eth0", "nodad")
+	netlab.Run(t, "ip", "-n", p.Name, "link", "set", "eth0", "up")
+	netlab.Run(t, "ip", "-n", p.Name, "route", "add", "default", "via", podGW)
+	netlab.Run(t, "ip", "-n", p.Name, "-6", "route", "add", "default", "via", "fd00:244:1::1")
+	p.Serve(t, fmt.Sprintf("pod%d", i), podPort)
+	l.pods = append(l.pods, p)
+}
+
+// warmNeighbours resolves the node's neighbours first. With br_netfilter, a packet DNATed to a
+// pod on the same bridge is bridged at once, and over IPv6 it is lost if the pod's address is
+// not resolved yet; CNI plugins warm this up the same way (gratuitous ARP, unsolicited NA).
+func (l *lab) warmNeighbours(t testing.TB) {
 	for i := range l.pods {
 		for _, a := range []string{podIP(i + 1), podIP6(i + 1)} {
 			if _, err := l.node.AskUDP(hostPort(a, podPort)); err != nil {
@@ -109,7 +120,6 @@ func newLab(t testing.TB, pods int) *lab {
 			}
 		}
 	}
-	return l
 }
 
 // link joins the node to peer with a veth; empty addresses are skipped.

@@ -34,25 +34,7 @@ func TestReconcileRepairsOutsideChanges(t *testing.T) {
 		}
 	}
 	works("before")
-	cases := []struct {
-		name   string
-		breaks [][]string
-	}{
-		{"class element deleted", [][]string{{"nft", "delete", "element", "ip", TableName, "fe-k1", "{ 10.96.0.10 . tcp . 80 }"}}},
-		{"endpoint element deleted", [][]string{{"nft", "delete", "element", "ip", TableName, "np-ep", "{ tcp . 30080 . 0x00000000 }"}}},
-		{"shared chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, "pick-fe-k1"}}},
-		{"services chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, chainServices}}},
-		{"port chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, "cl_default/sticky.http/v4"}}},
-		{"port chain deleted", [][]string{
-			{"nft", "delete", "element", "ip", TableName, setVIPs, "{ 10.96.0.12 . tcp . 80 }"},
-			{"nft", "flush", "chain", "ip", TableName, "cl_default/sticky.http/v4"},
-			{"nft", "delete", "chain", "ip", TableName, "cl_default/sticky.http/v4"}}},
-		{"base chain deleted", [][]string{{"nft", "delete", "chain", "ip", TableName, chainNatPrerouting}}},
-		{"table deleted", [][]string{{"nft", "delete", "table", "ip", TableName}}},
-		{"foreign elements added", [][]string{
-			{"nft", "add", "element", "ip", TableName, setVIPs, "{ 10.96.0.99 . tcp . 80 : goto cl_default/sticky.http/v4 }"},
-			{"nft", "add", "element", "ip", TableName, "fe-k1", "{ 10.96.0.99 . tcp . 81 }"}}},
-	}
+	cases := outsideChanges()
 	for _, c := range cases {
 		for _, cmd := range c.breaks {
 			l.node.Run(t, cmd...)
@@ -76,6 +58,31 @@ func TestReconcileRepairsOutsideChanges(t *testing.T) {
 	}
 	if after := list(); after != before {
 		t.Fatalf("Reconcile of an intact table rewrote it:\n%s\nbecame\n%s", before, after)
+	}
+}
+
+// outsideChange is a change made by hand to the table: the nft commands that make it.
+type outsideChange struct {
+	name   string
+	breaks [][]string
+}
+
+func outsideChanges() []outsideChange {
+	return []outsideChange{
+		{"class element deleted", [][]string{{"nft", "delete", "element", "ip", TableName, "fe-k1", "{ 10.96.0.10 . tcp . 80 }"}}},
+		{"endpoint element deleted", [][]string{{"nft", "delete", "element", "ip", TableName, "np-ep", "{ tcp . 30080 . 0x00000000 }"}}},
+		{"shared chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, "pick-fe-k1"}}},
+		{"services chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, chainServices}}},
+		{"port chain flushed", [][]string{{"nft", "flush", "chain", "ip", TableName, "cl_default/sticky.http/v4"}}},
+		{"port chain deleted", [][]string{
+			{"nft", "delete", "element", "ip", TableName, setVIPs, "{ 10.96.0.12 . tcp . 80 }"},
+			{"nft", "flush", "chain", "ip", TableName, "cl_default/sticky.http/v4"},
+			{"nft", "delete", "chain", "ip", TableName, "cl_default/sticky.http/v4"}}},
+		{"base chain deleted", [][]string{{"nft", "delete", "chain", "ip", TableName, chainNatPrerouting}}},
+		{"table deleted", [][]string{{"nft", "delete", "table", "ip", TableName}}},
+		{"foreign elements added", [][]string{
+			{"nft", "add", "element", "ip", TableName, setVIPs, "{ 10.96.0.99 . tcp . 80 : goto cl_default/sticky.http/v4 }"},
+			{"nft", "add", "element", "ip", TableName, "fe-k1", "{ 10.96.0.99 . tcp . 81 }"}}},
 	}
 }
 

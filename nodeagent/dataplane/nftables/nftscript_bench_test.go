@@ -66,36 +66,9 @@ func writeTable(s *strings.Builder, f *family, node dataplane.Node, ports []data
 	if err != nil {
 		return err
 	}
-	classes := map[classKey]bool{}
-	elems := map[string][]string{} // set name → elements in nft syntax
-	clusterIPs, pairs := map[netip.Addr]bool{}, map[netip.Addr]bool{}
-	for _, p := range ports {
-		if familyOf(p.Service.Family) != f {
-			continue
-		}
-		o, err := render(cfg, p)
-		if err != nil {
-			return err
-		}
-		if len(o.chains) > 0 || len(o.sets) > 0 {
-			return fmt.Errorf("port %s has chains of its own: the script writes only the data path", p.Base)
-		}
-		maps.Copy(classes, o.classes)
-		for _, e := range o.data {
-			elems[e.set] = append(elems[e.set], nftElemOf(f, e))
-		}
-		for _, a := range o.clusterIPs {
-			clusterIPs[a] = true
-		}
-		for _, a := range o.hairpin {
-			pairs[a] = true
-		}
-	}
-	for a := range clusterIPs {
-		elems[setClusterIPs] = append(elems[setClusterIPs], a.String())
-	}
-	for a := range pairs {
-		elems[setHairpin] = append(elems[setHairpin], a.String()+" . "+a.String())
+	classes, elems, err := scriptElems(f, cfg, ports)
+	if err != nil {
+		return err
 	}
 	for _, a := range skel.nodePortAddrs {
 		elems[setNodePortAddrs] = append(elems[setNodePortAddrs], a.String())
@@ -125,6 +98,43 @@ func writeTable(s *strings.Builder, f *family, node dataplane.Node, ports []data
 	}
 	s.WriteString("}\n")
 	return nil
+}
+
+// scriptElems renders the family's ports and returns the classes they use and every set's
+// elements in nft syntax.
+func scriptElems(f *family, cfg *renderConfig, ports []dataplane.Port) (map[classKey]bool, map[string][]string, error) {
+	classes := map[classKey]bool{}
+	elems := map[string][]string{} // set name → elements in nft syntax
+	clusterIPs, pairs := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	for _, p := range ports {
+		if familyOf(p.Service.Family) != f {
+			continue
+		}
+		o, err := render(cfg, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(o.chains) > 0 || len(o.sets) > 0 {
+			return nil, nil, fmt.Errorf("port %s has chains of its own: the script writes only the data path", p.Base)
+		}
+		maps.Copy(classes, o.classes)
+		for _, e := range o.data {
+			elems[e.set] = append(elems[e.set], nftElemOf(f, e))
+		}
+		for _, a := range o.clusterIPs {
+			clusterIPs[a] = true
+		}
+		for _, a := range o.hairpin {
+			pairs[a] = true
+		}
+	}
+	for a := range clusterIPs {
+		elems[setClusterIPs] = append(elems[setClusterIPs], a.String())
+	}
+	for a := range pairs {
+		elems[setHairpin] = append(elems[setHairpin], a.String()+" . "+a.String())
+	}
+	return classes, elems, nil
 }
 
 func writeSet(s *strings.Builder, kind, name, typ string, elems []string) {

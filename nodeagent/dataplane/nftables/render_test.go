@@ -143,15 +143,18 @@ func dataText(o *portObjects) []string {
 	return out
 }
 
-func TestRenderDataPath(t *testing.T) {
+// dataPathCase is a port and the data elements it must render to.
+type dataPathCase struct {
+	name string
+	port dataplane.Port
+	want []string
+}
+
+func dataPathCases() []dataPathCase {
 	const b = "ns/s:p/v4"
 	weighted := fwd("10.244.1.5:8080", "10.244.1.6:8080")
 	weighted.Backends[0].Weight, weighted.Backends[1].Weight = 1, 2
-	cases := []struct {
-		name string
-		port dataplane.Port
-		want []string
-	}{
+	return []dataPathCase{
 		{
 			name: "ClusterIP over the cluster set",
 			port: mkPort(b, clusterIP("10.96.0.1", 80), cluster(fwd("10.244.1.5:8080"))),
@@ -205,6 +208,10 @@ func TestRenderDataPath(t *testing.T) {
 			want: []string{"fe-reject 10.96.0.1 . tcp . 80"},
 		},
 	}
+}
+
+func TestRenderDataPath(t *testing.T) {
+	cases := dataPathCases()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, o, err := renderText(t, c.port)
@@ -221,16 +228,19 @@ func TestRenderDataPath(t *testing.T) {
 	}
 }
 
-func TestRenderChainPath(t *testing.T) {
+// chainPathCase is a port with chains of its own and what they must hold.
+type chainPathCase struct {
+	name string
+	port dataplane.Port
+	// want maps chain kinds to substrings their rules' text must contain.
+	want map[string][]string
+	vips map[string]string // "addr:port" → chain kind
+	sets []string          // kinds of the port's named sets
+}
+
+func chainPathCases() []chainPathCase {
 	const b = "ns/s:p/v4"
-	cases := []struct {
-		name string
-		port dataplane.Port
-		// want maps chain kinds to substrings their rules' text must contain.
-		want map[string][]string
-		vips map[string]string // "addr:port" → chain kind
-		sets []string          // kinds of the port's named sets
-	}{
+	return []chainPathCase{
 		{
 			name: "LB source ranges",
 			port: mkPort(b, frontend(kindLB, "192.0.2.2", 443, "198.51.100.0/24", "2001:db8::/32"), external(scopeCluster, true), cluster(fwd("10.244.2.5:8080"))),
@@ -255,42 +265,51 @@ func TestRenderChainPath(t *testing.T) {
 			vips: map[string]string{"10.96.0.1:80": "cl"},
 		},
 	}
-	for _, c := range cases {
+}
+
+func TestRenderChainPath(t *testing.T) {
+	const b = "ns/s:p/v4"
+	for _, c := range chainPathCases() {
 		t.Run(c.name, func(t *testing.T) {
 			chains, o, err := renderText(t, c.port)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for kind, subs := range c.want {
-				name, _ := objectName(kind, b)
-				text, ok := chains[name]
-				if !ok {
-					t.Fatalf("no chain %s in %v", name, chains)
-				}
-				for _, s := range subs {
-					if !strings.Contains(text, s) {
-						t.Errorf("chain %s: %q lacks %q", name, text, s)
-					}
-				}
-			}
-			var sets []string
-			for name := range o.sets {
-				kind, _, _ := parseObjectName(name)
-				sets = append(sets, kind)
-			}
-			if slices.Sort(sets); !slices.Equal(sets, c.sets) {
-				t.Errorf("sets %v, want %v", sets, c.sets)
-			}
-			if len(o.vips) != len(c.vips) || len(o.data) != 0 {
-				t.Fatalf("vips %v data %v, want vips %v", o.vips, o.data, c.vips)
-			}
-			for k, chain := range o.vips {
-				kind, _, _ := parseObjectName(chain)
-				if want := c.vips[netip.AddrPortFrom(k.addr, k.port).String()]; kind != want {
-					t.Errorf("frontend %v → %s, want kind %s", k, chain, want)
-				}
-			}
+			checkChainPath(t, b, c, chains, o)
 		})
+	}
+}
+
+func checkChainPath(t *testing.T, b string, c chainPathCase, chains map[string]string, o *portObjects) {
+	t.Helper()
+	for kind, subs := range c.want {
+		name, _ := objectName(kind, b)
+		text, ok := chains[name]
+		if !ok {
+			t.Fatalf("no chain %s in %v", name, chains)
+		}
+		for _, s := range subs {
+			if !strings.Contains(text, s) {
+				t.Errorf("chain %s: %q lacks %q", name, text, s)
+			}
+		}
+	}
+	var sets []string
+	for name := range o.sets {
+		kind, _, _ := parseObjectName(name)
+		sets = append(sets, kind)
+	}
+	if slices.Sort(sets); !slices.Equal(sets, c.sets) {
+		t.Errorf("sets %v, want %v", sets, c.sets)
+	}
+	if len(o.vips) != len(c.vips) || len(o.data) != 0 {
+		t.Fatalf("vips %v data %v, want vips %v", o.vips, o.data, c.vips)
+	}
+	for k, chain := range o.vips {
+		kind, _, _ := parseObjectName(chain)
+		if want := c.vips[netip.AddrPortFrom(k.addr, k.port).String()]; kind != want {
+			t.Errorf("frontend %v → %s, want kind %s", k, chain, want)
+		}
 	}
 }
 
