@@ -31,16 +31,30 @@
 // takes its set with it, so only its own clients choose again. Without affinity, endpoint choice
 // draws slots of endpoints-00..0f, interval maps keyed by set id . slot.
 //
-// # Transactions
+// # Transactions: plan, then commit
 //
-// The backend keeps what it believes the kernel holds and sends each Apply as one netlink
-// transaction of only the differences, make before break; it never lists the table to apply. If
-// the kernel refuses the transaction, each port is retried alone, so one bad port fails alone.
-// New and Reconcile dump the table (rule comments carry a hash of the rule, element comments the
-// owning port) and repair differences in one transaction. Nothing is flushed: established
-// connections and affinity entries survive a restart, and a restarted agent that re-applies what
-// the table holds sends nothing. Prune deletes ports an earlier run left. UDP conntrack entries to
-// a backend that left, or to a port that gained its first backend, are deleted after the commit.
+// The backend keeps a view of what the kernel holds and sends each Apply as one netlink
+// transaction over both families of only the differences, make before break; it never lists the
+// table to apply. Planning is pure with respect to the view: the planner reads it and writes its
+// changes into overlays of its own, and returns a Plan of typed operations (add/flush/delete
+// chain, add/delete set, add rule, add/delete elements) whose String is nft syntax
+// (Dataplane.PlanChange prints what an Apply would do). Commit sends the plan and, only once the
+// kernel accepted it, makes the view what the plan left; a refused plan is dropped and the view
+// is unchanged. If the kernel refuses a transaction, each port is retried alone, so one bad port
+// fails alone. New and Reconcile dump the table (rule comments carry a hash of the rule, element
+// comments the owning port) and repair differences in one transaction. Nothing is flushed:
+// established connections and affinity entries survive a restart, and a restarted agent that
+// re-applies what the table holds sends nothing. Prune deletes ports an earlier run left. UDP
+// conntrack entries to a backend that left, or to a port that gained its first backend, are
+// deleted after the commit.
+//
+// # Kernel seam
+//
+// Plans are committed, tables read back and conntrack entries deleted through a narrow
+// interface (kernel.go): the netlink implementation (netlink.go, dump.go) and Fake, an in-memory
+// nf_tables that applies the same operations with the kernel's refusals and dumps in `nft list
+// table` syntax (WithFake). The script tests in testdata/script run Apply, Prune and Reconcile
+// over the fake without root; the network-namespace tests are the proof on a real kernel.
 //
 // # Why no chains per port (measured on this project's machine, kernel 6.18)
 //
