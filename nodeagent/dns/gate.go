@@ -2,7 +2,9 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
@@ -17,12 +19,28 @@ import (
 type Gate struct {
 	dataplane.Dataplane
 	table *Table
+	addrs []netip.Addr
 }
 
 var _ dataplane.Dataplane = (*Gate)(nil)
 
-// NewGate wraps dp so that t follows what it applies.
-func NewGate(dp dataplane.Dataplane, t *Table) *Gate { return &Gate{Dataplane: dp, table: t} }
+// NewGate wraps dp so that t follows what it applies; Reconcile also puts addrs, the server's
+// node-local addresses, back on their device (EnsureAddrs).
+func NewGate(dp dataplane.Dataplane, t *Table, addrs []netip.Addr) *Gate {
+	return &Gate{Dataplane: dp, table: t, addrs: addrs}
+}
+
+// Reconcile repairs the wrapped dataplane's objects and the DNS addresses: a socket bound to an
+// address removed from outside receives nothing.
+func (g *Gate) Reconcile(ctx context.Context) error {
+	err := g.Dataplane.Reconcile(ctx)
+	if len(g.addrs) > 0 {
+		if _, aerr := EnsureAddrs(g.addrs); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
+	}
+	return err
+}
 
 // Apply applies c to the wrapped dataplane, withdrawing before and publishing after.
 func (g *Gate) Apply(ctx context.Context, c dataplane.Change) map[string]error {

@@ -32,7 +32,7 @@ func TestGatePublishesOnlyWhatTheKernelServes(t *testing.T) {
 	table := NewTable("cluster.local", DefaultTTL)
 	h := NewHandler(table, nil)
 	dp := &observing{Recording: dataplane.NewRecording(), h: h}
-	g := NewGate(dp, table)
+	g := NewGate(dp, table, nil)
 	answer := func() []string {
 		return rdata(ask(h, "web.default.svc.cluster.local.", dns.TypeA, false, 0).Answer)
 	}
@@ -71,7 +71,7 @@ func TestGatePruneWithdrawsWhatItDoesNotKeep(t *testing.T) {
 	table := NewTable("cluster.local", DefaultTTL)
 	h := NewHandler(table, nil)
 	dp := dataplane.NewRecording()
-	g := NewGate(dp, table)
+	g := NewGate(dp, table, nil)
 	g.Apply(t.Context(), dataplane.Change{Upserts: []dataplane.Port{webPort("10.96.0.10"),
 		{Base: "default/api/v4", Service: clusterIP("default", "api", "", tcp, "10.96.0.20:80")}}})
 	if err := g.Prune(t.Context(), map[string]bool{"default/api/v4": true}); err != nil {

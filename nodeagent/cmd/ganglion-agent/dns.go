@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 
 	mdns "github.com/miekg/dns"
 
@@ -67,29 +66,8 @@ func startDNS(ctx context.Context, f *flags, dp dataplane.Dataplane, log *slog.L
 		return dp, nil, nil
 	}
 	go srv.Serve(ctx)
-	go keepAddrs(ctx, log, f.dns.local, f.reconcileEvery)
 	log.Info("node-local DNS serving", "listen", f.dns.listen, "domain", f.dns.domain, "upstreams", srv.Upstreams())
-	return dns.NewGate(dp, table), table, nil
-}
-
-// keepAddrs puts the DNS addresses back on their device as often as kernel objects are
-// repaired: a socket bound to an address that was removed from outside receives nothing.
-func keepAddrs(ctx context.Context, log *slog.Logger, addrs []netip.Addr, every time.Duration) {
-	if len(addrs) == 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := dns.EnsureAddrs(addrs); err != nil {
-				log.Error("node-local DNS addresses", "err", err)
-			}
-		}
-	}
+	return dns.NewGate(dp, table, f.dns.local), table, nil
 }
 
 // parse checks the flags whether DNS is on or not: a mistyped flag is an error at start, not a
