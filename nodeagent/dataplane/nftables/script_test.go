@@ -17,6 +17,8 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ganglion-proxy/ganglion/controlplane/compute"
+	"github.com/ganglion-proxy/ganglion/controlplane/kube"
 	"github.com/ganglion-proxy/ganglion/internal/resname"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -32,6 +34,8 @@ var update = flag.Bool("update", false, "rewrite the expected files of testdata/
 //	                       which forgets what was applied
 //	apply update.txtpb     apply a v1.Update as the agent does: resources grouped into ports
 //	! apply update.txtpb   the same, which the kernel must refuse for every port it upserts
+//	kube in.yaml node      compute node's state from Kubernetes manifests, as the brain does,
+//	                       and apply it as the node's whole state
 //	plan update.txtpb want show the plan the update would commit, without committing it
 //	prune                  remove every port the applied updates no longer hold
 //	reconcile              read the tables back and repair them
@@ -104,6 +108,11 @@ func (s *script) run(args []string) {
 	case "apply":
 		s.need(args, 2)
 		if errs := s.d.Apply(ctx, s.change(s.update(args[1]))); errs != nil {
+			s.fatalf("Apply: %v", errs)
+		}
+	case "kube":
+		s.need(args, 3)
+		if errs := s.d.Apply(ctx, s.change(s.kube(args[1], args[2]))); errs != nil {
 			s.fatalf("Apply: %v", errs)
 		}
 	case "!":
@@ -305,4 +314,31 @@ func (s *script) refused(args []string) {
 		}
 	}
 	s.held = prev
+}
+
+// kube computes node's state from Kubernetes manifests with the brain's compute, makes it the
+// held state, and returns the bases that changed.
+func (s *script) kube(file, node string) []string {
+	s.t.Helper()
+	objs, err := kube.DecodeManifests(file, s.file(file).Data)
+	if err != nil {
+		s.fatalf("%s: %v", file, err)
+	}
+	e := compute.NewEngine(compute.Options{})
+	objs.Load(e)
+	touched := map[string]bool{}
+	for name := range s.held {
+		base, _ := resname.Split(name)
+		touched[base] = true
+	}
+	s.held = map[string]*v1.Resource{}
+	for _, r := range e.NodeState(node) {
+		base, kind := resname.Split(r.Name)
+		switch kind {
+		case resname.KindService, resname.KindCluster, resname.KindLocal:
+			s.held[r.Name] = r.GetMsg()
+			touched[base] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(touched))
 }
