@@ -2,6 +2,7 @@ package baremetal
 
 import (
 	"fmt"
+	"strings"
 	"net/netip"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/kube"
@@ -85,7 +86,7 @@ type probed struct {
 // backendSlices turns a native service's backends into one slice per family and port override.
 // failing holds the backends whose health check fails on their own node; a disabled or failing
 // backend is kept but not ready, so it shows in explanations.
-func backendSlices(s *Service, failing map[probed]bool) []*model.EndpointSlice {
+func backendSlices(s *Service, failing map[probed]string) []*model.EndpointSlice {
 	type group struct {
 		fam  model.Family
 		port int32
@@ -116,10 +117,17 @@ func backendSlices(s *Service, failing map[probed]bool) []*model.EndpointSlice {
 			slices[g] = sl
 			order = append(order, g)
 		}
-		ready := !b.Disabled && !failing[probed{addr: ip, node: b.Node}]
+		why, fails := failing[probed{addr: ip, node: b.Node}]
+		if fails && s.Spec.HealthCheck != nil {
+			why = checkString(s.Spec.HealthCheck) + " " + why
+		}
+		if b.Disabled {
+			why = "disabled"
+		}
+		ready := why == ""
 		sl.Endpoints = append(sl.Endpoints, model.Endpoint{
 			Address: ip, Ready: ready, Serving: ready, NodeName: b.Node, Zone: b.Zone, Weight: uint32(max(b.Weight, 0)),
-			Hostname: b.Hostname,
+			Hostname: b.Hostname, NotReadyReason: why,
 		})
 	}
 	out := make([]*model.EndpointSlice, 0, len(order))
@@ -151,3 +159,22 @@ func addrs(in []string) []netip.Addr {
 
 // modelSlice converts a stored EndpointSlice; nil when the proxy does not use it.
 var modelSlice = kube.EndpointSlice
+
+// checkString names a health check as describe shows it: its kind and target.
+func checkString(hc *HealthCheck) string {
+	port := func(p int32) string {
+		if p == 0 {
+			return "" // the endpoint's own port
+		}
+		return fmt.Sprintf(":%d", p)
+	}
+	switch {
+	case hc.HTTPGet != nil:
+		return fmt.Sprintf("httpGet %s %s%s", strings.ToUpper(or(hc.HTTPGet.Scheme, "HTTP")), port(hc.HTTPGet.Port), or(hc.HTTPGet.Path, "/"))
+	case hc.TCPSocket != nil:
+		return "tcpSocket" + port(hc.TCPSocket.Port)
+	case hc.Exec != nil && len(hc.Exec.Command) > 0:
+		return "exec " + hc.Exec.Command[0]
+	}
+	return "health check"
+}

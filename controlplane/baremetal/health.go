@@ -18,6 +18,8 @@ type healthRecord struct {
 	// Node is the agent that probed it; the source honours it only for a backend on that node.
 	Node  string    `json:"node"`
 	Since time.Time `json:"since"`
+	// Message is the agent's reason for the last failure (HTTP 503, connection refused, ...).
+	Message string `json:"message,omitempty"`
 }
 
 // healthPath is where node's result for a backend of namespace/service is recorded.
@@ -34,12 +36,12 @@ func servicePrefix(namespace, service string) string {
 // of that agent's session: a failing record ends with the session, so neither a restarted agent
 // nor a reporter that went away leaves a backend out for good. A passing backend's record is
 // removed: passing is the default.
-func RecordHealth(ctx context.Context, session *store.Lease, namespace, service, address, node string, ready bool) error {
+func RecordHealth(ctx context.Context, session *store.Lease, namespace, service, address, node string, ready bool, message string) error {
 	path := healthPath(namespace, service, node, address)
 	if ready {
 		return session.Delete(ctx, path)
 	}
-	b, err := json.Marshal(healthRecord{Ready: false, Node: node, Since: time.Now().UTC()})
+	b, err := json.Marshal(healthRecord{Ready: false, Node: node, Since: time.Now().UTC(), Message: message})
 	if err != nil {
 		return err
 	}

@@ -187,7 +187,7 @@ func (m *Membership) record(stream context.Context, node string, results []*v1.E
 	defer cancel()
 	defer context.AfterFunc(stream, cancel)()
 	for _, r := range results {
-		if err := RecordHealth(ctx, lease, r.Namespace, r.Service, r.Address, node, r.Ready); err != nil {
+		if err := RecordHealth(ctx, lease, r.Namespace, r.Service, r.Address, node, r.Ready, r.Message); err != nil {
 			if stream.Err() != nil {
 				m.log().Debug("probe results dropped: their stream ended", "node", node, "err", err)
 				return

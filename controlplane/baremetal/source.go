@@ -2,6 +2,7 @@ package baremetal
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"log/slog"
 	"net/netip"
@@ -54,7 +55,7 @@ type sourceState struct {
 	log      *slog.Logger
 	services map[model.ServiceKey]*Object
 	backends map[model.ServiceKey][]model.SliceKey
-	failing  map[model.ServiceKey]map[probed]bool
+	failing  map[model.ServiceKey]map[probed]string // why each failing backend fails
 	slices   map[model.SliceKey]*discoveryv1.EndpointSlice
 	nodes    map[string]*Node     // declared with apply
 	leased   map[string]leaseInfo // registered by a connected agent
@@ -67,7 +68,7 @@ func newSourceState(log *slog.Logger) *sourceState {
 		log = slog.Default()
 	}
 	return &sourceState{log: log, services: map[model.ServiceKey]*Object{}, backends: map[model.ServiceKey][]model.SliceKey{},
-		failing: map[model.ServiceKey]map[probed]bool{}, slices: map[model.SliceKey]*discoveryv1.EndpointSlice{},
+		failing: map[model.ServiceKey]map[probed]string{}, slices: map[model.SliceKey]*discoveryv1.EndpointSlice{},
 		nodes: map[string]*Node{}, leased: map[string]leaseInfo{}, down: map[string]bool{}, schedule: func(string) {}}
 }
 
@@ -102,7 +103,7 @@ func (st *sourceState) clear(e *compute.Engine) compute.Delta {
 		d.Merge(e.DeleteNode(n))
 	}
 	st.slices, st.nodes, st.leased = map[model.SliceKey]*discoveryv1.EndpointSlice{}, map[string]*Node{}, map[string]leaseInfo{}
-	st.failing = map[model.ServiceKey]map[probed]bool{}
+	st.failing = map[model.ServiceKey]map[probed]string{}
 	return d
 }
 
@@ -299,14 +300,21 @@ func (st *sourceState) health(e *compute.Engine, rest string, ev store.Event) co
 	at := probed{addr: addr.Unmap(), node: parts[2]}
 	var h healthRecord
 	failing := !ev.Delete && json.Unmarshal(ev.Value, &h) == nil && !h.Ready && h.Node == at.node
-	if st.failing[k][at] == failing {
+	why := ""
+	if failing {
+		why = fmt.Sprintf("failing its health check on %s since %s", at.node, h.Since.Format(time.RFC3339))
+		if h.Message != "" {
+			why += ": " + h.Message
+		}
+	}
+	if was, ok := st.failing[k][at]; ok == failing && was == why {
 		return compute.Delta{}
 	}
 	if failing {
 		if st.failing[k] == nil {
-			st.failing[k] = map[probed]bool{}
+			st.failing[k] = map[probed]string{}
 		}
-		st.failing[k][at] = true
+		st.failing[k][at] = why
 	} else {
 		delete(st.failing[k], at)
 	}

@@ -2,6 +2,8 @@ package baremetal
 
 import (
 	"context"
+	"github.com/ganglion-proxy/ganglion/controlplane/model"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +57,7 @@ func TestSourceFeedsTheBrainFromTheStore(t *testing.T) {
   externalTrafficPolicy: Local
   type: NodePort
   ports: [{port: 80, targetPort: 8080, nodePort: 30090}]
+  healthCheck: {httpGet: {path: /ready}}
   backends: [{address: 10.1.0.5, node: n1, weight: 3}, {address: 10.1.0.6, node: n2}]
 ---
 apiVersion: v1
@@ -79,12 +82,30 @@ endpoints: [{addresses: [10.1.0.9], nodeName: n2}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := RecordHealth(ctx, session, "default", "web", "10.1.0.5", "n1", false); err != nil {
+	if err := RecordHealth(ctx, session, "default", "web", "10.1.0.5", "n1", false, "HTTP 503"); err != nil {
 		t.Fatal(err)
 	}
 	waitSummary(t, hub, "n2", "default/web/v4", "internal=cluster FORWARD 10.1.0.6:8080 | external=local FORWARD 10.1.0.6:8080")
 	waitSummary(t, hub, "n1", "default/web/v4", "internal=cluster FORWARD 10.1.0.6:8080 | external=local DROP")
-	if err := RecordHealth(ctx, session, "default", "web", "10.1.0.5", "n1", true); err != nil {
+	// describe names the failing check and the agent's last result.
+	var why string
+	hub.View(func(e *compute.Engine) {
+		ex, err := e.Explain("n2", model.ServiceKey{Namespace: "default", Name: "web"})
+		for _, p := range ex {
+			for _, ep := range p.Endpoints {
+				if ep.Address == "10.1.0.5" {
+					why = ep.Reason
+				}
+			}
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	if !strings.HasPrefix(why, "not ready: httpGet HTTP /ready failing its health check on n1 since ") || !strings.HasSuffix(why, ": HTTP 503") {
+		t.Errorf("explanation of the failing backend: %q", why)
+	}
+	if err := RecordHealth(ctx, session, "default", "web", "10.1.0.5", "n1", true, ""); err != nil {
 		t.Fatal(err)
 	}
 	waitSummary(t, hub, "n1", "default/web/v4", "internal=cluster FORWARD 10.1.0.5:8080*3 10.1.0.6:8080 | external=local FORWARD 10.1.0.5:8080*3")

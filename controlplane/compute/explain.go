@@ -86,6 +86,8 @@ func whyNot(t target, ts []target, scope v1.EndpointScope, node, zone string) st
 	switch {
 	case !t.usable() && t.Terminating:
 		return "terminating and no longer serving"
+	case !t.usable() && t.NotReadyReason != "":
+		return "not ready: " + t.NotReadyReason
 	case !t.usable():
 		return "not ready"
 	case scope == v1.EndpointScope_ENDPOINT_SCOPE_LOCAL && t.NodeName != node:

@@ -79,4 +79,8 @@ type Endpoint struct {
 	ForNodes []string
 	// Weight is the relative share of new connections; 0 means 1.
 	Weight uint32
+	// NotReadyReason says why a not-ready endpoint is not ready when its source knows (bare
+	// metal: a disabled backend, or the health check that fails and its last result). Explain
+	// shows it; nothing else reads it.
+	NotReadyReason string
 }

@@ -11,8 +11,9 @@ import (
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
-// checker runs one probe of one endpoint within ctx; false is a failure.
-type checker func(ctx context.Context) bool
+// checker runs one probe of one endpoint within ctx; an error is a failure, and says why (it is
+// reported to the brain, where describe shows it).
+type checker func(ctx context.Context) error
 
 // Reasons a check is refused before it runs.
 var (
@@ -48,12 +49,11 @@ func (p *Prober) compile(hc *v1.HealthCheck, addr string, port uint32) (checker,
 
 // tcpChecker passes when a connection to hostPort opens.
 func tcpChecker(hostPort string) checker {
-	return func(ctx context.Context) bool {
+	return func(ctx context.Context) error {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", hostPort)
 		if err != nil {
-			return false
+			return err
 		}
-		c.Close()
-		return true
+		return c.Close()
 	}
 }

@@ -27,8 +27,8 @@ func (p *Prober) execChecker(command []string, addr string, port uint32) (checke
 		return nil, fmt.Errorf("%w: %q", ErrExecNotAllowed, command[0])
 	}
 	env := []string{execPath, "PROBE_ADDRESS=" + addr, "PROBE_PORT=" + strconv.Itoa(int(port))}
-	return func(ctx context.Context) bool {
-		return runExec(ctx, command, env, p.execCred) == nil
+	return func(ctx context.Context) error {
+		return runExec(ctx, command, env, p.execCred)
 	}, nil
 }
 

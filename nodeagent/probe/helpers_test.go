@@ -30,6 +30,7 @@ type reports struct {
 type report struct {
 	ready bool
 	at    int
+	why   string // the reported reason of a failure
 }
 
 func (r *reports) add(h *v1.EndpointHealth) {
@@ -39,7 +40,7 @@ func (r *reports) add(h *v1.EndpointHealth) {
 	if r.at != nil {
 		at = r.at()
 	}
-	r.seen = append(r.seen, report{ready: h.Ready, at: at})
+	r.seen = append(r.seen, report{ready: h.Ready, at: at, why: h.Message})
 }
 
 func (r *reports) list() []report {

@@ -41,18 +41,24 @@ func httpGetChecker(a *v1.HTTPGetAction, hostPort string) (checker, error) {
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return func(ctx context.Context) bool {
+	return func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
-		if err != nil || req.URL.Host != hostPort || req.Host != hostPort {
-			return false
+		if err != nil {
+			return err
+		}
+		if req.URL.Host != hostPort || req.Host != hostPort {
+			return fmt.Errorf("%w: %s", errOtherHost, req.Host)
 		}
 		req.Header.Set("User-Agent", "ganglion-probe")
 		resp, err := client.Do(req)
 		if err != nil {
-			return false
+			return err
 		}
 		resp.Body.Close()
-		return resp.StatusCode >= 200 && resp.StatusCode < 400
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return nil
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package probe_test
 
 import (
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -48,8 +49,8 @@ func TestTCPSocketPassesWhileListeningAndFailsWhenClosed(t *testing.T) {
 
 	l.Close()
 	testwait.Eventually(t, "not ready", func() bool { return r.count() >= 1 })
-	if got := r.list(); got[0].ready {
-		t.Fatalf("after closing the listener: %v, want not ready", got)
+	if got := r.list(); got[0].ready || !strings.Contains(got[0].why, "connection refused") {
+		t.Fatalf("after closing the listener: %v, want not ready for a refused connection", got)
 	}
 
 	l, err = net.Listen("tcp", l.Addr().String())

@@ -65,7 +65,7 @@ func TestThresholdsCountConsecutiveProbes(t *testing.T) {
 			after := srv.requests()
 			testwait.Eventually(t, "more probes", func() bool { return srv.requests() >= after+3 })
 			got := r.list()
-			want := []report{{ready: false, at: tc.notReadyAt}, {ready: true, at: tc.readyAt}}
+			want := []report{{ready: false, at: tc.notReadyAt, why: "HTTP 500"}, {ready: true, at: tc.readyAt}}
 			if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 				t.Fatalf("transitions (ready, requests so far) = %v, want %v", got, want)
 			}

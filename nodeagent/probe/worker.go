@@ -2,6 +2,8 @@ package probe
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -19,7 +21,7 @@ func (p *Prober) run(ctx context.Context, key string, state *v1.EndpointHealth, 
 	if err != nil {
 		p.log.Warn("health check refused: counted as failing",
 			"service", state.Namespace+"/"+state.Service, "endpoint", state.Address, "err", err)
-		probe = func(context.Context) bool { return false }
+		probe = func(context.Context) error { return fmt.Errorf("refused by this agent: %w", err) }
 	}
 	select {
 	case <-ctx.Done():
@@ -30,13 +32,17 @@ func (p *Prober) run(ctx context.Context, key string, state *v1.EndpointHealth, 
 	defer t.Stop()
 	var passes, fails uint32
 	for {
-		if probeOnce(ctx, probe, timeout) {
+		failed := probeOnce(ctx, probe, timeout)
+		if failed == nil {
 			passes, fails = passes+1, 0
 		} else {
 			passes, fails = 0, fails+1
 		}
 		if flip := (state.Ready && fails >= failure) || (!state.Ready && passes >= success); flip {
 			next := &v1.EndpointHealth{Namespace: state.Namespace, Service: state.Service, Address: state.Address, Ready: !state.Ready}
+			if failed != nil {
+				next.Message = failureMessage(failed)
+			}
 			// Update cancels workers under mu: checking ctx under it too keeps a stopped worker
 			// from recording a result after its endpoint was removed.
 			p.mu.Lock()
@@ -58,10 +64,28 @@ func (p *Prober) run(ctx context.Context, key string, state *v1.EndpointHealth, 
 }
 
 // probeOnce runs one check within its timeout.
-func probeOnce(ctx context.Context, probe checker, timeout time.Duration) bool {
+func probeOnce(ctx context.Context, probe checker, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return probe(ctx)
+	if err := probe(ctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("no answer within %s", timeout)
+		}
+		return err
+	}
+	return nil
+}
+
+// maxMessage bounds what one failure tells the brain: enough to name the cause.
+const maxMessage = 256
+
+// failureMessage is the reason a probe failed, as the brain stores and describe shows it.
+func failureMessage(err error) string {
+	m := err.Error()
+	if len(m) > maxMessage {
+		m = strings.ToValidUTF8(m[:maxMessage], "") + "..."
+	}
+	return m
 }
 
 func orU(v, def uint32) uint32 {

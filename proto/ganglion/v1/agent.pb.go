@@ -353,11 +353,13 @@ func (x *HealthReport) GetEndpoints() []*EndpointHealth {
 
 // EndpointHealth is one endpoint's probe result.
 type EndpointHealth struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	Service       string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
-	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
-	Ready         bool                   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Service   string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Address   string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Ready     bool                   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Message says why the last probe failed (at most 256 bytes) when ready is false.
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +420,13 @@ func (x *EndpointHealth) GetReady() bool {
 		return x.Ready
 	}
 	return false
+}
+
+func (x *EndpointHealth) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
 }
 
 // HeldList answers a HeldRequest: every held resource in the requested buckets.
@@ -870,12 +879,13 @@ const file_ganglion_v1_agent_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
 	"\fHealthReport\x129\n" +
-	"\tendpoints\x18\x01 \x03(\v2\x1b.ganglion.v1.EndpointHealthR\tendpoints\"x\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x1b.ganglion.v1.EndpointHealthR\tendpoints\"\x92\x01\n" +
 	"\x0eEndpointHealth\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
-	"\x05ready\x18\x04 \x01(\bR\x05ready\"C\n" +
+	"\x05ready\x18\x04 \x01(\bR\x05ready\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"C\n" +
 	"\bHeldList\x127\n" +
 	"\tresources\x18\x01 \x03(\v2\x19.ganglion.v1.HeldResourceR\tresources\"<\n" +
 	"\fHeldResource\x12\x12\n" +
