@@ -143,6 +143,13 @@ func keyOf(r *v1.ObjectRef) (store.Key, error) {
 	if r.Name == "" {
 		return store.Key{}, &FieldError{Source: "request", Field: "name", Reason: "required"}
 	}
+	// Keys are built from valid names only, whatever a request says.
+	if errs := dnsLabel(ns); ns != "" && len(errs) > 0 {
+		return store.Key{}, &FieldError{Source: "request", Field: "namespace", Reason: strings.Join(errs, "; ")}
+	}
+	if errs := dnsSubdomain(r.Name); len(errs) > 0 {
+		return store.Key{}, &FieldError{Source: "request", Field: "name", Reason: strings.Join(errs, "; ")}
+	}
 	return store.Key{Kind: kind, Namespace: ns, Name: r.Name}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 	"log/slog"
 	"net"
 	"strings"
@@ -235,4 +236,22 @@ func TestDeleteIsAllOrNothing(t *testing.T) {
 		t.Fatalf("delete with an unknown object: %v", err)
 	}
 	storedService(t, st, "taken") // still there
+}
+
+// TestRequestNamesAreValidatedBeforeTheyBecomeKeys checks that Get and Delete refuse names no
+// apply could have stored, naming the field, instead of building store keys from them.
+func TestRequestNamesAreValidatedBeforeTheyBecomeKeys(t *testing.T) {
+	for _, c := range []struct {
+		ref  *v1.ObjectRef
+		want string
+	}{
+		{&v1.ObjectRef{Kind: "svc", Namespace: "../meta", Name: "x"}, "namespace: a lowercase RFC 1123 label"},
+		{&v1.ObjectRef{Kind: "svc", Name: "a/b"}, "name: a lowercase RFC 1123 subdomain"},
+		{&v1.ObjectRef{Kind: "node", Name: "n\x00"}, "name: a lowercase RFC 1123 subdomain"},
+	} {
+		_, err := keyOf(c.ref)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error containing %q", c.ref, err, c.want)
+		}
+	}
 }
