@@ -57,9 +57,9 @@ func NewForwarder(upstreams []string, ex Exchanger, inflight, cacheSize int) *Fo
 		slots: make(chan struct{}, max(inflight, 1))}
 }
 
-// Forward answers r's question from the cache or the upstreams. A question is asked over UDP
-// first, and again over TCP when the answer is truncated or the client asked over TCP.
-func (f *Forwarder) Forward(ctx context.Context, r *dns.Msg, tcp bool) (*dns.Msg, error) {
+// Forward answers r's question from the cache (cached true) or the upstreams. A question is asked
+// over UDP first, and again over TCP when the answer is truncated or the client asked over TCP.
+func (f *Forwarder) Forward(ctx context.Context, r *dns.Msg, tcp bool) (resp *dns.Msg, cached bool, err error) {
 	q := r.Question[0]
 	do := false
 	if opt := r.IsEdns0(); opt != nil {
@@ -67,25 +67,25 @@ func (f *Forwarder) Forward(ctx context.Context, r *dns.Msg, tcp bool) (*dns.Msg
 	}
 	key := cacheKey{name: strings.ToLower(q.Name), qtype: q.Qtype, do: do, cd: r.CheckingDisabled}
 	if resp, ok := f.cache.get(key); ok {
-		return resp, nil
+		return resp, true, nil
 	}
 	select {
 	case f.slots <- struct{}{}:
 		defer func() { <-f.slots }()
 	default:
-		return nil, ErrBusy // a flood of unanswerable names must not pile up goroutines
+		return nil, false, ErrBusy // a flood of unanswerable names must not pile up goroutines
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(q.Name, q.Qtype)
 	m.RecursionDesired = r.RecursionDesired
 	m.CheckingDisabled = r.CheckingDisabled
 	m.SetEdns0(ourUDPSize, do)
-	resp, err := f.ask(ctx, m, tcp)
+	resp, err = f.ask(ctx, m, tcp)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	f.cache.put(key, resp)
-	return resp.Copy(), nil
+	return resp.Copy(), false, nil
 }
 
 // ask tries each upstream in turn until one answers with something other than SERVFAIL.

@@ -36,7 +36,7 @@ func FuzzHandler(f *testing.F) {
 		r := new(dns.Msg)
 		return r.SetReply(m), nil
 	}}
-	h := NewHandler(testTable(), NewForwarder([]string{"192.0.2.53:53"}, echo, 4, 100))
+	h := NewHandler(testTable(), NewForwarder([]string{"192.0.2.53:53"}, echo, 4, 100), nil)
 	f.Fuzz(func(t *testing.T, wire []byte, tcp bool) {
 		q := new(dns.Msg)
 		if q.Unpack(wire) != nil {

@@ -30,7 +30,7 @@ func webPort(vip string) dataplane.Port {
 
 func TestGatePublishesOnlyWhatTheKernelServes(t *testing.T) {
 	table := NewTable("cluster.local", DefaultTTL)
-	h := NewHandler(table, nil)
+	h := NewHandler(table, nil, nil)
 	dp := &observing{Recording: dataplane.NewRecording(), h: h}
 	g := NewGate(dp, table, nil)
 	answer := func() []string {
@@ -69,7 +69,7 @@ func TestGatePublishesOnlyWhatTheKernelServes(t *testing.T) {
 
 func TestGatePruneWithdrawsWhatItDoesNotKeep(t *testing.T) {
 	table := NewTable("cluster.local", DefaultTTL)
-	h := NewHandler(table, nil)
+	h := NewHandler(table, nil, nil)
 	dp := dataplane.NewRecording()
 	g := NewGate(dp, table, nil)
 	g.Apply(t.Context(), dataplane.Change{Upserts: []dataplane.Port{webPort("10.96.0.10"),

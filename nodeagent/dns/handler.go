@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"time"
@@ -19,14 +20,18 @@ const forwardTimeout = 4 * time.Second
 // Handler answers DNS questions: the cluster domain and the reverse names of the addresses it
 // holds from the table, everything else through the forwarder.
 type Handler struct {
-	table *Table
-	fwd   *Forwarder // nil: names outside the zone are refused
+	table   *Table
+	fwd     *Forwarder // nil: names outside the zone are refused
+	metrics *Metrics   // nil: not counted
 }
 
 var _ dns.Handler = (*Handler)(nil)
 
-// NewHandler returns a handler answering from t and forwarding through fwd (which may be nil).
-func NewHandler(t *Table, fwd *Forwarder) *Handler { return &Handler{table: t, fwd: fwd} }
+// NewHandler returns a handler answering from t and forwarding through fwd (which may be nil),
+// counting its answers in m (which may be nil).
+func NewHandler(t *Table, fwd *Forwarder, m *Metrics) *Handler {
+	return &Handler{table: t, fwd: fwd, metrics: m}
+}
 
 // ServeDNS answers one message, truncated to what the client can take over its transport.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
@@ -44,30 +49,32 @@ func (h *Handler) Answer(ctx context.Context, r *dns.Msg, tcp bool) *dns.Msg {
 	if r.Response {
 		return nil // answering answers is how reflection loops start
 	}
-	resp := h.answer(ctx, r, tcp)
+	resp, source := h.answer(ctx, r, tcp)
+	h.metrics.observe(source, resp.Rcode)
 	fitTo(resp, r, tcp)
 	return resp
 }
 
-func (h *Handler) answer(ctx context.Context, r *dns.Msg, tcp bool) *dns.Msg {
+// answer returns the reply and where it came from.
+func (h *Handler) answer(ctx context.Context, r *dns.Msg, tcp bool) (*dns.Msg, string) {
 	switch {
 	case r.Opcode != dns.OpcodeQuery:
-		return reply(r, dns.RcodeNotImplemented)
+		return reply(r, dns.RcodeNotImplemented), sourceNone
 	case len(r.Question) != 1:
-		return reply(r, dns.RcodeFormatError)
+		return reply(r, dns.RcodeFormatError), sourceNone
 	}
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
 	if _, ok := dns.IsDomainName(name); !ok || !dns.IsFqdn(name) {
-		return reply(r, dns.RcodeFormatError)
+		return reply(r, dns.RcodeFormatError), sourceNone
 	}
 	switch {
 	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
-		return reply(r, dns.RcodeRefused) // the zone is the cluster's inventory: not for transfer
+		return reply(r, dns.RcodeRefused), sourceNone // the zone is the cluster's inventory: not for transfer
 	case q.Qclass != dns.ClassINET:
-		return reply(r, dns.RcodeRefused)
+		return reply(r, dns.RcodeRefused), sourceNone
 	case q.Qtype == dns.TypeANY:
-		return minimalAny(r)
+		return minimalAny(r), sourceZone
 	}
 	z := h.table.zone()
 	if !z.owns(name) {
@@ -80,7 +87,7 @@ func (h *Handler) answer(ctx context.Context, r *dns.Msg, tcp bool) *dns.Msg {
 	if res.chase != "" {
 		h.chase(ctx, resp, res.chase, q.Qtype, tcp)
 	}
-	return resp
+	return resp, sourceZone
 }
 
 // chase resolves the target of an ExternalName's CNAME through the forwarder, as a recursive
@@ -92,27 +99,33 @@ func (h *Handler) chase(ctx context.Context, resp *dns.Msg, target string, qtype
 	}
 	q := new(dns.Msg)
 	q.SetQuestion(target, qtype)
-	got := h.forward(ctx, q, tcp)
+	got, _ := h.forward(ctx, q, tcp)
 	resp.Rcode = got.Rcode
 	resp.Answer = append(resp.Answer, got.Answer...)
 	resp.Ns = got.Ns
 }
 
 // forward sends a question outside the zone to the upstreams.
-func (h *Handler) forward(ctx context.Context, r *dns.Msg, tcp bool) *dns.Msg {
+func (h *Handler) forward(ctx context.Context, r *dns.Msg, tcp bool) (*dns.Msg, string) {
 	if h.fwd == nil {
-		return reply(r, dns.RcodeRefused)
+		return reply(r, dns.RcodeRefused), sourceNone
 	}
 	// The bound is set here, not per message: a local answer needs no timer.
 	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
 	defer cancel()
-	resp, err := h.fwd.Forward(ctx, r, tcp)
+	resp, cached, err := h.fwd.Forward(ctx, r, tcp)
 	if err != nil {
-		return reply(r, dns.RcodeServerFailure)
+		if errors.Is(err, ErrBusy) {
+			h.metrics.observeBusy()
+		}
+		return reply(r, dns.RcodeServerFailure), sourceNone
 	}
 	resp.Id = r.Id
 	resp.Question = r.Question // the client's spelling (0x20 case randomisation)
-	return resp
+	if cached {
+		return resp, sourceCache
+	}
+	return resp, sourceUpstream
 }
 
 // reply returns an empty reply to r with rcode.

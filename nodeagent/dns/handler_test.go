@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -26,7 +28,7 @@ func bigHeadless(n int) *Table {
 }
 
 func TestLargeAnswersAreTruncatedOverUDPAndWholeOverTCP(t *testing.T) {
-	h := NewHandler(bigHeadless(100), nil)
+	h := NewHandler(bigHeadless(100), nil, nil)
 	const name = "big.default.svc.cluster.local."
 	cases := []struct {
 		what      string
@@ -58,7 +60,7 @@ func TestLargeAnswersAreTruncatedOverUDPAndWholeOverTCP(t *testing.T) {
 }
 
 func TestMalformedAndHostileQueries(t *testing.T) {
-	h := NewHandler(testTable(), nil)
+	h := NewHandler(testTable(), nil, nil)
 	q := func(mut func(*dns.Msg)) *dns.Msg {
 		m := new(dns.Msg)
 		m.SetQuestion("web.default.svc.cluster.local.", dns.TypeA)
@@ -108,7 +110,8 @@ func TestForwardingCachesWithinTheTTL(t *testing.T) {
 	now := time.Unix(1000, 0)
 	fwd := NewForwarder([]string{"192.0.2.53:53"}, upstream(10, &calls), 4, 100)
 	fwd.cache.now = func() time.Time { return now }
-	h := NewHandler(testTable(), fwd)
+	m := NewMetrics(prometheus.NewRegistry())
+	h := NewHandler(testTable(), fwd, m)
 	for range 3 {
 		if got := rdata(ask(h, "Example.ORG.", dns.TypeA, false, 0).Answer); !sameStrings(got, []string{"A 192.0.2.1"}) {
 			t.Fatalf("forwarded answer %v", got)
@@ -136,12 +139,20 @@ func TestForwardingCachesWithinTheTTL(t *testing.T) {
 	if calls.Load() != 3 {
 		t.Errorf("upstream asked %d times, want 3", calls.Load())
 	}
+	for _, c := range []struct {
+		source, rcode string
+		want          float64
+	}{{"upstream", "NOERROR", 2}, {"cache", "NOERROR", 3}, {"upstream", "NXDOMAIN", 1}, {"cache", "NXDOMAIN", 1}, {"zone", "NXDOMAIN", 1}} {
+		if got := testutil.ToFloat64(m.answers.WithLabelValues(c.source, c.rcode)); got != c.want {
+			t.Errorf("answers{source=%s,rcode=%s} = %v, want %v", c.source, c.rcode, got, c.want)
+		}
+	}
 }
 
 func TestCacheIsBounded(t *testing.T) {
 	var calls atomic.Int32
 	fwd := NewForwarder([]string{"192.0.2.53:53"}, upstream(30, &calls), 4, 10)
-	h := NewHandler(testTable(), fwd)
+	h := NewHandler(testTable(), fwd, nil)
 	for i := range 100 {
 		ask(h, fmt.Sprintf("n%d.example.", i), dns.TypeA, false, 0)
 	}
@@ -160,7 +171,8 @@ func TestForwardingIsBoundedInFlight(t *testing.T) {
 		r := new(dns.Msg)
 		return r.SetReply(m), nil
 	}}
-	h := NewHandler(testTable(), NewForwarder([]string{"192.0.2.53:53"}, slow, 2, 10))
+	m := NewMetrics(prometheus.NewRegistry())
+	h := NewHandler(testTable(), NewForwarder([]string{"192.0.2.53:53"}, slow, 2, 10), m)
 	done := make(chan struct{})
 	for i := range 2 {
 		go func() { ask(h, fmt.Sprintf("slow%d.example.", i), dns.TypeA, false, 0); done <- struct{}{} }()
@@ -168,6 +180,9 @@ func TestForwardingIsBoundedInFlight(t *testing.T) {
 	waiting.Wait()
 	if resp := ask(h, "third.example.", dns.TypeA, false, 0); resp.Rcode != dns.RcodeServerFailure {
 		t.Errorf("a third question with two in flight (bound 2): %s, want SERVFAIL at once", dns.RcodeToString[resp.Rcode])
+	}
+	if got := testutil.ToFloat64(m.busy); got != 1 {
+		t.Errorf("ganglion_dns_forward_busy_total = %v, want 1", got)
 	}
 	close(release)
 	<-done
@@ -186,7 +201,7 @@ func TestForwardingTriesTheNextUpstreamAndTCPOnTruncation(t *testing.T) {
 		r.Truncated = network == "udp"
 		return r, nil
 	}}
-	h := NewHandler(testTable(), NewForwarder([]string{"192.0.2.1:53", "192.0.2.2:53"}, ex, 2, 10))
+	h := NewHandler(testTable(), NewForwarder([]string{"192.0.2.1:53", "192.0.2.2:53"}, ex, 2, 10), nil)
 	if resp := ask(h, "example.org.", dns.TypeA, false, 0); resp.Rcode != dns.RcodeSuccess || resp.Truncated {
 		t.Errorf("reply %s truncated %v", dns.RcodeToString[resp.Rcode], resp.Truncated)
 	}
@@ -198,7 +213,7 @@ func TestForwardingTriesTheNextUpstreamAndTCPOnTruncation(t *testing.T) {
 
 func TestExternalNameIsChasedUpstream(t *testing.T) {
 	var calls atomic.Int32
-	h := NewHandler(testTable(), NewForwarder([]string{"192.0.2.53:53"}, upstream(30, &calls), 2, 10))
+	h := NewHandler(testTable(), NewForwarder([]string{"192.0.2.53:53"}, upstream(30, &calls), 2, 10), nil)
 	want := []string{"CNAME example.org.", "A 192.0.2.1"}
 	if got := rdata(ask(h, "ext.default.svc.cluster.local.", dns.TypeA, false, 0).Answer); !sameStrings(got, want) {
 		t.Errorf("ExternalName answered %v, want %v", got, want)

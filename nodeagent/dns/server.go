@@ -22,6 +22,7 @@ import (
 	"net"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultTTL is the TTL of the zone's records, CoreDNS's kubernetes plugin's: a VIP change is
@@ -39,7 +40,9 @@ type Config struct {
 	// MaxForwards bounds the forwarded questions in flight (default 256); CacheSize the
 	// forwarded answers kept (default 10,000).
 	MaxForwards, CacheSize int
-	Log                    *slog.Logger
+	// Registerer, when set, gets the server's metrics.
+	Registerer prometheus.Registerer
+	Log        *slog.Logger
 }
 
 // Server serves a Table over UDP and TCP.
@@ -68,7 +71,11 @@ func Listen(cfg Config, t *Table) (*Server, error) {
 	if len(cfg.Upstreams) > 0 {
 		fwd = NewForwarder(cfg.Upstreams, cfg.Exchanger, cfg.MaxForwards, cfg.CacheSize)
 	}
-	h := NewHandler(t, fwd)
+	var m *Metrics
+	if cfg.Registerer != nil {
+		m = NewMetrics(cfg.Registerer)
+	}
+	h := NewHandler(t, fwd, m)
 	s := &Server{log: cfg.Log, upstreams: cfg.Upstreams}
 	for _, addr := range cfg.Listen {
 		if err := s.bind(addr, h); err != nil {

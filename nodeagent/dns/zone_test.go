@@ -32,7 +32,7 @@ func testTable() *Table {
 }
 
 func TestZoneAnswers(t *testing.T) {
-	h := NewHandler(testTable(), nil)
+	h := NewHandler(testTable(), nil, nil)
 	cases := []struct {
 		name  string
 		qtype uint16
@@ -81,14 +81,14 @@ func TestZoneAnswers(t *testing.T) {
 }
 
 func TestSRVAnswersCarryTheTargetsAddresses(t *testing.T) {
-	resp := ask(NewHandler(testTable(), nil), "_pg._tcp.db.default.svc.cluster.local.", dns.TypeSRV, false, 0)
+	resp := ask(NewHandler(testTable(), nil, nil), "_pg._tcp.db.default.svc.cluster.local.", dns.TypeSRV, false, 0)
 	if want := []string{"A 10.244.1.10", "A 10.244.2.11"}; !sameStrings(rdata(resp.Extra), want) {
 		t.Errorf("additional %v, want %v", rdata(resp.Extra), want)
 	}
 }
 
 func TestRecordsCarryTheTTL(t *testing.T) {
-	resp := ask(NewHandler(testTable(), nil), "web.default.svc.cluster.local.", dns.TypeA, false, 0)
+	resp := ask(NewHandler(testTable(), nil, nil), "web.default.svc.cluster.local.", dns.TypeA, false, 0)
 	if len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != DefaultTTL || !resp.Authoritative {
 		t.Errorf("answer %v (authoritative %v), want TTL %d", resp.Answer, resp.Authoritative, DefaultTTL)
 	}
@@ -101,7 +101,7 @@ func TestInvalidNamesAreNotPublished(t *testing.T) {
 		{Namespace: "default", Name: "ext", ExternalName: "not a name"},
 		{Namespace: "default", Name: "odd", Endpoints: []*v1.DNSEndpoint{{Address: "nonsense"}, {Address: "10.0.0.2", Hostname: "Bad Host"}}},
 	})
-	h := NewHandler(tb, nil)
+	h := NewHandler(tb, nil, nil)
 	for _, name := range []string{"bad.name.default.svc.cluster.local.", "ext.default.svc.cluster.local."} {
 		if resp := ask(h, name, dns.TypeA, false, 0); len(resp.Answer) != 0 {
 			t.Errorf("%s answered %v", name, rdata(resp.Answer))

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ganglion-proxy/ganglion/internal/resname"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
@@ -52,12 +53,12 @@ func (d *dnsFlags) enabled(f *flags) (on, explicit bool) {
 // follows it, and the table for the stream's records (nil when DNS is off). A default-on server
 // that cannot start is logged and left off, so that an agent on a node already running a
 // node-local DNS cache still programs services; one asked for by flag fails the agent.
-func startDNS(ctx context.Context, f *flags, dp dataplane.Dataplane, log *slog.Logger) (dataplane.Dataplane, *dns.Table, error) {
+func startDNS(ctx context.Context, f *flags, dp dataplane.Dataplane, reg prometheus.Registerer, log *slog.Logger) (dataplane.Dataplane, *dns.Table, error) {
 	on, explicit := f.dns.enabled(f)
 	if !on {
 		return dp, nil, nil
 	}
-	table, srv, err := f.dns.start(log)
+	table, srv, err := f.dns.start(reg, log)
 	if err != nil {
 		if explicit {
 			return nil, nil, err
@@ -92,7 +93,7 @@ func (d *dnsFlags) parse() error {
 }
 
 // start puts the link-local addresses on the device and binds the server.
-func (d *dnsFlags) start(log *slog.Logger) (*dns.Table, *dns.Server, error) {
+func (d *dnsFlags) start(reg prometheus.Registerer, log *slog.Logger) (*dns.Table, *dns.Server, error) {
 	if len(d.local) > 0 {
 		dev, err := dns.EnsureAddrs(d.local)
 		if err != nil {
@@ -101,7 +102,7 @@ func (d *dnsFlags) start(log *slog.Logger) (*dns.Table, *dns.Server, error) {
 		log.Info("node-local DNS addresses", "device", dev, "addresses", d.local)
 	}
 	table := dns.NewTable(d.domain, dns.DefaultTTL)
-	srv, err := dns.Listen(dns.Config{Listen: d.addrs, Upstreams: d.upstreams, Log: log}, table)
+	srv, err := dns.Listen(dns.Config{Listen: d.addrs, Upstreams: d.upstreams, Registerer: reg, Log: log}, table)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--dns-listen: %w", err)
 	}

@@ -128,11 +128,11 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dp, zone, err := startDNS(ctx, f, dp, log)
+	metrics := node.NewMetrics()
+	dp, zone, err := startDNS(ctx, f, dp, metrics.Registry, log)
 	if err != nil {
 		return err
 	}
-	metrics := node.NewMetrics()
 	if expiry != nil {
 		metrics.Registry.MustRegister(expiry)
 	}
