@@ -23,7 +23,11 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 )
+
+// maxTCPConns bounds the TCP connections served at once per address.
+const maxTCPConns = 512
 
 // DefaultTTL is the TTL of the zone's records, CoreDNS's kubernetes plugin's: a VIP change is
 // seen by clients within 5 s of the kernel serving it.
@@ -101,7 +105,9 @@ func (s *Server) bind(addr string, h dns.Handler) error {
 	}
 	s.servers = append(s.servers,
 		&dns.Server{PacketConn: pc, Handler: h, UDPSize: dns.DefaultMsgSize},
-		&dns.Server{Listener: ln, Handler: h})
+		// Each TCP connection holds a goroutine until it idles out: a client opening thousands
+		// waits for a free one instead.
+		&dns.Server{Listener: netutil.LimitListener(ln, maxTCPConns), Handler: h})
 	s.addrs = append(s.addrs, pc.LocalAddr())
 	return nil
 }
