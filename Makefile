@@ -36,6 +36,8 @@ lint: tools ## buf lint, go vet, gofmt
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@# The agent speaks netlink only: it never runs nft or another binary (issue 15).
+	@if $(GO) list -deps ./nodeagent/... | grep -q knftables; then echo "nodeagent depends on knftables"; exit 1; fi
 
 unit: tools ## every Go test outside e2e/ (the nftables backend's namespace tests need root)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/e2e/')
