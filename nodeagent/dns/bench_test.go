@@ -55,6 +55,7 @@ func benchServer() error {
 		ports["default/"+name+"/v4"] = clusterIP("default", name, "http", tcp, benchVIP(i)+":80")
 	}
 	table.updatePorts(ports)
+	synced(table)
 	srv, err := Listen(Config{Listen: []string{"127.0.0.1:0"}}, table)
 	if err != nil {
 		return err

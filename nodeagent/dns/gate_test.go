@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -29,7 +30,7 @@ func webPort(vip string) dataplane.Port {
 }
 
 func TestGatePublishesOnlyWhatTheKernelServes(t *testing.T) {
-	table := NewTable("cluster.local", DefaultTTL)
+	table := synced(NewTable("cluster.local", DefaultTTL))
 	h := NewHandler(table, nil, nil)
 	dp := &observing{Recording: dataplane.NewRecording(), h: h}
 	g := NewGate(dp, table, nil)
@@ -110,5 +111,30 @@ func TestSameAnswers(t *testing.T) {
 		if got := sameAnswers(base, c.p); got != c.same {
 			t.Errorf("%s: sameAnswers %v, want %v", c.what, got, c.same)
 		}
+	}
+}
+
+func TestNothingInTheDomainIsCertainBeforeTheFirstPrune(t *testing.T) {
+	table := NewTable("cluster.local", DefaultTTL)
+	var calls atomic.Int32
+	h := NewHandler(table, NewForwarder([]string{"192.0.2.53:53"}, upstream(30, &calls), 2, 10), nil)
+	g := NewGate(dataplane.NewRecording(), table, nil)
+	g.Apply(t.Context(), dataplane.Change{Upserts: []dataplane.Port{webPort("10.96.0.10")}})
+	for _, name := range []string{"web.default.svc.cluster.local.", "other.default.svc.cluster.local."} {
+		if resp := ask(h, name, dns.TypeA, false, 0); resp.Rcode != dns.RcodeServerFailure {
+			t.Errorf("%s before the state is complete: %s, want SERVFAIL", name, dns.RcodeToString[resp.Rcode])
+		}
+	}
+	if resp := ask(h, "example.org.", dns.TypeA, false, 0); resp.Rcode != dns.RcodeSuccess {
+		t.Errorf("forwarding before the state is complete: %s", dns.RcodeToString[resp.Rcode])
+	}
+	if err := g.Prune(t.Context(), map[string]bool{"default/web:http/v4": true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rdata(ask(h, "web.default.svc.cluster.local.", dns.TypeA, false, 0).Answer); !sameStrings(got, []string{"A 10.96.0.10"}) {
+		t.Errorf("after the first prune: %v", got)
+	}
+	if resp := ask(h, "other.default.svc.cluster.local.", dns.TypeA, false, 0); resp.Rcode != dns.RcodeNameError {
+		t.Errorf("an unknown name after the first prune: %s, want NXDOMAIN", dns.RcodeToString[resp.Rcode])
 	}
 }

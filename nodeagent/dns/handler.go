@@ -80,6 +80,11 @@ func (h *Handler) answer(ctx context.Context, r *dns.Msg, tcp bool) (*dns.Msg, s
 	if !z.owns(name) {
 		return h.forward(ctx, r, tcp)
 	}
+	if !z.complete {
+		// Not synced yet: SERVFAIL says "ask again" (or another server), where NXDOMAIN would
+		// be cached.
+		return reply(r, dns.RcodeServerFailure), sourceNone
+	}
 	res := z.lookup(name, q.Qtype)
 	resp := reply(r, res.rcode)
 	resp.Authoritative = true

@@ -24,7 +24,7 @@ func bigHeadless(n int) *Table {
 		r.Endpoints = append(r.Endpoints, &v1.DNSEndpoint{Address: fmt.Sprintf("10.244.%d.%d", i/250, 1+i%250)})
 	}
 	t.SetRecords([]*v1.DNSRecords{r})
-	return t
+	return synced(t)
 }
 
 func TestLargeAnswersAreTruncatedOverUDPAndWholeOverTCP(t *testing.T) {

@@ -61,3 +61,15 @@ func sameStrings(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// synced marks a table's state complete, as the agent's first prune does.
+func synced(t *Table) *Table {
+	t.mu.Lock()
+	keep := map[string]bool{}
+	for b := range t.ports {
+		keep[b] = true
+	}
+	t.mu.Unlock()
+	t.keepPorts(keep)
+	return t
+}

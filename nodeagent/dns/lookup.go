@@ -28,6 +28,9 @@ type zone struct {
 	namespaces map[string]int
 	// reverse lists, by reverse name, the services holding a PTR record there.
 	reverse map[string][]string
+	// complete is false until the agent's state is complete: a restarted agent must not say
+	// NXDOMAIN, which clients cache, for a service it has not heard of yet.
+	complete bool
 }
 
 func emptyZone(domain string, ttl uint32) *zone {

@@ -20,7 +20,9 @@ type Table struct {
 	bases   map[string]map[string]bool // service key -> its bases in ports
 	records map[string]*v1.DNSRecords  // service key -> the brain's records
 	serial  uint32
-	cur     atomic.Pointer[zone]
+	// complete is set once the agent's state is complete (its first prune).
+	complete bool
+	cur      atomic.Pointer[zone]
 }
 
 // NewTable returns an empty zone for domain (such as "cluster.local") whose records carry ttl.
@@ -57,7 +59,7 @@ func (t *Table) SetRecords(records []*v1.DNSRecords) {
 		}
 	}
 	t.records = next
-	t.publish(changed)
+	t.publish(changed, false)
 }
 
 // port returns the port of a base as the zone has it.
@@ -78,10 +80,12 @@ func (t *Table) updatePorts(ports map[string]*v1.ServicePort) {
 	for base, p := range ports {
 		t.setPort(base, p, changed)
 	}
-	t.publish(changed)
+	t.publish(changed, false)
 }
 
-// keepPorts removes every port whose base keep does not hold.
+// keepPorts removes every port whose base keep does not hold. The agent prunes once its state
+// is complete, so from then on the zone is complete too: until then it answers nothing in the
+// domain as certain (see zone.complete).
 func (t *Table) keepPorts(keep map[string]bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -91,7 +95,12 @@ func (t *Table) keepPorts(keep map[string]bool) {
 			t.setPort(base, nil, changed)
 		}
 	}
-	t.publish(changed)
+	if !t.complete {
+		t.complete = true
+		t.publish(changed, true)
+		return
+	}
+	t.publish(changed, false)
 }
 
 // setPort sets or removes (p nil) one base and marks its service changed; the caller holds mu.
@@ -118,14 +127,14 @@ func (t *Table) setPort(base string, p *v1.ServicePort, changed map[string]bool)
 }
 
 // publish swaps in a zone whose changed services are rebuilt from the inputs and whose others
-// are shared with the current one; the caller holds mu.
-func (t *Table) publish(changed map[string]bool) {
-	if len(changed) == 0 {
+// are shared with the current one; the caller holds mu. force publishes even with no change.
+func (t *Table) publish(changed map[string]bool, force bool) {
+	if len(changed) == 0 && !force {
 		return
 	}
 	old := t.zone()
 	t.serial++
-	z := &zone{domain: old.domain, svcDomain: old.svcDomain, soa: soaRecord(old.domain, t.ttl, t.serial),
+	z := &zone{domain: old.domain, svcDomain: old.svcDomain, soa: soaRecord(old.domain, t.ttl, t.serial), complete: t.complete,
 		services: maps.Clone(old.services), namespaces: maps.Clone(old.namespaces), reverse: maps.Clone(old.reverse)}
 	for k := range changed {
 		if f := z.services[k]; f != nil {

@@ -9,7 +9,7 @@ import (
 )
 
 func TestTableRebuildsOnlyTheServicesThatChange(t *testing.T) {
-	tb := NewTable("cluster.local", DefaultTTL)
+	tb := synced(NewTable("cluster.local", DefaultTTL))
 	h := NewHandler(tb, nil, nil)
 	a := &v1.DNSRecords{Namespace: "default", Name: "a", Endpoints: []*v1.DNSEndpoint{{Address: "10.244.1.10", Hostname: "a-0"}}}
 	b := &v1.DNSRecords{Namespace: "default", Name: "b", Endpoints: []*v1.DNSEndpoint{{Address: "10.244.1.10"}}}

@@ -28,7 +28,7 @@ func testTable() *Table {
 			Ports: []*v1.DNSPort{{Name: "pg", Protocol: tcp, Port: 5432}}},
 		{Namespace: "default", Name: "ext", ExternalName: "example.org"},
 	})
-	return t
+	return synced(t)
 }
 
 func TestZoneAnswers(t *testing.T) {
@@ -60,7 +60,7 @@ func TestZoneAnswers(t *testing.T) {
 		// Names that exist (or have children) but lack the type are NODATA.
 		{"db.default.svc.cluster.local.", dns.TypeAAAA, dns.RcodeSuccess, nil},
 		{"default.svc.cluster.local.", dns.TypeA, dns.RcodeSuccess, nil},
-		{"cluster.local.", dns.TypeSOA, dns.RcodeSuccess, []string{"SOA ns.dns.cluster.local. hostmaster.cluster.local. 2 7200 1800 86400 5"}},
+		{"cluster.local.", dns.TypeSOA, dns.RcodeSuccess, []string{"SOA ns.dns.cluster.local. hostmaster.cluster.local. 3 7200 1800 86400 5"}},
 		// Zone transfers are refused; ANY gets one small HINFO.
 		{"cluster.local.", dns.TypeAXFR, dns.RcodeRefused, nil},
 		{"web.default.svc.cluster.local.", dns.TypeANY, dns.RcodeSuccess, []string{`HINFO "RFC8482" ""`}},
@@ -95,7 +95,7 @@ func TestRecordsCarryTheTTL(t *testing.T) {
 }
 
 func TestInvalidNamesAreNotPublished(t *testing.T) {
-	tb := NewTable("cluster.local", DefaultTTL)
+	tb := synced(NewTable("cluster.local", DefaultTTL))
 	tb.SetRecords([]*v1.DNSRecords{
 		{Namespace: "default", Name: "bad.name", Endpoints: []*v1.DNSEndpoint{{Address: "10.0.0.1"}}},
 		{Namespace: "default", Name: "ext", ExternalName: "not a name"},
