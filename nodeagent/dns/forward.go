@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
 )
 
 // Exchanger sends one query to one upstream over network ("udp" or "tcp") and returns its reply.
@@ -48,6 +49,7 @@ type Forwarder struct {
 	ex        Exchanger
 	cache     *cache
 	slots     chan struct{} // one per forwarded question in flight
+	flights   singleflight.Group
 }
 
 // NewForwarder returns a forwarder to upstreams (host:port, tried in order) allowing inflight
@@ -59,6 +61,8 @@ func NewForwarder(upstreams []string, ex Exchanger, inflight, cacheSize int) *Fo
 
 // Forward answers r's question from the cache (cached true) or the upstreams. A question is asked
 // over UDP first, and again over TCP when the answer is truncated or the client asked over TCP.
+// Identical questions in flight together are asked once: a burst of clients asking the name that
+// just expired costs one slot and one upstream question.
 func (f *Forwarder) Forward(ctx context.Context, r *dns.Msg, tcp bool) (resp *dns.Msg, cached bool, err error) {
 	q := r.Question[0]
 	do := false
@@ -69,23 +73,30 @@ func (f *Forwarder) Forward(ctx context.Context, r *dns.Msg, tcp bool) (resp *dn
 	if resp, ok := f.cache.get(key); ok {
 		return resp, true, nil
 	}
-	select {
-	case f.slots <- struct{}{}:
-		defer func() { <-f.slots }()
-	default:
-		return nil, false, ErrBusy // a flood of unanswerable names must not pile up goroutines
-	}
-	m := new(dns.Msg)
-	m.SetQuestion(q.Name, q.Qtype)
-	m.RecursionDesired = r.RecursionDesired
-	m.CheckingDisabled = r.CheckingDisabled
-	m.SetEdns0(ourUDPSize, do)
-	resp, err = f.ask(ctx, m, tcp)
+	flight := fmt.Sprintf("%s/%d/%t/%t/%t", key.name, key.qtype, key.do, key.cd, tcp)
+	v, err, _ := f.flights.Do(flight, func() (any, error) {
+		select {
+		case f.slots <- struct{}{}:
+			defer func() { <-f.slots }()
+		default:
+			return nil, ErrBusy // a flood of unanswerable names must not pile up goroutines
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(q.Name, q.Qtype)
+		m.RecursionDesired = r.RecursionDesired
+		m.CheckingDisabled = r.CheckingDisabled
+		m.SetEdns0(ourUDPSize, do)
+		resp, err := f.ask(ctx, m, tcp)
+		if err != nil {
+			return nil, err
+		}
+		f.cache.put(key, resp)
+		return resp, nil
+	})
 	if err != nil {
 		return nil, false, err
 	}
-	f.cache.put(key, resp)
-	return resp.Copy(), false, nil
+	return v.(*dns.Msg).Copy(), false, nil // every caller gets its own copy to stamp its id on
 }
 
 // ask tries each upstream in turn until one answers with something other than SERVFAIL.

@@ -219,3 +219,35 @@ func TestExternalNameIsChasedUpstream(t *testing.T) {
 		t.Errorf("ExternalName answered %v, want %v", got, want)
 	}
 }
+
+func TestIdenticalQuestionsInFlightAreAskedOnce(t *testing.T) {
+	asked, release := make(chan struct{}, 10), make(chan struct{})
+	var calls atomic.Int32
+	slow := &FakeUpstream{Answer: func(m *dns.Msg, network, addr string) (*dns.Msg, error) {
+		calls.Add(1)
+		asked <- struct{}{}
+		<-release
+		r := new(dns.Msg)
+		return r.SetReply(m), nil
+	}}
+	// One slot: without coalescing, the second question would be refused at once.
+	h := NewHandler(testTable(), NewForwarder([]string{"192.0.2.53:53"}, slow, 1, 10), nil)
+	results := make(chan *dns.Msg, 2)
+	go func() { results <- ask(h, "same.example.", dns.TypeA, false, 0) }()
+	<-asked
+	go func() { results <- ask(h, "same.example.", dns.TypeA, false, 0) }()
+	select {
+	case resp := <-results:
+		t.Fatalf("the second question was answered (%s) before the upstream answered the first", dns.RcodeToString[resp.Rcode])
+	case <-time.After(200 * time.Millisecond): // a grace period for the bug to show, not a timing
+	}
+	close(release)
+	for range 2 {
+		if resp := <-results; resp.Rcode != dns.RcodeSuccess {
+			t.Errorf("a coalesced question: %s", dns.RcodeToString[resp.Rcode])
+		}
+	}
+	if calls.Load() != 1 {
+		t.Errorf("upstream asked %d times for two identical questions in flight, want 1", calls.Load())
+	}
+}
