@@ -48,6 +48,8 @@ type Store struct {
 	etcd   *embed.Etcd
 	prefix string
 	log    *slog.Logger
+
+	unreadable unreadable // see unreadable.go
 }
 
 // Open starts the embedded etcd or connects to the external one.

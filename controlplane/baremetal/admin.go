@@ -90,9 +90,16 @@ func (a *Admin) Get(ctx context.Context, req *v1.GetRequest) (*v1.GetResponse, e
 		if !matches(sel, it.Key) {
 			continue
 		}
+		// An object that cannot be read is skipped, not returned: one corrupt object must not
+		// fail every get (clients decode what they get). The store logs and counts it.
+		if _, err := DecodeStored(it); err != nil {
+			a.Store.SkipUnreadable(it.Key, err)
+			continue
+		}
 		y, err := yaml.JSONToYAML(it.Value)
 		if err != nil {
-			return nil, status.Errorf(codes.Internal, "%s: %v", it.Key, err)
+			a.Store.SkipUnreadable(it.Key, err)
+			continue
 		}
 		resp.Objects = append(resp.Objects, &v1.Document{Source: it.Key.String(), Content: string(y)})
 	}

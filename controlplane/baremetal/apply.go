@@ -89,9 +89,9 @@ func plan(ctx context.Context, st *store.Store, objs []*Object, set Settings) (*
 	if err != nil {
 		return nil, change, err
 	}
-	stored, err := decodeSnapshot(snap)
-	if err != nil {
-		return nil, change, err
+	stored, unreadable := decodeSnapshot(snap)
+	for _, k := range unreadable {
+		st.SkipUnreadable(k.Key, k.Err)
 	}
 	leased, err := st.Leases(ctx)
 	if err != nil {
@@ -177,14 +177,26 @@ func decodeLeases(leased map[string][]byte) map[string]leaseInfo {
 	return out
 }
 
-func decodeSnapshot(snap *store.Snapshot) ([]*Object, error) {
+// unreadableItem is a stored object that cannot be decoded, and why.
+type unreadableItem struct {
+	Key store.Key
+	Err error
+}
+
+// decodeSnapshot decodes every stored object it can and lists the others: one corrupt object
+// must not block applies of the rest. A skipped object claims nothing (its addresses and ports
+// cannot be known; the brain does not serve it either), and applying a good one over it, or
+// deleting it, is the way out.
+func decodeSnapshot(snap *store.Snapshot) ([]*Object, []unreadableItem) {
 	out := make([]*Object, 0, len(snap.Items))
+	var bad []unreadableItem
 	for _, it := range snap.Items {
 		o, err := DecodeStored(it)
 		if err != nil {
-			return nil, err
+			bad = append(bad, unreadableItem{Key: it.Key, Err: err})
+			continue
 		}
 		out = append(out, o)
 	}
-	return out, nil
+	return out, bad
 }

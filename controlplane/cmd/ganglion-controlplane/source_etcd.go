@@ -31,8 +31,10 @@ type etcdSource struct {
 // Hooks are the stream hooks of bare-metal mode.
 func (e *etcdSource) Hooks() stream.Hooks { return e.mem.Hooks() }
 
-// Collectors are the membership's metrics (node leases lost and unheld).
-func (e *etcdSource) Collectors() []prometheus.Collector { return e.mem.Collectors() }
+// Collectors are the membership's metrics (node leases lost and unheld) and the store's.
+func (e *etcdSource) Collectors() []prometheus.Collector {
+	return append(e.mem.Collectors(), e.st.Collectors()...)
+}
 
 func (e *etcdSource) Run(ctx context.Context, hub *stream.Hub, synced func()) error {
 	defer e.st.Close()
