@@ -133,6 +133,9 @@ func TestReconnectResumesWithOnlyTheDifference(t *testing.T) {
 	a.start(t)
 	testwait.Eventually(t, "agent synced", func() bool { return a.Status().Synced })
 	a.halt()
+	// Changes go out at once: wait until the brain has seen the stream end, or they would be
+	// sent to it (and counted) as it closes.
+	testwait.Eventually(t, "session gone", func() bool { _, ok := b.Hub.Sessions()["node-1"]; return !ok })
 
 	// While the agent is away: one service changes, one goes away.
 	setSlice(b, 10, 4, 1)

@@ -27,9 +27,10 @@ type Hub struct {
 	synced   bool
 	syncedCh chan struct{}
 
-	smu      sync.Mutex // guards sessions, batch
-	sessions map[*session]struct{}
-	batch    *batch
+	smu       sync.Mutex // guards sessions, batch, lastFlush
+	sessions  map[*session]struct{}
+	batch     *batch
+	lastFlush time.Time
 }
 
 // batch is the coalesced change not yet handed to sessions.
@@ -79,11 +80,18 @@ func (h *Hub) Apply(trigger time.Time, revision uint64, fn func(*compute.Engine)
 	h.smu.Lock()
 	defer h.smu.Unlock()
 	b := h.batch
-	if b == nil {
+	switch {
+	case b == nil && now.Sub(h.lastFlush) >= h.opts.Quiet:
+		// An isolated change goes out at once: the window coalesces only changes that follow
+		// others closely, and a session merges whatever arrives while its update is in flight.
+		h.lastFlush = now
+		h.distribute(&batch{delta: d, trigger: trigger}, h.sessionList())
+		return
+	case b == nil:
 		b = &batch{trigger: trigger, first: now}
 		b.timer = time.AfterFunc(h.opts.Quiet, h.flush)
 		h.batch = b
-	} else {
+	default:
 		if trigger.Before(b.trigger) {
 			b.trigger = trigger
 		}
@@ -141,6 +149,7 @@ func (h *Hub) flush() {
 	h.smu.Lock()
 	b := h.batch
 	h.batch = nil
+	h.lastFlush = time.Now()
 	sessions := h.sessionList()
 	h.smu.Unlock()
 	if b != nil {

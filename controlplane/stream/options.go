@@ -10,7 +10,8 @@ import (
 // Options tune the stream. Zero values take the defaults.
 type Options struct {
 	// Quiet is how long the brain waits for a burst of changes to end before sending (default
-	// 10ms); MaxDelay caps that wait from the burst's first change (default 100ms).
+	// 10ms); MaxDelay caps that wait from the burst's first change (default 100ms). A change that
+	// comes Quiet or longer after the last one sent goes out at once: only bursts wait.
 	Quiet, MaxDelay time.Duration
 	// StallTimeout cancels a stream whose update has been neither sent nor acknowledged in that
 	// time (default 60s): gRPC's Send has no timeout, and an agent that stopped reading or applying
