@@ -41,6 +41,14 @@ func (o *overlay[K, V]) has(k K) bool {
 	return ok
 }
 
+// reserve sizes the plan's map for about n changes before the first one, so a port's changes
+// do not grow it step by step.
+func (o *overlay[K, V]) reserve(n int) {
+	if o.set == nil {
+		o.set = make(map[K]V, n)
+	}
+}
+
 func (o *overlay[K, V]) put(k K, v V) {
 	if o.set == nil {
 		o.set = map[K]V{}

@@ -299,6 +299,11 @@ func (pl *planner) finish() *familyPlan {
 		}
 		return strings.Compare(a.set, b.set)
 	})
+	n := len(keys)
+	for _, ops := range pl.phases {
+		n += len(ops)
+	}
+	fp.ops = make([]op, 0, n)
 	for phase := range numPhases {
 		fp.ops = append(fp.ops, pl.phases[phase]...)
 		for len(keys) > 0 && keys[0].phase == phase {

@@ -19,6 +19,7 @@ func (pl *planner) upsert(o *portObjects) {
 	for c := range o.classes {
 		pl.ensureClass(c)
 	}
+	pl.v.data.reserve(len(o.data))
 	for _, id := range slices.Sorted(maps.Keys(o.data)) {
 		pl.setData(o.data[id])
 	}
