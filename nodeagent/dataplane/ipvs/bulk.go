@@ -1,7 +1,6 @@
 package ipvs
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -61,30 +60,6 @@ func (w *seqWriter) Flush() []error {
 	return errs
 }
 
-// IPVS generic-netlink command and attribute numbers (linux/ip_vs.h).
-const (
-	ipvsCmdNewService = 1
-	ipvsCmdNewDest    = 5
-	ipvsAttrService   = 1
-	ipvsAttrDest      = 2
-	ipvsSvcAF         = 1
-	ipvsSvcProtocol   = 2
-	ipvsSvcAddr       = 3
-	ipvsSvcPort       = 4
-	ipvsSvcSchedName  = 6
-	ipvsSvcFlags      = 7
-	ipvsSvcTimeout    = 8
-	ipvsSvcNetmask    = 9
-	ipvsDestAddr      = 1
-	ipvsDestPort      = 2
-	ipvsDestFwd       = 3
-	ipvsDestWeight    = 4
-	ipvsDestUThresh   = 5
-	ipvsDestLThresh   = 6
-	// bulkChunk bounds the requests in flight: their acknowledgements must fit the receive buffer.
-	bulkChunk = 256
-)
-
 // nlWriter is bulkWriter on two raw netlink sockets of its own.
 type nlWriter struct {
 	genl, route *nlSocket
@@ -120,32 +95,6 @@ func (w *nlWriter) close() {
 	w.route.close()
 }
 
-type genlHeader struct{ cmd uint8 }
-
-// Len and Serialize make genlHeader a netlink request part: command, version 1, padding.
-func (h genlHeader) Len() int          { return 4 }
-func (h genlHeader) Serialize() []byte { return []byte{h.cmd, 1, 0, 0} }
-
-func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
-
-func serviceAttr(k vsKey, s vsSpec, full bool) *nl.RtAttr {
-	a := nl.NewRtAttr(ipvsAttrService, nil)
-	a.AddRtAttr(ipvsSvcAF, nl.Uint16Attr(family(k.Addr)))
-	a.AddRtAttr(ipvsSvcProtocol, nl.Uint16Attr(k.Proto))
-	a.AddRtAttr(ipvsSvcAddr, k.Addr.AsSlice())
-	a.AddRtAttr(ipvsSvcPort, be16(k.Port))
-	if full {
-		a.AddRtAttr(ipvsSvcSchedName, nl.ZeroTerminated(s.Sched))
-		flags := make([]byte, 8)
-		nl.NativeEndian().PutUint32(flags, s.Flags)
-		nl.NativeEndian().PutUint32(flags[4:], 0xffffffff)
-		a.AddRtAttr(ipvsSvcFlags, flags)
-		a.AddRtAttr(ipvsSvcTimeout, nl.Uint32Attr(s.Timeout))
-		a.AddRtAttr(ipvsSvcNetmask, nl.Uint32Attr(s.Netmask))
-	}
-	return a
-}
-
 // NewService queues IPVS_CMD_NEW_SERVICE.
 func (w *nlWriter) NewService(k vsKey, s vsSpec) {
 	w.msgs = append(w.msgs, nlMsg{data: serviceRequest(w.family, k, s)})
@@ -159,47 +108,6 @@ func (w *nlWriter) NewDestination(k vsKey, rs netip.AddrPort, weight int) {
 // AddAddr queues RTM_NEWADDR of a host address on our device, replacing an existing one.
 func (w *nlWriter) AddAddr(a netip.Addr) {
 	w.msgs = append(w.msgs, nlMsg{route: true, data: addrRequest(w.link(), a)})
-}
-
-// serviceRequest encodes IPVS_CMD_NEW_SERVICE for the IPVS generic-netlink family fam.
-func serviceRequest(fam uint16, k vsKey, s vsSpec) []byte {
-	req := nl.NewNetlinkRequest(int(fam), unix.NLM_F_ACK)
-	req.AddData(genlHeader{ipvsCmdNewService})
-	req.AddData(serviceAttr(k, s, true))
-	return req.Serialize()
-}
-
-// destRequest encodes IPVS_CMD_NEW_DEST of a masquerading real server.
-func destRequest(fam uint16, k vsKey, rs netip.AddrPort, weight int) []byte {
-	req := nl.NewNetlinkRequest(int(fam), unix.NLM_F_ACK)
-	req.AddData(genlHeader{ipvsCmdNewDest})
-	req.AddData(serviceAttr(k, vsSpec{}, false))
-	d := nl.NewRtAttr(ipvsAttrDest, nil)
-	d.AddRtAttr(ipvsDestAddr, rs.Addr().AsSlice())
-	d.AddRtAttr(ipvsDestPort, be16(rs.Port()))
-	d.AddRtAttr(ipvsDestFwd, nl.Uint32Attr(0)) // masquerading
-	d.AddRtAttr(ipvsDestWeight, nl.Uint32Attr(uint32(weight)))
-	d.AddRtAttr(ipvsDestUThresh, nl.Uint32Attr(0))
-	d.AddRtAttr(ipvsDestLThresh, nl.Uint32Attr(0))
-	req.AddData(d)
-	return req.Serialize()
-}
-
-// addrRequest encodes RTM_NEWADDR of host address a on link, replacing an existing one.
-func addrRequest(link int, a netip.Addr) []byte {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
-	fam, bits := unix.AF_INET, 32
-	if a.Is6() {
-		fam, bits = unix.AF_INET6, 128
-	}
-	m := nl.NewIfAddrmsg(fam)
-	m.Prefixlen = uint8(bits)
-	m.Index = uint32(link)
-	m.Flags = unix.IFA_F_NODAD
-	req.AddData(m)
-	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, a.AsSlice()))
-	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, a.AsSlice()))
-	return req.Serialize()
 }
 
 // Flush sends the queue in chunks, each socket's messages in order.

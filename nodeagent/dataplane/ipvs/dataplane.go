@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -88,7 +87,7 @@ var ErrUnknownKernelState = errors.New("ipvs: kernel state unknown")
 // through a restart. It starts the drain loop; Close stops it.
 func New(ctx context.Context, opts Options) (*Dataplane, error) {
 	opts.defaults()
-	h, err := mobyipvs.New("")
+	h, err := newGenlIPVS()
 	if err != nil {
 		return nil, fmt.Errorf("ipvs handle: %w", err)
 	}

@@ -8,9 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ipvsHandle is the part of moby/ipvs the backend uses; tests substitute an in-memory fake that
-// counts operations. Every call happens with Dataplane.mu held: the netlink socket behind it is
-// not safe for concurrent use.
+// ipvsHandle is what the backend asks of IPVS, in moby/ipvs's types (whose handle it once was):
+// genlIPVS implements it on the kernel, and tests substitute an in-memory fake that counts
+// operations. Every call happens with Dataplane.mu held: the socket behind it is not safe for
+// concurrent use.
 type ipvsHandle interface {
 	NewService(*mobyipvs.Service) error
 	UpdateService(*mobyipvs.Service) error
@@ -22,8 +23,6 @@ type ipvsHandle interface {
 	GetDestinations(*mobyipvs.Service) ([]*mobyipvs.Destination, error)
 	Close()
 }
-
-var _ ipvsHandle = (*mobyipvs.Handle)(nil)
 
 func family(a netip.Addr) uint16 {
 	if a.Is6() {
