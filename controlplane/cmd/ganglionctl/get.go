@@ -36,6 +36,15 @@ func (c *client) getCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		if len(objs) == 0 && (output == "table" || output == "wide") {
+			// As kubectl: an empty answer is said, on stderr, so scripts reading stdout see none.
+			where := " in " + ns + " namespace"
+			if ns == "" {
+				where = ""
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "No resources found%s.\n", where)
+			return nil
+		}
 		return c.printObjects(ctx, output, kind, objs)
 	})
 	return cmd

@@ -277,3 +277,16 @@ func TestDiff(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyGetSaysSo checks kubectl's answer to an empty listing: nothing on stdout, the reason
+// on stderr, success.
+func TestEmptyGetSaysSo(t *testing.T) {
+	addr := startFake(t)
+	var out, errOut bytes.Buffer
+	if err := run([]string{"get", "svc", "-n", "empty", "--insecure", "--server", addr}, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 || errOut.String() != "No resources found in empty namespace.\n" {
+		t.Errorf("stdout %q, stderr %q", out.String(), errOut.String())
+	}
+}
