@@ -12,6 +12,14 @@
 //   - a restarted agent adopts the virtual servers it owns instead of flushing them, so
 //     established connections survive.
 //
+// Structure: every change is planned, then committed. planApply (planner.go) is a pure function
+// of the change and the view (view.go: what the kernel confirmed) to a Plan (ops.go) of typed
+// nftables, IPVS and device operations, printable with String and from Dataplane.Plan; commit
+// (commit.go) executes it and updates the view from the kernel's answers; planTidy then removes
+// what the commit released. The kernel sits behind narrow seams with fakes: nftKernel
+// (nftnetlink.go over google/nftables, nftfake.go in memory), ipvsHandle (ipvsgenl.go over our
+// own generic-netlink codec, codec.go), addrDevice, flowCleaner. The agent runs no program.
+//
 // Ownership: a virtual server is ours when its address is on our dummy device or its
 // protocol/address/port is a key of our nftables frontend map. The map is written before a
 // virtual server is created and cleaned after it is deleted, so that rule survives a crash.

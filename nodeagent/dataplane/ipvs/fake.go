@@ -25,6 +25,12 @@ type fakeVS struct {
 	reals map[netip.AddrPort]*mobyipvs.Destination
 }
 
+var (
+	_ ipvsHandle  = (*fakeIPVS)(nil)
+	_ addrDevice  = (*fakeDevice)(nil)
+	_ flowCleaner = (*fakeConntrack)(nil)
+)
+
 func newFakeIPVS() *fakeIPVS { return &fakeIPVS{svcs: map[vsKey]*fakeVS{}} }
 
 func key(s *mobyipvs.Service) vsKey { k, _, _ := fromService(s); return k }
