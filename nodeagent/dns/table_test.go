@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -40,5 +41,42 @@ func TestTableRebuildsOnlyTheServicesThatChange(t *testing.T) {
 	}
 	if resp := ask(h, "10.1.244.10.in-addr.arpa.", dns.TypePTR, false, 0); resp.Rcode != dns.RcodeRefused {
 		t.Errorf("a reverse name no service holds is not the zone's (refused without upstreams): %s", dns.RcodeToString[resp.Rcode])
+	}
+}
+
+// Readers never lock: under -race this checks that a zone, once published, is never written.
+func TestReadersSeeWholeZonesWhileWritersChangeThem(t *testing.T) {
+	tb := synced(NewTable("cluster.local", DefaultTTL))
+	h := NewHandler(tb, nil, nil)
+	stop := make(chan struct{})
+	errs := make(chan string, 4)
+	for range 4 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- ""
+					return
+				default:
+				}
+				got := rdata(ask(h, "web.default.svc.cluster.local.", dns.TypeA, false, 0).Answer)
+				// One VIP or none, never both: each answer comes from one whole zone.
+				if len(got) > 1 {
+					errs <- fmt.Sprint("answer mixing two zones: ", got)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		vip := fmt.Sprintf("10.96.0.%d:80", 10+i%2)
+		tb.updatePorts(map[string]*v1.ServicePort{"default/web/v4": clusterIP("default", "web", "", tcp, vip)})
+		tb.SetRecords([]*v1.DNSRecords{{Namespace: "default", Name: fmt.Sprint("h", i%3), Endpoints: []*v1.DNSEndpoint{{Address: "10.244.1.10"}}}})
+	}
+	close(stop)
+	for range 4 {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
 	}
 }
