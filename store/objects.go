@@ -124,8 +124,44 @@ type Change struct {
 }
 
 // CommitChange writes c in one transaction, if nothing was committed since the snapshot of the
-// given generation. It returns the new revision.
+// given generation. It returns the new revision. A change that adds is refused with ErrQuota
+// when the store has no room for it; one that only deletes goes through even when etcd's space
+// alarm is raised (see deleteUnderAlarm).
 func (s *Store) CommitChange(ctx context.Context, generation int64, c Change) (int64, error) {
+	if err := s.checkRoom(ctx, c); err != nil {
+		return 0, err
+	}
+	rev, err := s.commit(ctx, generation, c, clientv3.OpPut(s.prefix+metaKey, ""))
+	if isNoSpace(err) && len(c.Puts) == 0 {
+		return s.deleteUnderAlarm(ctx, generation, c)
+	}
+	if err != nil && err != ErrConflict {
+		return 0, fmt.Errorf("store: commit: %w", s.noSpace(ctx, err))
+	}
+	return rev, err
+}
+
+// deleteUnderAlarm commits a change that only deletes on a store whose space alarm is raised:
+// etcd refuses every write that adds, the new generation included, but lets deletes through.
+// It first makes room (compaction, defragmentation, disarming); failing that, it deletes the
+// generation instead of writing it: a commit based on an earlier snapshot still fails its
+// comparison, and the next commit that adds writes it again.
+func (s *Store) deleteUnderAlarm(ctx context.Context, generation int64, c Change) (int64, error) {
+	if err := s.maintain(ctx, 0); err != nil {
+		s.log.Warn("store maintenance to make room failed", "err", err)
+	}
+	rev, err := s.commit(ctx, generation, c, clientv3.OpPut(s.prefix+metaKey, ""))
+	if isNoSpace(err) {
+		rev, err = s.commit(ctx, generation, c, clientv3.OpDelete(s.prefix+metaKey))
+	}
+	if err != nil && err != ErrConflict {
+		return 0, fmt.Errorf("store: commit: %w", s.noSpace(ctx, err))
+	}
+	return rev, err
+}
+
+// commit runs c and the generation's op in one transaction conditional on generation.
+func (s *Store) commit(ctx context.Context, generation int64, c Change, gen clientv3.Op) (int64, error) {
 	ops := make([]clientv3.Op, 0, len(c.Puts)+len(c.Deletes)+len(c.Prune)+1)
 	for _, p := range c.Puts {
 		ops = append(ops, clientv3.OpPut(s.prefix+p.path(), string(p.Value)))
@@ -139,16 +175,19 @@ func (s *Store) CommitChange(ctx context.Context, generation int64, c Change) (i
 		}
 		ops = append(ops, clientv3.OpDelete(s.prefix+p, clientv3.WithPrefix()))
 	}
-	ops = append(ops, clientv3.OpPut(s.prefix+metaKey, ""))
+	ops = append(ops, gen)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(s.prefix+metaKey), "=", generation)).
 		Then(ops...).
 		Commit()
 	if err != nil {
-		return 0, fmt.Errorf("store: commit: %w", tooLarge(err, len(ops)))
+		return 0, tooLarge(err, len(ops))
 	}
 	if !resp.Succeeded {
 		return 0, ErrConflict
+	}
+	if len(c.Deletes)+len(c.Prune) > 0 {
+		s.deleted()
 	}
 	return resp.Header.Revision, nil
 }

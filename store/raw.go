@@ -38,5 +38,6 @@ func (s *Store) DeleteRaw(ctx context.Context, path string) error {
 	if _, err := s.cli.Delete(ctx, s.prefix+path); err != nil {
 		return fmt.Errorf("store: delete %s: %w", path, err)
 	}
+	s.deleted()
 	return nil
 }

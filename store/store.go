@@ -6,6 +6,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -40,6 +42,12 @@ type Config struct {
 	Log    *slog.Logger
 	// EtcdLogLevel is the embedded etcd's own log level (default error).
 	EtcdLogLevel string
+	// QuotaBytes is the embedded etcd's space quota (default DefaultQuotaBytes). Applies are
+	// refused with ErrQuota before it is reached; an external cluster keeps its own.
+	QuotaBytes int64
+	// MaintainEvery is how often the embedded store compacts, defragments and disarms as needed
+	// (default DefaultMaintainEvery; see Maintain).
+	MaintainEvery time.Duration
 }
 
 // Store is a connection to etcd (and the embedded server, when there is one).
@@ -50,6 +58,18 @@ type Store struct {
 	log    *slog.Logger
 
 	unreadable unreadable // see unreadable.go
+
+	// quota is the embedded etcd's space quota; 0 for an external cluster.
+	quota       int64
+	kicks       chan struct{} // a write found the store full: maintain now
+	maintaining sync.Mutex    // one Maintain at a time
+	// roomMu guards what says a full store may have room again.
+	roomMu         sync.Mutex
+	deletedSince   bool
+	lastMaintained time.Time
+	metrics        storeMetrics
+	// stopMaintain ends the maintenance loop and waits for it, before the etcd it uses closes.
+	stopMaintain func()
 }
 
 // Open starts the embedded etcd or connects to the external one.
@@ -63,7 +83,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Store{prefix: cfg.Prefix, log: cfg.Log}
+	s := &Store{prefix: cfg.Prefix, log: cfg.Log, kicks: make(chan struct{}, 1), stopMaintain: func() {}}
+	s.initMetrics()
 	where := "embedded"
 	if len(cfg.Endpoints) == 0 {
 		e, err := startEmbedded(cfg)
@@ -71,6 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, err
 		}
 		s.etcd = e
+		s.quota = or64(cfg.QuotaBytes, DefaultQuotaBytes)
 		// In process: the embedded etcd's listeners admit no one, the brain included.
 		s.cli = v3client.New(e.Server)
 	} else {
@@ -87,6 +109,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if _, err := s.cli.Get(sctx, s.prefix+"meta"); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("store: etcd %s not answering: %w", where, err)
+	}
+	if s.etcd != nil {
+		// The first round runs before the store is used: a store that filled up before a
+		// restart recovers now.
+		if err := s.Maintain(ctx); err != nil {
+			s.log.Warn("store maintenance at start failed; retried later", "err", err)
+		}
+		mctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.maintainLoop(mctx, cmp.Or(cfg.MaintainEvery, DefaultMaintainEvery))
+		}()
+		s.stopMaintain = func() { cancel(); <-done }
 	}
 	return s, nil
 }
@@ -148,6 +184,9 @@ func startEmbedded(cfg Config) (*embed.Etcd, error) {
 	// older ones relist.
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
 	ec.AutoCompactionRetention = "1h"
+	// etcd's quota counts the file, which only defragmentation shrinks: Maintain does it, and
+	// applies are refused with the way out before the quota is reached.
+	ec.QuotaBackendBytes = or64(cfg.QuotaBytes, DefaultQuotaBytes)
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
 		return nil, fmt.Errorf("store: start embedded etcd in %s: %w", cfg.DataDir, err)
@@ -164,6 +203,13 @@ func startEmbedded(cfg Config) (*embed.Etcd, error) {
 	}
 }
 
+func or64(n, def int64) int64 {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
 func or(s, def string) string {
 	if s == "" {
 		return def
@@ -173,6 +219,9 @@ func or(s, def string) string {
 
 // Close disconnects and stops the embedded etcd.
 func (s *Store) Close() error {
+	if s.stopMaintain != nil {
+		s.stopMaintain()
+	}
 	if s.cli != nil {
 		_ = s.cli.Close()
 	}

@@ -65,6 +65,8 @@ func init() {
 			fs.StringVar(&cfg.KeyFile, "etcd-key", "", "client key for the external etcd")
 			fs.StringVar(&cfg.CAFile, "etcd-ca", "", "CA bundle for the external etcd")
 			fs.StringVar(&cfg.Prefix, "etcd-prefix", "/ganglion/", "the key prefix Ganglion owns")
+			fs.Int64Var(&cfg.QuotaBytes, "etcd-quota-bytes", store.DefaultQuotaBytes,
+				"the embedded etcd's space quota: applies are refused, naming it, before the store reaches it (an external cluster keeps its own --quota-backend-bytes)")
 			fs.StringVar(&serviceCIDR, "service-cidr", "10.96.0.0/16", "where VIPs are allocated for services that give none")
 			fs.StringVar(&nodePorts, "node-port-range", "30000-32767", "the node port range")
 			fs.DurationVar(&leaseTTL, "node-lease-ttl", 10*time.Second, "how long a node stays registered after its agent's stream ends")
