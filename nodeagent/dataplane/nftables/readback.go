@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/google/nftables"
 )
@@ -69,6 +70,9 @@ func readSets(r tableReader, f *family, k *kernelState) error {
 		static[s.Name] = true
 	}
 	for _, name := range sets {
+		if strings.HasPrefix(name, "__") {
+			continue // an anonymous set (__map0, __set0): part of its rule, not the table's
+		}
 		k.setNames[name] = true
 		if _, _, ok := parseObjectName(name); ok {
 			k.sets[name] = true
