@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 	"github.com/ganglion-proxy/ganglion/store"
 )
 
@@ -74,6 +75,11 @@ func TestNodeLeaseComesBackWhileTheStreamLives(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the loss still shown once the lease is back: %+v", m.LeaseTroubles())
 		}
+	}
+	// `ganglionctl nodes` shows it held again, and that it was lost, when and why.
+	if l := m.NodeLeases()["n1"]; l.GetState() != v1.LeaseState_LEASE_STATE_HELD || l.Losses < 1 || l.LostUnixSeconds == 0 ||
+		!strings.Contains(l.LastError, "lease") {
+		t.Errorf("n1's lease for inspect: %v, want held after a loss, with its time and error", l)
 	}
 
 	// The session's handle writes under the new lease: its agent's next word still counts.

@@ -92,16 +92,16 @@ func (m *Membership) hold(ctx context.Context, hello *v1.Hello) {
 	}
 	// Reports wait for the grant no longer than the stream lives.
 	defer granted(nil)
-	defer m.leaseHeld(ctx)
+	defer m.leaseEnded(ctx)
 	name := hello.NodeName
 	err = m.Store.HoldLease(ctx, leasePrefix+name, b, ttl, store.LeaseEvents{
 		Granted: func(l *store.Lease) {
-			m.leaseHeld(ctx)
+			m.leaseHeld(ctx, name)
 			granted(l)
 		},
 		Lost: func(err error) { m.leaseLost(ctx, name, err) },
 		Restored: func() {
-			m.leaseHeld(ctx)
+			m.leaseHeld(ctx, name)
 			m.log().Info("node lease re-established; registration and health records rewritten", "node", name)
 		},
 	})

@@ -32,6 +32,8 @@ type Options struct {
 	// Auth is who may call what, and the listener's TLS. The zero value is refused; in-process
 	// tests say Insecure.
 	Auth auth.Config
+	// Leases are the node leases inspect shows (bare-metal mode); nil in Kubernetes mode.
+	Leases inspect.Leases
 }
 
 // Brain is one controlplane replica.
@@ -61,7 +63,7 @@ func New(opts Options) (*Brain, error) {
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(v1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	v1.RegisterAgentServiceServer(srv, stream.NewServer(hub, opts.Log))
-	v1.RegisterInspectServiceServer(srv, inspect.NewServer(hub))
+	v1.RegisterInspectServiceServer(srv, inspect.NewServer(hub, opts.Leases))
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
 	return &Brain{Hub: hub, Registry: reg, grpc: srv, health: hs, log: opts.Log}, nil

@@ -19,17 +19,28 @@ import (
 // Server implements InspectService.
 type Server struct {
 	v1.UnimplementedInspectServiceServer
-	hub *stream.Hub
+	hub    *stream.Hub
+	leases Leases
 }
 
 var _ v1.InspectServiceServer = (*Server)(nil)
 
-// NewServer returns the inspect service of hub.
-func NewServer(hub *stream.Hub) *Server { return &Server{hub: hub} }
+// Leases reports the node leases this replica holds for connected agents (bare-metal mode): a
+// node can be connected while its lease is lost, and then it is taken down everywhere.
+type Leases interface {
+	NodeLeases() map[string]*v1.NodeLease
+}
+
+// NewServer returns the inspect service of hub; leases may be nil (Kubernetes mode).
+func NewServer(hub *stream.Hub, leases Leases) *Server { return &Server{hub: hub, leases: leases} }
 
 // ListNodes lists every node known to the model or connected, with its sync status.
 func (s *Server) ListNodes(context.Context, *v1.ListNodesRequest) (*v1.ListNodesResponse, error) {
 	sessions := s.hub.Sessions()
+	var leases map[string]*v1.NodeLease
+	if s.leases != nil {
+		leases = s.leases.NodeLeases()
+	}
 	resp := &v1.ListNodesResponse{}
 	s.hub.View(func(e *compute.Engine) {
 		names := e.Nodes()
@@ -49,6 +60,7 @@ func (s *Server) ListNodes(context.Context, *v1.ListNodesRequest) (*v1.ListNodes
 				st.LagSeconds = ss.Lag.Seconds()
 				st.AckedGeneration = ss.Acked
 				st.AgentVersion = ss.AgentVersion
+				st.Lease = leases[n]
 			}
 			resp.Nodes = append(resp.Nodes, st)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
+	"github.com/ganglion-proxy/ganglion/controlplane/inspect"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
 )
 
@@ -70,6 +71,9 @@ func runServe(args []string) error {
 	opts := brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log, Auth: secured.auth, Stream: streamOpts}
 	if h, ok := src.(interface{ Hooks() stream.Hooks }); ok {
 		opts.Stream.Hooks = h.Hooks()
+	}
+	if l, ok := src.(inspect.Leases); ok {
+		opts.Leases = l
 	}
 	if t, ok := src.(interface {
 		Tokens() auth.TokenAuthenticator

@@ -28,6 +28,9 @@ type etcdSource struct {
 	mem *baremetal.Membership
 }
 
+// NodeLeases are the leases this replica holds for connected agents, for inspect.
+func (e *etcdSource) NodeLeases() map[string]*v1.NodeLease { return e.mem.NodeLeases() }
+
 // Hooks are the stream hooks of bare-metal mode.
 func (e *etcdSource) Hooks() stream.Hooks { return e.mem.Hooks() }
 

@@ -41,7 +41,9 @@ func (f *fakeBrain) Get(_ context.Context, req *v1.GetRequest) (*v1.GetResponse,
 
 func (f *fakeBrain) ListNodes(context.Context, *v1.ListNodesRequest) (*v1.ListNodesResponse, error) {
 	return &v1.ListNodesResponse{Nodes: []*v1.NodeStatus{
-		{Name: "node-1", Zone: "a", Connected: true, Resources: 12, AckedGeneration: 7, AgentVersion: "v1.2.3"},
+		{Name: "node-1", Zone: "a", Connected: true, Resources: 12, AckedGeneration: 7, AgentVersion: "v1.2.3",
+			Lease: &v1.NodeLease{State: v1.LeaseState_LEASE_STATE_LOST, LostUnixSeconds: 1764561600, Losses: 1,
+				LastError: "store: lease 694d7a1b2c3d of leases/node-1 ended: store: lease expired"}},
 		{Name: "node-2", Resources: 12, Pending: 3, LagSeconds: 1.5, LastError: "stream closed"},
 	}}, nil
 }

@@ -21,6 +21,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// LeaseState says whether a connected node's lease is held.
+type LeaseState int32
+
+const (
+	LeaseState_LEASE_STATE_UNSPECIFIED LeaseState = 0
+	// Held: the node is registered.
+	LeaseState_LEASE_STATE_HELD LeaseState = 1
+	// Lost: revoked, expired, or unrenewable while the store was away; being re-established.
+	LeaseState_LEASE_STATE_LOST LeaseState = 2
+)
+
+// Enum value maps for LeaseState.
+var (
+	LeaseState_name = map[int32]string{
+		0: "LEASE_STATE_UNSPECIFIED",
+		1: "LEASE_STATE_HELD",
+		2: "LEASE_STATE_LOST",
+	}
+	LeaseState_value = map[string]int32{
+		"LEASE_STATE_UNSPECIFIED": 0,
+		"LEASE_STATE_HELD":        1,
+		"LEASE_STATE_LOST":        2,
+	}
+)
+
+func (x LeaseState) Enum() *LeaseState {
+	p := new(LeaseState)
+	*p = x
+	return p
+}
+
+func (x LeaseState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LeaseState) Descriptor() protoreflect.EnumDescriptor {
+	return file_ganglion_v1_inspect_proto_enumTypes[0].Descriptor()
+}
+
+func (LeaseState) Type() protoreflect.EnumType {
+	return &file_ganglion_v1_inspect_proto_enumTypes[0]
+}
+
+func (x LeaseState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LeaseState.Descriptor instead.
+func (LeaseState) EnumDescriptor() ([]byte, []int) {
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{0}
+}
+
 // ListNodesRequest has no fields yet.
 type ListNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -122,8 +174,13 @@ type NodeStatus struct {
 	// AckedGeneration is the last update generation the agent acknowledged on its stream.
 	AckedGeneration uint64 `protobuf:"varint,9,opt,name=acked_generation,json=ackedGeneration,proto3" json:"acked_generation,omitempty"`
 	AgentVersion    string `protobuf:"bytes,10,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Lease is the node's lease in the bare-metal store as this replica holds it for the node's
+	// connected agent; unset in Kubernetes mode, for a node not connected here, and before the
+	// first grant. A connected node whose lease is lost has its endpoints taken out everywhere
+	// after the grace, although it shows as connected.
+	Lease         *NodeLease `protobuf:"bytes,11,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -226,6 +283,87 @@ func (x *NodeStatus) GetAgentVersion() string {
 	return ""
 }
 
+func (x *NodeStatus) GetLease() *NodeLease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+// NodeLease is a connected node's lease.
+type NodeLease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State LeaseState             `protobuf:"varint,1,opt,name=state,proto3,enum=ganglion.v1.LeaseState" json:"state,omitempty"`
+	// LostUnixSeconds is when the lease was last lost (while lost: since when); 0 if never on
+	// this stream.
+	LostUnixSeconds int64 `protobuf:"varint,2,opt,name=lost_unix_seconds,json=lostUnixSeconds,proto3" json:"lost_unix_seconds,omitempty"`
+	// LastError is why it was last lost; the brain re-establishes it for as long as the stream
+	// lasts.
+	LastError string `protobuf:"bytes,3,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Losses counts the losses on this stream, re-established or not.
+	Losses        uint32 `protobuf:"varint,4,opt,name=losses,proto3" json:"losses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeLease) Reset() {
+	*x = NodeLease{}
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeLease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeLease) ProtoMessage() {}
+
+func (x *NodeLease) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeLease.ProtoReflect.Descriptor instead.
+func (*NodeLease) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *NodeLease) GetState() LeaseState {
+	if x != nil {
+		return x.State
+	}
+	return LeaseState_LEASE_STATE_UNSPECIFIED
+}
+
+func (x *NodeLease) GetLostUnixSeconds() int64 {
+	if x != nil {
+		return x.LostUnixSeconds
+	}
+	return 0
+}
+
+func (x *NodeLease) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *NodeLease) GetLosses() uint32 {
+	if x != nil {
+		return x.Losses
+	}
+	return 0
+}
+
 // GetNodeStateRequest names a node.
 type GetNodeStateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -236,7 +374,7 @@ type GetNodeStateRequest struct {
 
 func (x *GetNodeStateRequest) Reset() {
 	*x = GetNodeStateRequest{}
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[3]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +386,7 @@ func (x *GetNodeStateRequest) String() string {
 func (*GetNodeStateRequest) ProtoMessage() {}
 
 func (x *GetNodeStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[3]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +399,7 @@ func (x *GetNodeStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeStateRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeStateRequest) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{3}
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetNodeStateRequest) GetNode() string {
@@ -281,7 +419,7 @@ type GetNodeStateResponse struct {
 
 func (x *GetNodeStateResponse) Reset() {
 	*x = GetNodeStateResponse{}
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[4]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +431,7 @@ func (x *GetNodeStateResponse) String() string {
 func (*GetNodeStateResponse) ProtoMessage() {}
 
 func (x *GetNodeStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[4]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +444,7 @@ func (x *GetNodeStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeStateResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeStateResponse) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{4}
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetNodeStateResponse) GetResources() []*Resource {
@@ -328,7 +466,7 @@ type ExplainServiceRequest struct {
 
 func (x *ExplainServiceRequest) Reset() {
 	*x = ExplainServiceRequest{}
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[5]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +478,7 @@ func (x *ExplainServiceRequest) String() string {
 func (*ExplainServiceRequest) ProtoMessage() {}
 
 func (x *ExplainServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[5]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +491,7 @@ func (x *ExplainServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainServiceRequest.ProtoReflect.Descriptor instead.
 func (*ExplainServiceRequest) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{5}
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExplainServiceRequest) GetNode() string {
@@ -387,7 +525,7 @@ type ExplainServiceResponse struct {
 
 func (x *ExplainServiceResponse) Reset() {
 	*x = ExplainServiceResponse{}
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[6]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -399,7 +537,7 @@ func (x *ExplainServiceResponse) String() string {
 func (*ExplainServiceResponse) ProtoMessage() {}
 
 func (x *ExplainServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[6]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -412,7 +550,7 @@ func (x *ExplainServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainServiceResponse.ProtoReflect.Descriptor instead.
 func (*ExplainServiceResponse) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{6}
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExplainServiceResponse) GetPorts() []*PortExplanation {
@@ -440,7 +578,7 @@ type PortExplanation struct {
 
 func (x *PortExplanation) Reset() {
 	*x = PortExplanation{}
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[7]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +590,7 @@ func (x *PortExplanation) String() string {
 func (*PortExplanation) ProtoMessage() {}
 
 func (x *PortExplanation) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[7]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +603,7 @@ func (x *PortExplanation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortExplanation.ProtoReflect.Descriptor instead.
 func (*PortExplanation) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{7}
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PortExplanation) GetResource() string {
@@ -526,7 +664,7 @@ type EndpointExplanation struct {
 
 func (x *EndpointExplanation) Reset() {
 	*x = EndpointExplanation{}
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +676,7 @@ func (x *EndpointExplanation) String() string {
 func (*EndpointExplanation) ProtoMessage() {}
 
 func (x *EndpointExplanation) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +689,7 @@ func (x *EndpointExplanation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointExplanation.ProtoReflect.Descriptor instead.
 func (*EndpointExplanation) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{8}
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EndpointExplanation) GetAddress() string {
@@ -596,7 +734,7 @@ const file_ganglion_v1_inspect_proto_rawDesc = "" +
 	"\x19ganglion/v1/inspect.proto\x12\vganglion.v1\x1a\x17ganglion/v1/state.proto\"\x12\n" +
 	"\x10ListNodesRequest\"B\n" +
 	"\x11ListNodesResponse\x12-\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x17.ganglion.v1.NodeStatusR\x05nodes\"\xb6\x02\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x17.ganglion.v1.NodeStatusR\x05nodes\"\xe4\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
@@ -611,7 +749,14 @@ const file_ganglion_v1_inspect_proto_rawDesc = "" +
 	"lagSeconds\x12)\n" +
 	"\x10acked_generation\x18\t \x01(\x04R\x0fackedGeneration\x12#\n" +
 	"\ragent_version\x18\n" +
-	" \x01(\tR\fagentVersion\")\n" +
+	" \x01(\tR\fagentVersion\x12,\n" +
+	"\x05lease\x18\v \x01(\v2\x16.ganglion.v1.NodeLeaseR\x05lease\"\x9d\x01\n" +
+	"\tNodeLease\x12-\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x17.ganglion.v1.LeaseStateR\x05state\x12*\n" +
+	"\x11lost_unix_seconds\x18\x02 \x01(\x03R\x0flostUnixSeconds\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x03 \x01(\tR\tlastError\x12\x16\n" +
+	"\x06losses\x18\x04 \x01(\rR\x06losses\")\n" +
 	"\x13GetNodeStateRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\"K\n" +
 	"\x14GetNodeStateResponse\x123\n" +
@@ -634,7 +779,12 @@ const file_ganglion_v1_inspect_proto_rawDesc = "" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
 	"\binternal\x18\x03 \x01(\bR\binternal\x12\x1a\n" +
 	"\bexternal\x18\x04 \x01(\bR\bexternal\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason2\x8c\x02\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason*U\n" +
+	"\n" +
+	"LeaseState\x12\x1b\n" +
+	"\x17LEASE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10LEASE_STATE_HELD\x10\x01\x12\x14\n" +
+	"\x10LEASE_STATE_LOST\x10\x022\x8c\x02\n" +
 	"\x0eInspectService\x12J\n" +
 	"\tListNodes\x12\x1d.ganglion.v1.ListNodesRequest\x1a\x1e.ganglion.v1.ListNodesResponse\x12S\n" +
 	"\fGetNodeState\x12 .ganglion.v1.GetNodeStateRequest\x1a!.ganglion.v1.GetNodeStateResponse\x12Y\n" +
@@ -652,40 +802,45 @@ func file_ganglion_v1_inspect_proto_rawDescGZIP() []byte {
 	return file_ganglion_v1_inspect_proto_rawDescData
 }
 
-var file_ganglion_v1_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_ganglion_v1_inspect_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_ganglion_v1_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_ganglion_v1_inspect_proto_goTypes = []any{
-	(*ListNodesRequest)(nil),       // 0: ganglion.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 1: ganglion.v1.ListNodesResponse
-	(*NodeStatus)(nil),             // 2: ganglion.v1.NodeStatus
-	(*GetNodeStateRequest)(nil),    // 3: ganglion.v1.GetNodeStateRequest
-	(*GetNodeStateResponse)(nil),   // 4: ganglion.v1.GetNodeStateResponse
-	(*ExplainServiceRequest)(nil),  // 5: ganglion.v1.ExplainServiceRequest
-	(*ExplainServiceResponse)(nil), // 6: ganglion.v1.ExplainServiceResponse
-	(*PortExplanation)(nil),        // 7: ganglion.v1.PortExplanation
-	(*EndpointExplanation)(nil),    // 8: ganglion.v1.EndpointExplanation
-	(*Resource)(nil),               // 9: ganglion.v1.Resource
-	(*EndpointSet)(nil),            // 10: ganglion.v1.EndpointSet
-	(*ServicePort)(nil),            // 11: ganglion.v1.ServicePort
+	(LeaseState)(0),                // 0: ganglion.v1.LeaseState
+	(*ListNodesRequest)(nil),       // 1: ganglion.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 2: ganglion.v1.ListNodesResponse
+	(*NodeStatus)(nil),             // 3: ganglion.v1.NodeStatus
+	(*NodeLease)(nil),              // 4: ganglion.v1.NodeLease
+	(*GetNodeStateRequest)(nil),    // 5: ganglion.v1.GetNodeStateRequest
+	(*GetNodeStateResponse)(nil),   // 6: ganglion.v1.GetNodeStateResponse
+	(*ExplainServiceRequest)(nil),  // 7: ganglion.v1.ExplainServiceRequest
+	(*ExplainServiceResponse)(nil), // 8: ganglion.v1.ExplainServiceResponse
+	(*PortExplanation)(nil),        // 9: ganglion.v1.PortExplanation
+	(*EndpointExplanation)(nil),    // 10: ganglion.v1.EndpointExplanation
+	(*Resource)(nil),               // 11: ganglion.v1.Resource
+	(*EndpointSet)(nil),            // 12: ganglion.v1.EndpointSet
+	(*ServicePort)(nil),            // 13: ganglion.v1.ServicePort
 }
 var file_ganglion_v1_inspect_proto_depIdxs = []int32{
-	2,  // 0: ganglion.v1.ListNodesResponse.nodes:type_name -> ganglion.v1.NodeStatus
-	9,  // 1: ganglion.v1.GetNodeStateResponse.resources:type_name -> ganglion.v1.Resource
-	7,  // 2: ganglion.v1.ExplainServiceResponse.ports:type_name -> ganglion.v1.PortExplanation
-	10, // 3: ganglion.v1.PortExplanation.internal:type_name -> ganglion.v1.EndpointSet
-	10, // 4: ganglion.v1.PortExplanation.external:type_name -> ganglion.v1.EndpointSet
-	8,  // 5: ganglion.v1.PortExplanation.endpoints:type_name -> ganglion.v1.EndpointExplanation
-	11, // 6: ganglion.v1.PortExplanation.service:type_name -> ganglion.v1.ServicePort
-	0,  // 7: ganglion.v1.InspectService.ListNodes:input_type -> ganglion.v1.ListNodesRequest
-	3,  // 8: ganglion.v1.InspectService.GetNodeState:input_type -> ganglion.v1.GetNodeStateRequest
-	5,  // 9: ganglion.v1.InspectService.ExplainService:input_type -> ganglion.v1.ExplainServiceRequest
-	1,  // 10: ganglion.v1.InspectService.ListNodes:output_type -> ganglion.v1.ListNodesResponse
-	4,  // 11: ganglion.v1.InspectService.GetNodeState:output_type -> ganglion.v1.GetNodeStateResponse
-	6,  // 12: ganglion.v1.InspectService.ExplainService:output_type -> ganglion.v1.ExplainServiceResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	3,  // 0: ganglion.v1.ListNodesResponse.nodes:type_name -> ganglion.v1.NodeStatus
+	4,  // 1: ganglion.v1.NodeStatus.lease:type_name -> ganglion.v1.NodeLease
+	0,  // 2: ganglion.v1.NodeLease.state:type_name -> ganglion.v1.LeaseState
+	11, // 3: ganglion.v1.GetNodeStateResponse.resources:type_name -> ganglion.v1.Resource
+	9,  // 4: ganglion.v1.ExplainServiceResponse.ports:type_name -> ganglion.v1.PortExplanation
+	12, // 5: ganglion.v1.PortExplanation.internal:type_name -> ganglion.v1.EndpointSet
+	12, // 6: ganglion.v1.PortExplanation.external:type_name -> ganglion.v1.EndpointSet
+	10, // 7: ganglion.v1.PortExplanation.endpoints:type_name -> ganglion.v1.EndpointExplanation
+	13, // 8: ganglion.v1.PortExplanation.service:type_name -> ganglion.v1.ServicePort
+	1,  // 9: ganglion.v1.InspectService.ListNodes:input_type -> ganglion.v1.ListNodesRequest
+	5,  // 10: ganglion.v1.InspectService.GetNodeState:input_type -> ganglion.v1.GetNodeStateRequest
+	7,  // 11: ganglion.v1.InspectService.ExplainService:input_type -> ganglion.v1.ExplainServiceRequest
+	2,  // 12: ganglion.v1.InspectService.ListNodes:output_type -> ganglion.v1.ListNodesResponse
+	6,  // 13: ganglion.v1.InspectService.GetNodeState:output_type -> ganglion.v1.GetNodeStateResponse
+	8,  // 14: ganglion.v1.InspectService.ExplainService:output_type -> ganglion.v1.ExplainServiceResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_inspect_proto_init() }
@@ -699,13 +854,14 @@ func file_ganglion_v1_inspect_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ganglion_v1_inspect_proto_rawDesc), len(file_ganglion_v1_inspect_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   9,
+			NumEnums:      1,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_ganglion_v1_inspect_proto_goTypes,
 		DependencyIndexes: file_ganglion_v1_inspect_proto_depIdxs,
+		EnumInfos:         file_ganglion_v1_inspect_proto_enumTypes,
 		MessageInfos:      file_ganglion_v1_inspect_proto_msgTypes,
 	}.Build()
 	File_ganglion_v1_inspect_proto = out.File
