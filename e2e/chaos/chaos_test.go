@@ -18,7 +18,9 @@ import (
 // TestChaos is `make chaos`: every fault in turn on one system of three etcd members, two
 // brains and three agents under four admin clients. It runs only when GANGLION_CHAOS is set
 // (it takes minutes); GANGLION_CHAOS_QUORUM_S shortens the quorum loss (default 60), and
-// GANGLION_CHAOS_FAULTS (comma-separated names) runs only those faults.
+// GANGLION_CHAOS_FAULTS (comma-separated names) runs only those faults. It runs in network
+// namespaces with nftables agents and real traffic (root); GANGLION_CHAOS_LAB=0 runs it on the
+// host with recording agents instead.
 func TestChaos(t *testing.T) {
 	if os.Getenv("GANGLION_CHAOS") == "" {
 		t.Skip("the chaos run takes minutes: make chaos (GANGLION_CHAOS=1)")
@@ -27,7 +29,7 @@ func TestChaos(t *testing.T) {
 	if s, err := strconv.Atoi(os.Getenv("GANGLION_CHAOS_QUORUM_S")); err == nil && s > 0 {
 		quorum = time.Duration(s) * time.Second
 	}
-	h := NewHarness(t, Options{Members: 3, Brains: 2, Agents: 3})
+	h := NewHarness(t, Options{Members: 3, Brains: 2, Agents: 3, Lab: os.Getenv("GANGLION_CHAOS_LAB") != "0"})
 	w := NewWorkload(h)
 	faults := []Fault{
 		MemberKill(5 * time.Second),
@@ -72,7 +74,7 @@ func settle(t *testing.T, h *Harness) {
 	t.Helper()
 	proc.EventuallyWithin(t, 2*time.Minute, "etcd cluster healthy", h.Etcd.Healthy)
 	for i := range h.Brains() {
-		h.Brain(i).WaitReady(t)
+		h.WaitReady(i)
 	}
 	proc.EventuallyWithin(t, 2*time.Minute, "agents synced", h.AgentsSynced)
 }

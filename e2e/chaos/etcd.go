@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
+	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
 	"github.com/ganglion-proxy/ganglion/internal/testenv"
 )
@@ -35,12 +38,29 @@ type Cluster struct {
 	bin     string
 	initial string
 	Members []*Member
+	// wrap runs a member's command where the brains are (a network namespace); dial connects
+	// from there. Both are identity and the plain dialer on the host.
+	wrap func(argv []string) []string
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
-// StartCluster starts n members and waits until the cluster answers a write.
+// StartCluster starts n members on the host and waits until the cluster answers a write.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, bin: testenv.RequireCommand(t, "etcd")}
+	return startCluster(t, n, nil)
+}
+
+// startCluster starts n members in ns (the host when nil).
+func startCluster(t testing.TB, n int, ns *netlab.NS) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, bin: testenv.RequireCommand(t, "etcd"), wrap: func(a []string) []string { return a },
+		dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		}}
+	if ns != nil {
+		c.wrap = func(a []string) []string { return ns.Command(a...) }
+		c.dial = func(_ context.Context, addr string) (net.Conn, error) { return ns.DialNet("tcp", addr, 2*time.Second) }
+	}
 	dir := t.TempDir()
 	var peers []string
 	for i := range n {
@@ -79,11 +99,13 @@ func (c *Cluster) Start(m *Member) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	// Timings are etcd's defaults but for a shorter election: failovers are what is measured.
-	cmd := exec.Command(c.bin, "--name", m.Name, "--data-dir", m.Dir,
+	argv := c.wrap([]string{c.bin, "--name", m.Name, "--data-dir", m.Dir,
 		"--listen-client-urls", m.Client, "--advertise-client-urls", m.Client,
 		"--listen-peer-urls", m.Peer, "--initial-advertise-peer-urls", m.Peer,
 		"--initial-cluster", c.initial, "--initial-cluster-state", "new", "--initial-cluster-token", "chaos",
-		"--heartbeat-interval", "100", "--election-timeout", "1000", "--log-level", "warn")
+		"--heartbeat-interval", "100", "--election-timeout", "1000", "--log-level", "warn"})
+	// ip netns exec execs the member itself: signals reach etcd, not a wrapper.
+	cmd := exec.Command(argv[0], argv[1:]...)
 	log, err := os.OpenFile(m.Dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.t.Fatal(err)
@@ -165,7 +187,8 @@ func (c *Cluster) statuses() map[*Member]*clientv3.StatusResponse {
 
 func (c *Cluster) client() (*clientv3.Client, error) {
 	eps := strings.Split(c.Endpoints(), ",")
-	return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 2 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(c.dial)}})
 }
 
 // put writes outside Ganglion's prefix, to see that a quorum accepts writes.

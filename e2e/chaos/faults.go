@@ -63,7 +63,7 @@ func BrainKill(w *Workload, down time.Duration) Fault {
 		h.Brain(0).Kill()
 		time.Sleep(down)
 		h.StartBrain(0)
-		h.Brain(0).WaitReady(t)
+		h.WaitReady(0)
 		// The kill is mid-apply when a call to brain 0 was in flight at that moment.
 		inflight := 0
 		for _, op := range w.History.Ops() {
@@ -88,10 +88,20 @@ func QuorumLoss(w *Workload, d time.Duration) Fault {
 		for _, m := range victims {
 			h.Etcd.Kill(m)
 		}
-		unsynced := 0
+		unsynced, unserved := 0, 0
+		var held map[string]State
 		for time.Since(start) < d {
 			if !h.AgentsSynced() {
 				unsynced++
+			}
+			// Once writes in flight at the loss have ended, what each agent holds must stay put:
+			// the brain serves the last state and nothing new can commit.
+			if time.Since(start) > 3*time.Second {
+				now := h.Held(t.Context())
+				if len(now) != len(h.Agents) || (held != nil && !sameHeld(held, now)) {
+					unserved++
+				}
+				held = now
 			}
 			time.Sleep(time.Second)
 		}
@@ -99,9 +109,12 @@ func QuorumLoss(w *Workload, d time.Duration) Fault {
 		for _, m := range victims {
 			h.Etcd.Start(m)
 		}
-		r.Notef("down_s=%.0f agents_unsynced_samples=%d", d.Seconds(), unsynced)
+		r.Notef("down_s=%.0f agents_unsynced_samples=%d agents_state_changed_samples=%d", d.Seconds(), unsynced, unserved)
 		if unsynced > 0 {
 			r.Failf("agents lost their synced state %d times during quorum loss (sampled every second)", unsynced)
+		}
+		if unserved > 0 {
+			r.Failf("%d samples during quorum loss found an agent not served or its state changed (last: %v)", unserved, held)
 		}
 		// Calls that began once the loss was established (the brain's etcd client needs a moment
 		// to see it) and ended before it was over.
@@ -152,6 +165,18 @@ func outageCalls(ops []Op, from, to time.Time, r *Result) {
 			r.Failf("%d admin calls during quorum loss failed with %s, not Unavailable", k, c)
 		}
 	}
+}
+
+func sameHeld(a, b map[string]State) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for n, s := range a {
+		if !equal(s, b[n]) {
+			return false
+		}
+	}
+	return true
 }
 
 // waitLeader waits until a member says it leads.

@@ -68,6 +68,11 @@ func Run(t testing.TB, h *Harness, w *Workload, clients int, warmup time.Duratio
 		t.Fatalf("%s: initial read: %v", f.Name, err)
 	}
 	from := w.History.Len()
+	began := time.Now()
+	var asked int64
+	if h.Traffic != nil {
+		asked = h.Traffic.Mark()
+	}
 	w.Start(clients)
 	time.Sleep(warmup)
 	f.Inject(t, h, r)
@@ -85,6 +90,13 @@ func Run(t testing.TB, h *Harness, w *Workload, clients int, warmup time.Duratio
 	r.ConvergedS = time.Since(end).Seconds()
 	if !converged {
 		r.Failf("agents did not converge on %v within 2m: they hold %v", final, h.Held(t.Context()))
+	}
+	if h.Traffic != nil {
+		failed := h.Traffic.FailedBetween(began, time.Now())
+		r.Notef("traffic_requests=%d traffic_failed=%d", h.Traffic.Mark()-asked, failed)
+		if failed > 0 {
+			r.Failf("%d requests to the traffic service's VIP failed", failed)
+		}
 	}
 	ops := w.History.Ops()[from:]
 	r.Ops = len(ops)

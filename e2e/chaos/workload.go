@@ -109,7 +109,7 @@ func (w *Workload) Apply(admin v1.AdminServiceClient, id int, r *rand.Rand) Op {
 func (w *Workload) document(name string, version int) string {
 	var backends []string
 	for _, a := range w.h.Agents {
-		backends = append(backends, fmt.Sprintf("{address: %s, node: %s}", a.IP, a.Node))
+		backends = append(backends, fmt.Sprintf("{address: %s, node: %s}", a.Backend, a.Node))
 	}
 	return fmt.Sprintf(`apiVersion: ganglion-proxy.io/v1
 kind: Service
