@@ -55,3 +55,9 @@ type Dataplane interface {
 	// Close releases handles; it leaves the rules in place.
 	Close() error
 }
+
+// PlanReporter is a backend that keeps the plan it last committed, in its printable form, for
+// the agent's /debug/plan: the exact operations of the last change that reached the kernel.
+type PlanReporter interface {
+	LastPlan() string
+}

@@ -129,6 +129,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	metrics := node.NewMetrics()
+	backend := dp
 	dp, zone, err := startDNS(ctx, f, dp, metrics.Registry, log)
 	if err != nil {
 		return err
@@ -171,7 +172,7 @@ func run(args []string) error {
 		},
 	})
 	serve(ctx, log, f.healthzAddr, health.Handler())
-	serve(ctx, log, f.metricsAddr, metrics.Handler())
+	serve(ctx, log, f.metricsAddr, metricsMux(metrics, backend))
 	go reconcileLoop(ctx, log, dp, f.reconcileEvery)
 	log.Info("agent starting", "node", f.nodeName, "brains", f.brains, "dataplane", f.backend)
 	return agent.Run(ctx)

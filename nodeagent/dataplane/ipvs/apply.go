@@ -17,7 +17,9 @@ import (
 func (d *Dataplane) Apply(ctx context.Context, c dataplane.Change) map[string]error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	errs := d.commit(planApply(c, &d.view, d.opts.Node, d.opts.Scheduler))
+	plan := planApply(c, &d.view, d.opts.Node, d.opts.Scheduler)
+	errs := d.commit(plan)
+	d.lastPlan = plan.String()
 	if err := d.commitTidy(planTidy(&d.view)); err != nil {
 		// The ports are applied; what is left is garbage Prune or Reconcile collects.
 		for _, b := range c.Removals {
@@ -73,3 +75,12 @@ func sortedKeys[V any](m map[vsKey]V) []vsKey {
 	})
 	return out
 }
+
+// LastPlan returns the plan the last Apply committed, one operation per line.
+func (d *Dataplane) LastPlan() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastPlan
+}
+
+var _ dataplane.PlanReporter = (*Dataplane)(nil)

@@ -160,6 +160,7 @@ func (d *Dataplane) commit(p *Plan) error {
 			return err
 		}
 		d.lastMessages = p.messages()
+		d.lastPlan = p.String()
 	}
 	var jobs []conntrackJob
 	for _, fp := range p.fams {
@@ -173,3 +174,12 @@ func (d *Dataplane) commit(p *Plan) error {
 	}
 	return nil
 }
+
+// LastPlan returns the last plan the kernel accepted, in nft syntax.
+func (d *Dataplane) LastPlan() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastPlan
+}
+
+var _ dataplane.PlanReporter = (*Dataplane)(nil)
