@@ -19,7 +19,7 @@ func (d *Dataplane) Apply(ctx context.Context, c dataplane.Change) map[string]er
 	defer d.mu.Unlock()
 	plan := planApply(c, &d.view, d.opts.Node, d.opts.Scheduler)
 	errs := d.commit(plan)
-	d.lastPlan = plan.String()
+	d.lastPlan = plan // printed only when asked: formatting every apply would cost the apply path
 	if err := d.commitTidy(planTidy(&d.view)); err != nil {
 		// The ports are applied; what is left is garbage Prune or Reconcile collects.
 		for _, b := range c.Removals {
@@ -80,7 +80,7 @@ func sortedKeys[V any](m map[vsKey]V) []vsKey {
 func (d *Dataplane) LastPlan() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.lastPlan
+	return d.lastPlan.String()
 }
 
 var _ dataplane.PlanReporter = (*Dataplane)(nil)

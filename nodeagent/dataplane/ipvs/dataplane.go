@@ -71,8 +71,8 @@ type Dataplane struct {
 	bulk *nlWriter
 	// view is what the kernel holds, as far as the kernel confirmed it.
 	view
-	// lastPlan is the last Apply's plan, printed, for /debug/plan.
-	lastPlan string
+	// lastPlan is the last Apply's plan, for /debug/plan.
+	lastPlan Plan
 
 	stop chan struct{}
 	done chan struct{}

@@ -160,7 +160,7 @@ func (d *Dataplane) commit(p *Plan) error {
 			return err
 		}
 		d.lastMessages = p.messages()
-		d.lastPlan = p.String()
+		d.lastPlan = p // printed only when asked: formatting every commit would cost the apply path
 	}
 	var jobs []conntrackJob
 	for _, fp := range p.fams {
@@ -179,7 +179,10 @@ func (d *Dataplane) commit(p *Plan) error {
 func (d *Dataplane) LastPlan() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.lastPlan
+	if d.lastPlan == nil {
+		return ""
+	}
+	return d.lastPlan.String()
 }
 
 var _ dataplane.PlanReporter = (*Dataplane)(nil)

@@ -30,8 +30,8 @@ type Dataplane struct {
 	tables map[*family]*familyTable
 	// lastMessages counts the netlink messages of the last transaction, for tests.
 	lastMessages int
-	// lastPlan is the last plan the kernel accepted, printed, for /debug/plan.
-	lastPlan string
+	// lastPlan is the last plan the kernel accepted, for /debug/plan.
+	lastPlan *Plan
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
