@@ -100,11 +100,14 @@ func Run(t testing.TB, h *Harness, w *Workload, clients int, warmup time.Duratio
 	}
 	ops := w.History.Ops()[from:]
 	r.Ops = len(ops)
+	var slowest time.Duration
 	for _, op := range ops {
 		if op.Outcome == Unknown {
 			r.Unknown++
 		}
+		slowest = max(slowest, op.End.Sub(op.Start))
 	}
+	r.Notef("slowest_call_s=%.2f", slowest.Seconds())
 	var late bool
 	r.Linearizable, late = Check(initial, ops, 2*time.Minute)
 	if late {
