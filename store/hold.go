@@ -164,6 +164,9 @@ func (l *Lease) reestablish(ctx context.Context) error {
 	}
 	if ttl.TTL <= 0 {
 		granted, err := l.s.cli.Grant(ctx, int64(max(l.ttl/time.Second, 1)))
+		if isNoSpace(err) {
+			l.s.kick() // etcd's space alarm refuses grants too: make room now
+		}
 		if err != nil {
 			return fmt.Errorf("store: grant lease for %s: %w", l.path, err)
 		}

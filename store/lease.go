@@ -49,6 +49,9 @@ func (s *Store) GrantLease(ctx context.Context, path string, value []byte, ttl t
 	}
 	lease, err := s.cli.Grant(ctx, int64(max(ttl/time.Second, 1)))
 	if err != nil {
+		if isNoSpace(err) {
+			s.kick() // etcd's space alarm refuses grants too: make room now, not in a minute
+		}
 		return nil, fmt.Errorf("store: grant lease for %s: %w", path, err)
 	}
 	if _, err := s.cli.Put(ctx, s.prefix+path, string(value), clientv3.WithLease(lease.ID)); err != nil {

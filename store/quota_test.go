@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // openSmall opens an embedded store in dir with a quota of a few MiB.
@@ -156,5 +157,44 @@ func TestTheStoreSizeIsAMetric(t *testing.T) {
 	if got["ganglion_store_quota_bytes"] != 8<<20 || got["ganglion_store_db_size_bytes"] == 0 ||
 		got["ganglion_store_db_size_in_use_bytes"] == 0 || got["ganglion_store_space_alarm"] != 0 {
 		t.Errorf("store metrics %v, want the 8 MiB quota, a size, a size in use and no alarm", got)
+	}
+}
+
+// TestAHalfEmptyStoreIsDefragmented: after objects are deleted and history compacted (hourly),
+// the file keeps its size until defragmented; maintenance does it once less than half is in use.
+func TestAHalfEmptyStoreIsDefragmented(t *testing.T) {
+	s, err := Open(context.Background(), Config{DataDir: t.TempDir(), ClientURL: freePort(t), PeerURL: freePort(t),
+		Log: slog.New(slog.DiscardHandler), EtcdLogLevel: "panic", MaintainEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var keys []Key
+	for i := range 24 {
+		name := fmt.Sprint("big-", i)
+		if err := commitOne(s, name, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, svcItem(name, "").Key)
+	}
+	snap, _ := s.Snapshot(ctx)
+	rev, err := s.Commit(ctx, snap.Generation, nil, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	s.etcd.Server.Backend().ForceCommit()
+	before, _ := s.size(ctx)
+	if err := s.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := s.size(ctx)
+	t.Logf("24 MiB written, deleted and compacted: %d KiB (in use %d KiB) before maintenance, %d KiB after",
+		before.total>>10, before.inUse>>10, after.total>>10)
+	if after.total >= before.total/2 {
+		t.Errorf("maintenance left the file at %s of %s (in use %s)", mib(after.total), mib(before.total), mib(before.inUse))
 	}
 }
