@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
 // The lab's fixed addresses: each brain has its own fabric address (agents dial those), the
@@ -148,4 +150,39 @@ func (tr *Traffic) FailedBetween(from, to time.Time) int {
 		}
 	}
 	return n
+}
+
+// Serves reports whether node 1's first pod reaches every workload service in want on its VIP
+// and port: the kernel, not only the agent's acknowledgement, holds the state. Off a lab it
+// holds trivially.
+func (h *Harness) Serves(want State) bool {
+	if h.lab == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := v1.NewAdminServiceClient(h.Conn(0)).Get(ctx, &v1.GetRequest{Selector: &v1.ObjectRef{Kind: "service", Namespace: Namespace}})
+	if err != nil {
+		return false
+	}
+	vips := map[string]string{}
+	for _, d := range resp.Objects {
+		var o struct {
+			Metadata struct{ Name string }
+			Spec     struct{ VIPs []string }
+		}
+		if yaml.Unmarshal([]byte(d.Content), &o) == nil && len(o.Spec.VIPs) > 0 {
+			vips[o.Metadata.Name] = o.Spec.VIPs[0]
+		}
+	}
+	pod := h.lab.Nodes[0].Pods[0]
+	for name, port := range want {
+		if vips[name] == "" {
+			return false
+		}
+		if _, err := pod.AskTCP(net.JoinHostPort(vips[name], fmt.Sprint(port))); err != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -123,9 +123,11 @@ func Run(t testing.TB, h *Harness, w *Workload, clients int, warmup time.Duratio
 	return r
 }
 
+// waitConverged waits until every agent acknowledged want and, in a lab, traffic reaches each
+// of its services.
 func waitConverged(h *Harness, want State, within time.Duration) bool {
 	deadline := time.Now().Add(within)
-	for !h.Converged(want) {
+	for !h.Converged(want) || !h.Serves(want) {
 		if time.Now().After(deadline) {
 			return false
 		}
