@@ -114,7 +114,10 @@ func (s *Store) maintain(ctx context.Context, need int64) error {
 			return err
 		}
 	}
-	if full || (sz.total >= defragMin && float64(sz.inUse) < defragShare*float64(sz.total)) {
+	// Near the quota, any real gain is worth the pause; a store full of live data is not
+	// rewritten every round for nothing.
+	free := sz.total - sz.inUse
+	if (full && free >= reserve(s.quota)/4) || (sz.total >= defragMin && float64(sz.inUse) < defragShare*float64(sz.total)) {
 		if err := s.defragment(ctx, sz); err != nil {
 			return err
 		}
