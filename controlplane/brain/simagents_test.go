@@ -99,6 +99,8 @@ func runSimAgents(cfg simConfig) int {
 		work, err = startApplyFleet(cfg, roots)
 	case workHeld:
 		work, err = startHeldFleet(cfg, roots)
+	case workSoak:
+		work, err = startSoakFleet(cfg, roots)
 	default:
 		err = fmt.Errorf("unknown work %q", cfg.Work)
 	}

@@ -1,0 +1,357 @@
+package brain_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ganglion-proxy/ganglion/controlplane/brain"
+)
+
+// The soak's floors (issue 12): memory flat under churn, and no update late.
+const (
+	soakMaxSlope = 5.0   // MiB per hour, the brain's process and each agent
+	soakMaxP99   = 250.0 // ms, change to acknowledgement
+	// The brain's settled RSS is read every soakBrainEvery, the agents' every soakAgentsEvery:
+	// settling the agents' heap of gigabytes costs seconds of CPU.
+	soakBrainEvery  = 10 * time.Second
+	soakAgentsEvery = 30 * time.Second
+)
+
+// Environment overrides for development: a full run is 1,000 agents for 10 minutes.
+const (
+	envSoakAgents  = "GANGLION_SOAK_AGENTS"
+	envSoakMinutes = "GANGLION_SOAK_MINUTES"
+	// envSoakProfile names a directory for heap profiles of both processes at the middle and the
+	// end of the churn (brain-half.pb.gz, agents-end.pb.gz, ...): compare them with
+	// `go tool pprof -diff_base`.
+	envSoakProfile = "GANGLION_SOAK_PROFILE"
+)
+
+// BenchmarkSoak runs the brain in this process and its agents in a child process, as
+// BenchmarkFanout does (mutual TLS, a node certificate each, the real agent client decoding and
+// applying every update before its acknowledgement, here into a counting dataplane), on the
+// fan-out workload, under continuous churn of soakRate changes a second for minutes
+// (soakchurn_test.go). It samples both processes' settled RSS every few seconds (sampleSoak)
+// and fits a line to the second half; it times every acknowledged update from the oldest change
+// it carries. The line is printed only when the run held its invariants and its floors.
+func BenchmarkSoak(b *testing.B) {
+	agents, minutes := soakSize(b)
+	raiseFileLimit()
+	certs := newBenchPKI(b, fanoutNodes()[:agents]...)
+	for b.Loop() {
+		br := fanoutBrain(b, certs.brainAuth(b))
+		m := br.Hub.Metrics()
+		lat := newLatencyRecorder(m.Programming)
+		m.Programming = lat // before Serve: no stream observes it yet
+		lis := listen(b)
+		go br.Serve(lis)
+		fleet := startFleet(b, simConfig{Addr: lis.Addr().String(), Agents: agents, PKIDir: certs.Dir, Work: workSoak})
+		waitUntil(b, "initial sync of every agent", 15*time.Minute, func() bool { return allSynced(br, agents) })
+
+		r := runSoak(b, br, fleet, lat, agents, time.Duration(minutes)*time.Minute)
+		checkSoakHold(b, br, fleet, agents)
+		fleet.stop()
+		br.Stop()
+
+		line := r.line(agents, minutes)
+		if failed := r.floorsFailed(); len(failed) > 0 {
+			b.Fatalf("soak floors not held (%s): %s", strings.Join(failed, "; "), line)
+		}
+		fmt.Println("BENCH " + line)
+	}
+}
+
+// soakSize is the run's agents and minutes: 1,000 and 10 unless the environment says otherwise.
+func soakSize(b *testing.B) (agents, minutes int) {
+	b.Helper()
+	get := func(env string, def, most int) int {
+		s := os.Getenv(env)
+		if s == "" {
+			return def
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > most {
+			b.Fatalf("%s=%q: want 1 to %d", env, s, most)
+		}
+		return n
+	}
+	return get(envSoakAgents, fanAgents, fanAgents), get(envSoakMinutes, 10, 24*60)
+}
+
+// soakResult is what a soak run measured.
+type soakResult struct {
+	changesPerS                float64
+	brainSlope, agentSlope     float64 // MiB per hour
+	brainMiB, agentMiB         float64 // mean over the second half; agentMiB per agent
+	brainSamples, agentSamples int     // RSS samples in the second half
+	p50, p99, worst            float64 // ms
+	updates, stalls            int64
+	flips, deletes, adds       int
+	partial                    int // resources rejected as part of a port (checkRefusals)
+}
+
+// runSoak churns br for run while sampling memory, waits until every agent has caught up, and
+// holds the run to its invariants: no agent reconnected, no stream stalled, nothing rejected,
+// every update acknowledged and timed, the churn on schedule.
+func runSoak(b *testing.B, br *brain.Brain, fleet *simFleet, lat *latencyRecorder, agents int, run time.Duration) soakResult {
+	b.Helper()
+	m := br.Hub.Metrics()
+	snapshots, stalled, rejections := count(m.Snapshots), count(m.Stalled), count(m.Rejections)
+	updates, acks := count(m.Updates), count(m.Acks)
+
+	churn := newSoakChurn(br)
+	ctx, cancel := context.WithTimeout(context.Background(), run)
+	defer cancel()
+	lat.on.Store(true)
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { defer close(done); churn.run(ctx) }()
+	mem := sampleSoak(b, fleet, start, run, done)
+	elapsed := time.Since(start)
+	mem.profile("end")
+	mem.write(b)
+	// Updates still on their way carry changes of the run: they are timed too.
+	waitUntil(b, "every agent caught up with the churn", 5*time.Minute, func() bool { return allSynced(br, agents) })
+	lat.on.Store(false)
+
+	switch {
+	case count(m.Snapshots) != snapshots:
+		b.Fatalf("%d snapshots sent during the soak: agents reconnected", count(m.Snapshots)-snapshots)
+	case count(m.Stalled) != stalled:
+		b.Fatalf("%d streams stalled during the soak", count(m.Stalled)-stalled)
+	case count(m.Updates)-updates != count(m.Acks)-acks:
+		b.Fatalf("%d updates sent, %d acknowledged", count(m.Updates)-updates, count(m.Acks)-acks)
+	case lat.count() != int64(count(m.Acks)-acks):
+		b.Fatalf("%d updates timed, %d acknowledged", lat.count(), count(m.Acks)-acks)
+	case float64(churn.changes) < 0.99*soakRate*elapsed.Seconds() || churn.behind > time.Second:
+		b.Fatalf("the churn fell behind: %d changes in %s, the last %s late", churn.changes, elapsed, churn.behind)
+	case churn.deletes == 0 || churn.adds == 0:
+		b.Fatalf("the churn deleted %d services and added %d: too short a run to grow and shrink", churn.deletes, churn.adds)
+	}
+	r := soakFigures(mem, run/2, lat, agents, churn, elapsed)
+	r.partial = checkRefusals(b, br, fleet, count(m.Rejections)-rejections)
+	return r
+}
+
+// checkRefusals holds the agents' rejections to the one kind the brain is known to cause under
+// this churn (soakPartialPort): a sender reads the engine after a change is made and before it
+// is marked dirty in its session, so a name dirty from an earlier change (an endpoint flip) can
+// be sent in the state of a later one (its service's deletion) without that change's other
+// names: the agent refuses to remove the endpoint set of a service it still holds, keeps its
+// last good port, and the deletion's own update settles it. Any other rejection fails the run;
+// so does a count the brain and the agents disagree on. It returns the resources so rejected.
+func checkRefusals(b *testing.B, br *brain.Brain, fleet *simFleet, brainCounted int) int {
+	b.Helper()
+	l := fleet.command(b, "refused")
+	if len(l) != 1 || len(l[0]) != 3 || l[0][0] != "refused" {
+		b.Fatalf("soak agents: bad refused answer %q", l)
+	}
+	partial, err1 := strconv.Atoi(l[0][1])
+	other, err2 := strconv.Atoi(l[0][2])
+	switch {
+	case err1 != nil || err2 != nil:
+		b.Fatalf("soak agents: bad refused line %q", l[0])
+	case other != 0:
+		b.Fatalf("agents rejected %d resources for other reasons than a partial port: %s", other, lastErrors(br))
+	case partial != brainCounted:
+		b.Fatalf("agents logged %d rejected resources, the brain counted %d", partial, brainCounted)
+	}
+	return partial
+}
+
+// soakMemory is a run's settled RSS samples of both processes.
+type soakMemory struct {
+	brain, agents []rssSample
+	profile       func(name string)
+}
+
+// sampleSoak reads both processes' settled RSS until done closes: the brain's every
+// soakBrainEvery, the agents' every soakAgentsEvery (their process settles on command), and
+// writes heap profiles at half time. It runs on the benchmark's goroutine, as fleet commands do.
+func sampleSoak(b *testing.B, fleet *simFleet, start time.Time, run time.Duration, done <-chan struct{}) *soakMemory {
+	b.Helper()
+	mem := &soakMemory{brain: make([]rssSample, 0, run/soakBrainEvery+2), agents: make([]rssSample, 0, run/soakAgentsEvery+2),
+		profile: soakProfiler(b, fleet)}
+	pid := strconv.Itoa(fleet.cmd.Process.Pid)
+	tick := time.NewTicker(soakBrainEvery)
+	defer tick.Stop()
+	var nextAgents time.Duration
+	halved := false
+	for {
+		select {
+		case <-done:
+			return mem
+		case <-tick.C:
+		}
+		at := time.Since(start)
+		mib, err := settledRSS()
+		if err != nil {
+			b.Fatal(err)
+		}
+		mem.brain = append(mem.brain, rssSample{at: at, mib: mib})
+		if at >= nextAgents {
+			fleet.command(b, "settle")
+			if mib, err = vmRSSMiB(pid); err != nil {
+				b.Fatal(err)
+			}
+			mem.agents = append(mem.agents, rssSample{at: at, mib: mib})
+			nextAgents += soakAgentsEvery
+		}
+		if !halved && at >= run/2 {
+			mem.profile("half")
+			halved = true
+		}
+	}
+}
+
+// write saves the samples as rss.tsv (seconds, process, MiB) beside the profiles, when
+// envSoakProfile names a directory.
+func (mem *soakMemory) write(b *testing.B) {
+	b.Helper()
+	dir := os.Getenv(envSoakProfile)
+	if dir == "" {
+		return
+	}
+	var out strings.Builder
+	for _, s := range mem.brain {
+		fmt.Fprintf(&out, "%.0f\tbrain\t%.1f\n", s.at.Seconds(), s.mib)
+	}
+	for _, s := range mem.agents {
+		fmt.Fprintf(&out, "%.0f\tagents\t%.1f\n", s.at.Seconds(), s.mib)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rss.tsv"), []byte(out.String()), 0o644); err != nil {
+		b.Errorf("soak samples: %v", err)
+	}
+}
+
+// soakFigures reduces a run's samples and latencies to its figures.
+func soakFigures(mem *soakMemory, half time.Duration, lat *latencyRecorder, agents int, churn *soakChurn, elapsed time.Duration) soakResult {
+	r := soakResult{changesPerS: float64(churn.changes) / elapsed.Seconds(), updates: lat.count(), stalls: lat.stalls.Load(),
+		p50: lat.percentile(0.5), p99: lat.percentile(0.99), worst: ms(time.Duration(lat.worst.Load())),
+		flips: churn.flips, deletes: churn.deletes, adds: churn.adds}
+	r.brainSlope, r.brainMiB, r.brainSamples = secondHalf(mem.brain, half)
+	r.agentSlope, r.agentMiB, r.agentSamples = secondHalf(mem.agents, half)
+	r.agentSlope, r.agentMiB = r.agentSlope/float64(agents), r.agentMiB/float64(agents)
+	return r
+}
+
+// floorsFailed names the floors the run did not hold.
+func (r soakResult) floorsFailed() []string {
+	var out []string
+	if r.brainSlope > soakMaxSlope {
+		out = append(out, fmt.Sprintf("brain RSS grows %.1f MiB/h > %.0f", r.brainSlope, soakMaxSlope))
+	}
+	if r.agentSlope > soakMaxSlope {
+		out = append(out, fmt.Sprintf("agent RSS grows %.2f MiB/h > %.0f", r.agentSlope, soakMaxSlope))
+	}
+	if r.p99 > soakMaxP99 {
+		out = append(out, fmt.Sprintf("p99 %.1f ms > %.0f", r.p99, soakMaxP99))
+	}
+	if r.stalls > 0 {
+		out = append(out, fmt.Sprintf("%d updates later than %s", r.stalls, soakStallAfter))
+	}
+	if min(r.brainSamples, r.agentSamples) < 5 {
+		out = append(out, fmt.Sprintf("%d and %d RSS samples in the second half: too few for a slope", r.brainSamples, r.agentSamples))
+	}
+	return out
+}
+
+func (r soakResult) line(agents, minutes int) string {
+	return fmt.Sprintf("soak agents=%d minutes=%d changes_per_s=%.0f brain_rss_slope_mib_per_h=%.2f agent_rss_slope_mib_per_h=%.3f"+
+		" p99_ms=%.1f stalls=%d p50_ms=%.1f max_ms=%.1f updates=%d flips=%d service_deletes=%d service_adds=%d rejected_partial_port=%d"+
+		" brain_rss_mib=%.0f agent_rss_mib=%.2f rss_samples=%d/%d rss=settled tls=mtls",
+		agents, minutes, r.changesPerS, r.brainSlope, r.agentSlope, r.p99, r.stalls, r.p50, r.worst, r.updates,
+		r.flips, r.deletes, r.adds, r.partial, r.brainMiB, r.agentMiB, r.brainSamples, r.agentSamples)
+}
+
+// soakProfiler returns a function writing both processes' heap profiles under a name, into the
+// directory envSoakProfile names; without it the function does nothing. The profile named "half"
+// also starts both processes' CPU profiles (brain-cpu.pb.gz, agents-cpu.pb.gz), "end" stops them:
+// the second half's CPU, where the floors are read.
+func soakProfiler(b *testing.B, fleet *simFleet) func(name string) {
+	b.Helper()
+	dir := os.Getenv(envSoakProfile)
+	if dir == "" {
+		return func(string) {}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var cpu *os.File
+	return func(name string) {
+		if name == "end" && cpu != nil {
+			pprof.StopCPUProfile()
+			cpu.Close()
+			fleet.command(b, "cpu", "stop")
+		}
+		if err := writeHeapProfile(filepath.Join(dir, "brain-"+name+".pb.gz")); err != nil {
+			b.Errorf("brain heap profile: %v", err)
+		}
+		fleet.command(b, "heap", filepath.Join(dir, "agents-"+name+".pb.gz"))
+		if name == "half" {
+			var err error
+			if cpu, err = os.Create(filepath.Join(dir, "brain-cpu.pb.gz")); err == nil {
+				err = pprof.StartCPUProfile(cpu)
+			}
+			if err != nil {
+				b.Fatalf("brain CPU profile: %v", err)
+			}
+			fleet.command(b, "cpu", filepath.Join(dir, "agents-cpu.pb.gz"))
+		}
+	}
+}
+
+// writeHeapProfile writes this process's heap profile, after a collection, to file.
+func writeHeapProfile(file string) error {
+	runtime.GC()
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return nil
+}
+
+// checkSoakHold checks, once the churn has ended, that every agent holds what the brain wants it
+// to hold, name for name and version for version, and that its dataplane programs exactly that.
+func checkSoakHold(b *testing.B, br *brain.Brain, fleet *simFleet, agents int) {
+	b.Helper()
+	lines := fleet.command(b, "state")
+	if len(lines) != agents {
+		b.Fatalf("%d agents reported their state, want %d", len(lines), agents)
+	}
+	for _, l := range lines {
+		if len(l) != 5 || l[0] != "state" {
+			b.Fatalf("soak agents: bad state line %q", l)
+		}
+		resources, sum := stateSum(br, l[1])
+		if l[2] != strconv.Itoa(resources) || l[3] != strconv.FormatUint(sum, 10) {
+			b.Fatalf("%s holds %s resources (digest %s); the brain wants %d (digest %d)", l[1], l[2], l[3], resources, sum)
+		}
+		if l[4] != "ok" {
+			b.Fatalf("%s: dataplane: %s", l[1], l[4])
+		}
+	}
+}
+
+// lastErrors is the agents' last rejections, for a failure's message.
+func lastErrors(br *brain.Brain) string {
+	var out []string
+	for node, s := range br.Hub.Sessions() {
+		if s.LastError != "" {
+			out = append(out, node+": "+s.LastError)
+		}
+	}
+	return strings.Join(out[:min(len(out), 5)], "; ")
+}

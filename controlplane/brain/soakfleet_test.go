@@ -1,0 +1,297 @@
+package brain_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"weak"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+
+	"github.com/ganglion-proxy/ganglion/internal/digest"
+	"github.com/ganglion-proxy/ganglion/internal/pki"
+	"github.com/ganglion-proxy/ganglion/internal/resname"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
+)
+
+// workSoak agents are the real agent client over a counting dataplane (soakFleet): as workApply,
+// every update decoded and applied port by port before its acknowledgement, but nothing is kept
+// that a node would not keep, so the process's memory over hours is the agents' own.
+const workSoak = "soak"
+
+// soakFleet is the agents of BenchmarkSoak. The recording dataplane and the apply fleet's intern
+// table keep every change and every version ever received (what their benchmark checks); here the
+// dataplane keeps the programmed ports only and the table lets a version go with its last holder.
+type soakFleet struct {
+	agents   []*runningAgent
+	dps      []*countingDataplane
+	table    *weakInternTable
+	refusals *refusalCounter
+	cpu      *os.File // the CPU profile being written, if any
+}
+
+// soakPartialPort is the agent's refusal of a port whose service names an endpoint set the agent
+// does not hold (nodeagent/stream, held.port): an update that carried part of a port.
+const soakPartialPort = "endpoint set its policy names is missing"
+
+// refusalCounter is the agents' logger: it counts the resources they reject ("resource rejected",
+// logged by nodeagent/stream with the reason), sorted by why, and drops every other record.
+type refusalCounter struct {
+	partial, other atomic.Int64
+}
+
+var _ slog.Handler = (*refusalCounter)(nil)
+
+func (c *refusalCounter) Enabled(context.Context, slog.Level) bool { return true }
+
+func (c *refusalCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "resource rejected" {
+		return nil
+	}
+	partial := false
+	r.Attrs(func(a slog.Attr) bool {
+		partial = partial || a.Key == "err" && strings.Contains(a.Value.String(), soakPartialPort)
+		return true
+	})
+	if partial {
+		c.partial.Add(1)
+	} else {
+		c.other.Add(1)
+	}
+	return nil
+}
+
+func (c *refusalCounter) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *refusalCounter) WithGroup(string) slog.Handler      { return c }
+
+func startSoakFleet(cfg simConfig, roots *pki.Pool) (*soakFleet, error) {
+	f := &soakFleet{table: &weakInternTable{m: map[[2]string]weak.Pointer[v1.Resource]{}}, refusals: &refusalCounter{}}
+	log := slog.New(f.refusals)
+	codec := grpc.WithDefaultCallOptions(grpc.ForceCodecV2(weakInternCodec{encoding.GetCodecV2(proto.Name), f.table}))
+	for i := range cfg.Agents {
+		node := simNode(i)
+		creds, err := nodeCreds(cfg.PKIDir, node, roots)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", node, err)
+		}
+		dp := &countingDataplane{ports: map[string]dataplane.Port{}}
+		a := &runningAgent{Agent: agentstream.New(agentstream.Config{NodeName: node, AgentVersion: "soak", Brains: []string{cfg.Addr},
+			Log: log, Dataplane: dp, DialOptions: []grpc.DialOption{creds, codec}})}
+		f.agents, f.dps = append(f.agents, a), append(f.dps, dp)
+		a.run()
+	}
+	return f, nil
+}
+
+// command answers:
+//
+//	state   "state <node> <resources> <digest> <dataplane>": what each agent holds, as the apply
+//	        fleet says it (checkSoakHold reads it)
+//	refused "refused <partial> <other>": resources the agents rejected, by why
+//	settle  gives every free page back to the system (debug.FreeOSMemory), for settled RSS
+//	heap <file> writes the process's heap profile to file, after a collection
+//	cpu <file>  starts the process's CPU profile into file; "cpu stop" ends it
+func (f *soakFleet) command(args []string, out io.Writer) error {
+	switch {
+	case len(args) == 1 && args[0] == "state":
+		for i, a := range f.agents {
+			held := a.Held()
+			set := digest.New(1)
+			for name, version := range held {
+				set.Add(name, version)
+			}
+			dp := "ok"
+			if err := f.dps[i].holds(held, f.table); err != nil {
+				dp = strconv.Quote(err.Error())
+			}
+			fmt.Fprintf(out, "state %s %d %d %s\n", simNode(i), len(held), set[0], dp)
+		}
+	case len(args) == 1 && args[0] == "refused":
+		fmt.Fprintf(out, "refused %d %d\n", f.refusals.partial.Load(), f.refusals.other.Load())
+	case len(args) == 1 && args[0] == "settle":
+		debug.FreeOSMemory()
+	case len(args) == 2 && args[0] == "heap":
+		return writeHeapProfile(args[1])
+	case len(args) == 2 && args[0] == "cpu":
+		return f.cpuProfile(args[1])
+	default:
+		return fmt.Errorf("unknown command %q", args)
+	}
+	return nil
+}
+
+// cpuProfile starts the process's CPU profile into file, or stops it when file is "stop".
+func (f *soakFleet) cpuProfile(file string) error {
+	if file == "stop" {
+		pprof.StopCPUProfile()
+		return f.cpu.Close()
+	}
+	out, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	f.cpu = out
+	return pprof.StartCPUProfile(out)
+}
+
+func (f *soakFleet) stop() {
+	for _, a := range f.agents {
+		a.halt()
+	}
+}
+
+// countingDataplane programs ports into a map and counts its applies: the agent's whole path to
+// a backend, with a backend that costs nothing and keeps only what is programmed.
+type countingDataplane struct {
+	mu      sync.Mutex
+	ports   map[string]dataplane.Port
+	applies atomic.Int64
+}
+
+var _ dataplane.Dataplane = (*countingDataplane)(nil)
+
+// Apply programs the change.
+func (d *countingDataplane) Apply(_ context.Context, c dataplane.Change) map[string]error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range c.Upserts {
+		d.ports[p.Base] = p
+	}
+	for _, b := range c.Removals {
+		delete(d.ports, b)
+	}
+	d.applies.Add(1)
+	return nil
+}
+
+// Prune drops the ports keep does not hold.
+func (d *countingDataplane) Prune(_ context.Context, keep map[string]bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	maps.DeleteFunc(d.ports, func(b string, _ dataplane.Port) bool { return !keep[b] })
+	return nil
+}
+
+// Reconcile has nothing to repair.
+func (d *countingDataplane) Reconcile(context.Context) error { return nil }
+
+// Close does nothing.
+func (d *countingDataplane) Close() error { return nil }
+
+// holds checks that the dataplane programs exactly what the agent holds: a port per held service
+// resource, made of the very messages held, and no endpoint set the agent does not hold.
+func (d *countingDataplane) holds(held map[string]string, table *weakInternTable) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	want := map[string]int{}
+	for name, version := range held {
+		base, kind := resname.Split(name)
+		msg, p := table.get(name, version), d.ports[base]
+		same := true // probe sets are the prober's, not the dataplane's
+		switch kind {
+		case resname.KindService:
+			same = msg != nil && p.Service == msg.GetService()
+		case resname.KindCluster:
+			same = msg != nil && p.Cluster == msg.GetEndpoints()
+		case resname.KindLocal:
+			same = msg != nil && p.Local == msg.GetEndpoints()
+		}
+		if !same {
+			return fmt.Errorf("%s at %s is not what the dataplane programs", name, version)
+		}
+		want[kind]++
+	}
+	got := map[string]int{resname.KindService: len(d.ports)}
+	for _, p := range d.ports {
+		if p.Cluster != nil {
+			got[resname.KindCluster]++
+		}
+		if p.Local != nil {
+			got[resname.KindLocal]++
+		}
+	}
+	for _, kind := range []string{resname.KindService, resname.KindCluster, resname.KindLocal} {
+		if got[kind] != want[kind] {
+			return fmt.Errorf("the dataplane programs %d %s resources, the agent holds %d", got[kind], kind, want[kind])
+		}
+	}
+	return nil
+}
+
+// weakInternCodec decodes every message in full, then swaps each received resource for the
+// process's one live copy of that name and version (see internCodec: a thousand agents on their
+// own nodes would hold one copy each, not share them).
+type weakInternCodec struct {
+	encoding.CodecV2
+	table *weakInternTable
+}
+
+func (c weakInternCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if err := c.CodecV2.Unmarshal(data, v); err != nil {
+		return err
+	}
+	if resp, ok := v.(*v1.StreamResponse); ok && resp.GetUpdate() != nil {
+		u := resp.GetUpdate()
+		for i, r := range u.Upserts {
+			u.Upserts[i] = c.table.intern(r)
+		}
+	}
+	return nil
+}
+
+// weakInternTable holds, weakly, one copy of each resource version some agent holds: an entry
+// goes when the garbage collector finds no agent holding its version any more, so the table
+// follows the fleet's state rather than its history.
+type weakInternTable struct {
+	mu sync.Mutex
+	m  map[[2]string]weak.Pointer[v1.Resource]
+}
+
+func (t *weakInternTable) intern(r *v1.Resource) *v1.Resource {
+	key := [2]string{r.Name, r.Version}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if have := t.m[key].Value(); have != nil {
+		return have
+	}
+	wp := weak.Make(r)
+	t.m[key] = wp
+	runtime.AddCleanup(r, t.forget, weakEntry{key, wp})
+	return r
+}
+
+// weakEntry is a table entry whose resource the collector found unreachable.
+type weakEntry struct {
+	key [2]string
+	wp  weak.Pointer[v1.Resource]
+}
+
+// forget drops an entry, unless the version was interned again since.
+func (t *weakInternTable) forget(e weakEntry) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[e.key] == e.wp {
+		delete(t.m, e.key)
+	}
+}
+
+func (t *weakInternTable) get(name, version string) *v1.Resource {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[[2]string{name, version}].Value()
+}
