@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"google.golang.org/grpc/codes"
 )
 
 // Fault is one disruption: Inject runs while the workload runs and returns when the fault ends
@@ -101,13 +102,18 @@ func Run(t testing.TB, h *Harness, w *Workload, clients int, warmup time.Duratio
 	ops := w.History.Ops()[from:]
 	r.Ops = len(ops)
 	var slowest time.Duration
+	hung := 0
 	for _, op := range ops {
 		if op.Outcome == Unknown {
 			r.Unknown++
 		}
+		if op.Code == codes.DeadlineExceeded {
+			hung++
+		}
 		slowest = max(slowest, op.End.Sub(op.Start))
 	}
-	r.Notef("slowest_call_s=%.2f", slowest.Seconds())
+	// Calls that ran into CallTimeout: measured, not a check here (quorum loss checks its own).
+	r.Notef("slowest_call_s=%.2f hung_calls=%d", slowest.Seconds(), hung)
 	var late bool
 	r.Linearizable, late = Check(initial, ops, 2*time.Minute)
 	if late {
