@@ -140,8 +140,12 @@ func dialExternal(ctx context.Context, cfg Config) (*clientv3.Client, error) {
 	// The client's own retry chatter is not logged: failures reach the caller as errors.
 	// The client's own 2 MiB send limit would refuse a large apply with a bare gRPC error before
 	// the cluster sees it: let the cluster's --max-request-bytes decide, so the error names it.
+	// Keep-alive pings find a member that went silent (paused, or cut off without a reset): calls
+	// on its connection fail and move on instead of waiting for TCP to give up, minutes later.
+	// Not more often than etcd's --grpc-keepalive-min-time (5s), which would answer GOAWAY.
 	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: 10 * time.Second, TLS: tlsCfg, Context: ctx,
-		Logger: zap.NewNop(), MaxCallSendMsgSize: EmbeddedMaxRequestBytes + 1<<20})
+		Logger: zap.NewNop(), MaxCallSendMsgSize: EmbeddedMaxRequestBytes + 1<<20,
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("store: connect to etcd %v: %w", cfg.Endpoints, err)
 	}
