@@ -104,3 +104,29 @@ func TestQuorumLossAdminCallsFailWithUnavailable(t *testing.T) {
 		t.Error("the agent lost its synced state during quorum loss")
 	}
 }
+
+// TestPausedLeaderDoesNotStallAdminCalls is the slow-member finding as a short test: with the
+// etcd leader stopped (SIGSTOP) the other two members elect a leader and keep a quorum, so
+// admin calls must go on succeeding. They do not today: a call the brain's etcd client sends
+// on its connection to the stopped member waits until the caller's deadline (the connection
+// stays open; nothing probes it), so `make e2e-chaos` leaves this out; run it by name.
+func TestPausedLeaderDoesNotStallAdminCalls(t *testing.T) {
+	h := NewHarness(t, Options{Members: 3, Brains: 1, Agents: 1})
+	w := NewWorkload(h)
+	// A bound against hangs far above a call's normal milliseconds, so ten calls fit in the pause.
+	w.Timeout = 3 * time.Second
+	leader := waitLeader(t, h)
+	h.Etcd.Pause(leader)
+	defer h.Etcd.Resume(leader)
+	proc.EventuallyWithin(t, time.Minute, "a new leader", func() bool {
+		l := h.Etcd.Leader()
+		return l != nil && l != leader
+	})
+	admin := v1.NewAdminServiceClient(h.Conn(0))
+	for range 10 {
+		if op := w.Get(admin, 0); op.Outcome != OK {
+			t.Errorf("get with %s stopped and a quorum left: %s after %s: %s", leader.Name, op.Code,
+				op.End.Sub(op.Start).Round(time.Millisecond), op.Err)
+		}
+	}
+}

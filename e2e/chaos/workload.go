@@ -26,6 +26,8 @@ const (
 // Workload is clients applying, deleting and reading services concurrently through the admin
 // API, each on one brain, recording every call.
 type Workload struct {
+	// Timeout bounds each call (CallTimeout unless a test sets another before starting).
+	Timeout time.Duration
 	h       *Harness
 	History *History
 	version atomic.Int64
@@ -37,7 +39,7 @@ type Workload struct {
 
 // NewWorkload records into a fresh history; versions start at 1000 so that none is a default.
 func NewWorkload(h *Harness) *Workload {
-	w := &Workload{h: h, History: &History{}, writing: make([]atomic.Int32, h.Brains())}
+	w := &Workload{Timeout: CallTimeout, h: h, History: &History{}, writing: make([]atomic.Int32, h.Brains())}
 	w.version.Store(1000)
 	return w
 }
@@ -163,7 +165,7 @@ func (w *Workload) Get(admin v1.AdminServiceClient, id int) Op {
 }
 
 func (w *Workload) record(op *Op, call func(ctx context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), CallTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), w.Timeout)
 	defer cancel()
 	op.Start = time.Now()
 	err := call(ctx)
