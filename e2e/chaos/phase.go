@@ -99,7 +99,13 @@ func Run(t testing.TB, h *Harness, w *Workload, clients int, warmup time.Duratio
 			r.Failf("%d requests to the traffic service's VIP failed", failed)
 		}
 	}
-	ops := w.History.Ops()[from:]
+	r.checkHistory(initial, w.History.Ops()[from:], final)
+	return r
+}
+
+// checkHistory checks a fault's operations, from initial to final: linearizable, nothing
+// acknowledged lost; and measures them.
+func (r *Result) checkHistory(initial State, ops []Op, final State) {
 	r.Ops = len(ops)
 	var slowest time.Duration
 	hung := 0
@@ -126,7 +132,6 @@ func Run(t testing.TB, h *Harness, w *Workload, clients int, warmup time.Duratio
 	if r.AckedLost, lost = AckedLost(ops, final); r.AckedLost > 0 {
 		r.Failf("acknowledged writes lost: %s", strings.Join(lost, "; "))
 	}
-	return r
 }
 
 // waitConverged waits until every agent acknowledged want and, in a lab, traffic reaches each
