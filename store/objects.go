@@ -76,8 +76,11 @@ type Snapshot struct {
 	Generation int64
 }
 
-// Snapshot reads every object.
+// Snapshot reads every object. It fails at once with ErrNoLeader when etcd has no leader.
 func (s *Store) Snapshot(ctx context.Context) (*Snapshot, error) {
+	if err := s.requireLeader(ctx); err != nil {
+		return nil, err
+	}
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(s.prefix+objectsSpace, clientv3.WithPrefix()),
 		clientv3.OpGet(s.prefix+metaKey),

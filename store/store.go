@@ -70,6 +70,8 @@ type Store struct {
 	metrics        storeMetrics
 	// stopMaintain ends the maintenance loop and waits for it, before the etcd it uses closes.
 	stopMaintain func()
+	// stopEndpoints ends the external cluster's member check (endpoints.go).
+	stopEndpoints func()
 }
 
 // Open starts the embedded etcd or connects to the external one.
@@ -83,7 +85,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Store{prefix: cfg.Prefix, log: cfg.Log, kicks: make(chan struct{}, 1), stopMaintain: func() {}}
+	s := &Store{prefix: cfg.Prefix, log: cfg.Log, kicks: make(chan struct{}, 1), stopMaintain: func() {}, stopEndpoints: func() {}}
 	s.initMetrics()
 	where := "embedded"
 	if len(cfg.Endpoints) == 0 {
@@ -109,6 +111,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if _, err := s.cli.Get(sctx, s.prefix+"meta"); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("store: etcd %s not answering: %w", where, err)
+	}
+	if s.etcd == nil && len(cfg.Endpoints) > 1 {
+		ectx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.watchEndpoints(ectx, cfg.Endpoints)
+		}()
+		s.stopEndpoints = func() { cancel(); <-done }
 	}
 	if s.etcd != nil {
 		// The first round runs before the store is used: a store that filled up before a
@@ -225,6 +236,9 @@ func or(s, def string) string {
 func (s *Store) Close() error {
 	if s.stopMaintain != nil {
 		s.stopMaintain()
+	}
+	if s.stopEndpoints != nil {
+		s.stopEndpoints()
 	}
 	if s.cli != nil {
 		_ = s.cli.Close()

@@ -93,6 +93,9 @@ func (s *Store) watchFrom(ctx context.Context, rev int64, fn func(Batch)) error 
 
 // ReadAll returns the whole state under the prefix as one Reset batch: what Watch delivers first.
 func (s *Store) ReadAll(ctx context.Context) (Batch, error) {
+	if err := s.requireLeader(ctx); err != nil {
+		return Batch{}, err
+	}
 	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
 	if err != nil {
 		return Batch{}, fmt.Errorf("store: list: %w", err)
