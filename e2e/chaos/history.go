@@ -15,6 +15,8 @@ import (
 	"github.com/anishathalye/porcupine"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/ganglion-proxy/ganglion/store"
 )
 
 // State is what the admin API holds of the workload's objects: service name -> version (the
@@ -68,6 +70,11 @@ func Classify(err error) (Outcome, codes.Code) {
 	switch c {
 	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.PermissionDenied,
 		codes.Unauthenticated, codes.OutOfRange:
+		return Failed, c
+	}
+	// The store refuses a call whose first read finds no leader (store.ErrNoLeader) before the
+	// call writes anything: a definite failure, not a write that may have landed.
+	if c == codes.Unavailable && strings.Contains(status.Convert(err).Message(), store.ErrNoLeader.Error()) {
 		return Failed, c
 	}
 	return Unknown, c

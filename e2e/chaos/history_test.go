@@ -6,6 +6,9 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ganglion-proxy/ganglion/store"
 )
 
 // at builds an operation from t0+start to t0+end (milliseconds).
@@ -56,5 +59,25 @@ func TestAckedLostCountsOnlyUnsupersededWrites(t *testing.T) {
 	}
 	if lost, detail := AckedLost(ops, State{"a": 1}); lost != 0 {
 		t.Errorf("lost %d (%v), want 0", lost, detail)
+	}
+}
+
+// TestClassifyKnowsWhatWasNotWritten checks which errors are definite failures: refusals made
+// before anything is written, including the store's no-leader refusal; a bare Unavailable or a
+// timeout may hide a commit.
+func TestClassifyKnowsWhatWasNotWritten(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want Outcome
+	}{
+		{nil, OK},
+		{status.Error(codes.InvalidArgument, "spec.vips[0]: bad"), Failed},
+		{status.Error(codes.Unavailable, "store: read objects: "+store.ErrNoLeader.Error()+" (no answer)"), Failed},
+		{status.Error(codes.Unavailable, "store: commit: etcdserver: request timed out"), Unknown},
+		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), Unknown},
+	} {
+		if got, _ := Classify(c.err); got != c.want {
+			t.Errorf("%v: %v, want %v", c.err, got, c.want)
+		}
 	}
 }
