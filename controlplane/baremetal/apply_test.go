@@ -255,3 +255,15 @@ func TestRequestNamesAreValidatedBeforeTheyBecomeKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestKubernetesRefusalsNameTheKubernetesField checks that a refusal of a Kubernetes Service,
+// checked on its native view, names the field as the user wrote it.
+func TestKubernetesRefusalsNameTheKubernetesField(t *testing.T) {
+	st := openStore(t)
+	for _, c := range []struct{ doc, want string }{
+		{"apiVersion: v1\nkind: Service\nmetadata: {name: k1}\nspec: {clusterIPs: [10.0.0.300], ports: [{port: 80}]}", `spec.clusterIPs[0]: "10.0.0.300" is not an IP address`},
+		{"apiVersion: v1\nkind: Service\nmetadata: {name: k2, annotations: {ganglion-proxy.io/scheduler: fastest}}\nspec: {ports: [{port: 80}]}", `metadata.annotations[ganglion-proxy.io/scheduler]: unknown scheduler "fastest"`},
+	} {
+		rejects(t, st, DefaultSettings(), c.doc, c.want)
+	}
+}

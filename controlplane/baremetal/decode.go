@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -58,7 +59,29 @@ func (o *Object) String() string {
 }
 
 func (o *Object) fail(field, format string, args ...any) error {
+	if o.KubeService != nil {
+		field = kubeField(field)
+	}
 	return &FieldError{Source: o.Source, Object: o.String(), Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// kubeFields name, for a Kubernetes Service, the fields its native view checks under other names:
+// a refusal names the field the user wrote.
+var kubeFields = []struct{ native, kube string }{
+	{"spec.vips", "spec.clusterIPs"},
+	{"spec.loadBalancerIPs", "spec.loadBalancerIP"},
+	{"spec.sessionAffinity.timeoutSeconds", "spec.sessionAffinityConfig.clientIP.timeoutSeconds"},
+	{"spec.scheduler", "metadata.annotations[ganglion-proxy.io/scheduler]"},
+	{"spec.headless", "spec.clusterIP"},
+}
+
+func kubeField(field string) string {
+	for _, f := range kubeFields {
+		if rest, ok := strings.CutPrefix(field, f.native); ok {
+			return f.kube + rest
+		}
+	}
+	return field
 }
 
 // Decode reads multi-document YAML or JSON. Each document is a native Service or Node
