@@ -2,8 +2,8 @@ package baremetal
 
 import (
 	"fmt"
-	"strings"
 	"net/netip"
+	"strings"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/kube"
 	"github.com/ganglion-proxy/ganglion/controlplane/model"
