@@ -115,7 +115,7 @@ func runSoak(b *testing.B, br *brain.Brain, fleet *simFleet, lat *latencyRecorde
 	done := make(chan struct{})
 	go func() { defer close(done); churn.run(ctx) }()
 	mem := sampleSoak(b, fleet, start, run, done)
-	elapsed := time.Since(start)
+	elapsed := churn.elapsed // the sampler may return late, after a fleet command
 	mem.profile("end")
 	mem.write(b)
 	// Updates still on their way carry changes of the run: they are timed too.

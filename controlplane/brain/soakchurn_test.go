@@ -33,8 +33,8 @@ type soakChurn struct {
 	cursor  int   // the next service to delete
 
 	changes, flips, deletes, adds int
-	// behind is how late the last change was on its schedule.
-	behind time.Duration
+	// behind is how late the last change was on its schedule; elapsed is how long run ran.
+	behind, elapsed time.Duration
 }
 
 func newSoakChurn(br *brain.Brain) *soakChurn {
@@ -45,6 +45,7 @@ func newSoakChurn(br *brain.Brain) *soakChurn {
 // late (a source's backlog), so the rate holds on average.
 func (c *soakChurn) run(ctx context.Context) {
 	start := time.Now()
+	defer func() { c.elapsed = time.Since(start) }()
 	for k := 0; ; k++ {
 		at := start.Add(time.Duration(k) * time.Second / soakRate)
 		if wait := time.Until(at); wait > 0 {
