@@ -129,8 +129,9 @@ func model(initial State) porcupine.Model {
 				}
 				return []any{s}
 			case o.outcome == Failed:
-				// A delete of a missing name is refused whole; other refusals are validation.
-				if op.Kind == KindDelete && ok {
+				// A delete refused NotFound names a missing name; every other refusal (validation,
+				// the store's no-leader refusal) leaves the state as it is, whatever it is.
+				if op.Kind == KindDelete && op.Code == codes.NotFound && ok {
 					return nil
 				}
 				return []any{s}

@@ -45,6 +45,10 @@ func TestCheckerCatchesLostStaleAndPartialWrites(t *testing.T) {
 		{"delete of a missing name refused whole", []Op{at(apl(State{"a": 1}, OK), 0, 10), at(del(Failed, "a", "b"), 20, 30),
 			at(get(State{"a": 1}), 40, 50)}, porcupine.Ok},
 		{"refused delete took effect", []Op{at(apl(State{"a": 1}, OK), 0, 10), at(del(Failed, "a"), 20, 30)}, porcupine.Illegal},
+		{"delete of a present name refused without quorum", []Op{at(apl(State{"a": 1}, OK), 0, 10),
+			at(Op{Kind: KindDelete, Deletes: []string{"a"}, Outcome: Failed, Code: codes.Unavailable}, 20, 30), at(get(State{"a": 1}), 40, 50)}, porcupine.Ok},
+		{"delete refused without quorum took effect", []Op{at(apl(State{"a": 1}, OK), 0, 10),
+			at(Op{Kind: KindDelete, Deletes: []string{"a"}, Outcome: Failed, Code: codes.Unavailable}, 20, 30), at(get(State{}), 40, 50)}, porcupine.Illegal},
 	} {
 		if got, _ := Check(State{}, c.ops, 10*time.Second); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
