@@ -196,7 +196,7 @@ func sampleSoak(b *testing.B, fleet *simFleet, start time.Time, run time.Duratio
 		if err != nil {
 			b.Fatal(err)
 		}
-		mem.brain = append(mem.brain, rssSample{at: at, mib: mib})
+		mem.brain = append(mem.brain, rssSample{at: at, mib: mib, classes: memClasses()})
 		if at >= nextAgents {
 			fleet.command(b, "settle")
 			if mib, err = vmRSSMiB(pid); err != nil {
@@ -212,8 +212,8 @@ func sampleSoak(b *testing.B, fleet *simFleet, start time.Time, run time.Duratio
 	}
 }
 
-// write saves the samples as rss.tsv (seconds, process, MiB) beside the profiles, when
-// envSoakProfile names a directory.
+// write saves the samples as rss.tsv (seconds, process, MiB, the brain's memory classes) beside
+// the profiles, when envSoakProfile names a directory.
 func (mem *soakMemory) write(b *testing.B) {
 	b.Helper()
 	dir := os.Getenv(envSoakProfile)
@@ -222,7 +222,7 @@ func (mem *soakMemory) write(b *testing.B) {
 	}
 	var out strings.Builder
 	for _, s := range mem.brain {
-		fmt.Fprintf(&out, "%.0f\tbrain\t%.1f\n", s.at.Seconds(), s.mib)
+		fmt.Fprintf(&out, "%.0f\tbrain\t%.1f\t%s\n", s.at.Seconds(), s.mib, s.classes)
 	}
 	for _, s := range mem.agents {
 		fmt.Fprintf(&out, "%.0f\tagents\t%.1f\n", s.at.Seconds(), s.mib)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -83,6 +84,34 @@ func (r *latencyRecorder) percentile(q float64) float64 {
 type rssSample struct {
 	at  time.Duration // since the churn started
 	mib float64
+	// classes is where this process's memory is, by the Go runtime's accounting (memClasses),
+	// for the brain's samples: what a slope that is not live objects is made of.
+	classes string
+}
+
+// memClassNames are the runtime's memory classes (runtime/metrics) a soak's samples record:
+// live and dead objects, free pages not yet given back, stacks, the runtime's own metadata.
+var memClassNames = []string{
+	"/memory/classes/heap/objects:bytes", "/memory/classes/heap/unused:bytes", "/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/stacks:bytes", "/memory/classes/os-stacks:bytes", "/memory/classes/metadata/other:bytes",
+	"/memory/classes/metadata/mspan/inuse:bytes", "/memory/classes/profiling/buckets:bytes", "/memory/classes/other:bytes",
+}
+
+// memClasses renders this process's memory classes in MiB, "objects=.. unused=.. ...".
+func memClasses() string {
+	samples := make([]metrics.Sample, len(memClassNames))
+	for i, n := range memClassNames {
+		samples[i].Name = n
+	}
+	metrics.Read(samples)
+	var out []string
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			name := strings.TrimSuffix(strings.TrimPrefix(s.Name, "/memory/classes/"), ":bytes")
+			out = append(out, fmt.Sprintf("%s=%.1f", name, float64(s.Value.Uint64())/(1<<20)))
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // settledRSS returns this process's RSS after a collection that gives every free page back to
