@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -204,17 +205,7 @@ func (c *conn) send(ctx context.Context, upserts []*compute.Resource, removals [
 		var rems []string
 		var trigger time.Time
 		c.srv.hub.View(func(e *compute.Engine) {
-			for name, t := range dirty {
-				if trigger.IsZero() || t.Before(trigger) {
-					trigger = t
-				}
-				switch r := e.Resolve(c.s.node, name); {
-				case r == nil:
-					rems = append(rems, name)
-				case !c.s.isRejected(name, r.Version):
-					ups = append(ups, r)
-				}
-			}
+			ups, rems, trigger = pending(e, c.s.node, dirty, c.s.isRejected)
 		})
 		if len(ups)+len(rems) == 0 {
 			continue
@@ -352,4 +343,37 @@ func (c *conn) receive(ctx context.Context) error {
 			m.Programming.Observe(time.Since(f.trigger).Seconds())
 		}
 	}
+}
+
+// pending resolves a session's dirty names against the engine: what to upsert, what to remove,
+// and the oldest change among them. A port goes away whole: when a dirty name of a port is gone
+// and so is the port's service resource, every name of the port is removed in this update, even
+// one whose own change still waits in the hub's batch (the engine changes at once, sessions learn
+// at the flush). Otherwise the agent would be told to drop an endpoint set that the service it
+// still holds uses, and would refuse it until the rest arrived.
+func pending(e *compute.Engine, node string, dirty map[string]time.Time, rejected func(name, version string) bool) (ups []*compute.Resource, rems []string, trigger time.Time) {
+	removed := map[string]bool{}
+	for name, t := range dirty {
+		if trigger.IsZero() || t.Before(trigger) {
+			trigger = t
+		}
+		switch r := e.Resolve(node, name); {
+		case r == nil:
+			removed[name] = true
+		case !rejected(name, r.Version):
+			ups = append(ups, r)
+		}
+	}
+	for _, name := range slices.Collect(maps.Keys(removed)) {
+		b, kind := resname.Split(name)
+		if kind != resname.KindService && kind != resname.KindCluster && kind != resname.KindLocal {
+			continue
+		}
+		if e.Resolve(node, resname.Join(b, resname.KindService)) == nil {
+			for _, k := range []string{resname.KindService, resname.KindCluster, resname.KindLocal} {
+				removed[resname.Join(b, k)] = true
+			}
+		}
+	}
+	return ups, slices.Collect(maps.Keys(removed)), trigger
 }
