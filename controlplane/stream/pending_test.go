@@ -33,8 +33,8 @@ func TestPendingRemovesAPortWhole(t *testing.T) {
 	e.DeleteService(model.ServiceKey{Namespace: "default", Name: "x"})
 	_, rems, _ = pending(e, "n1", map[string]time.Time{"default/x:http/v4/cluster": time.Now()}, never)
 	slices.Sort(rems)
-	want := []string{"default/x:http/v4/cluster", "default/x:http/v4/local", "default/x:http/v4/service"}
+	want := []string{"default/x:http/v4/cluster", "default/x:http/v4/service"}
 	if !slices.Equal(rems, want) {
-		t.Errorf("removals %v, want the whole port %v", rems, want)
+		t.Errorf("removals %v, want the set with its service %v", rems, want)
 	}
 }

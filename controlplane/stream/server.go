@@ -347,10 +347,10 @@ func (c *conn) receive(ctx context.Context) error {
 
 // pending resolves a session's dirty names against the engine: what to upsert, what to remove,
 // and the oldest change among them. A port goes away whole: when a dirty name of a port is gone
-// and so is the port's service resource, every name of the port is removed in this update, even
-// one whose own change still waits in the hub's batch (the engine changes at once, sessions learn
-// at the flush). Otherwise the agent would be told to drop an endpoint set that the service it
-// still holds uses, and would refuse it until the rest arrived.
+// and so is the port's service resource, the service's removal goes in this update too, even when
+// its own change still waits in the hub's batch (the engine changes at once, sessions learn at
+// the flush). Otherwise the agent would be told to drop an endpoint set that the service it still
+// holds uses, and would refuse it until the rest arrived.
 func pending(e *compute.Engine, node string, dirty map[string]time.Time, rejected func(name, version string) bool) (ups []*compute.Resource, rems []string, trigger time.Time) {
 	removed := map[string]bool{}
 	for name, t := range dirty {
@@ -369,10 +369,8 @@ func pending(e *compute.Engine, node string, dirty map[string]time.Time, rejecte
 		if kind != resname.KindService && kind != resname.KindCluster && kind != resname.KindLocal {
 			continue
 		}
-		if e.Resolve(node, resname.Join(b, resname.KindService)) == nil {
-			for _, k := range []string{resname.KindService, resname.KindCluster, resname.KindLocal} {
-				removed[resname.Join(b, k)] = true
-			}
+		if svc := resname.Join(b, resname.KindService); e.Resolve(node, svc) == nil {
+			removed[svc] = true // the agent drops a port whose service is gone, whatever sets it holds
 		}
 	}
 	return ups, slices.Collect(maps.Keys(removed)), trigger
