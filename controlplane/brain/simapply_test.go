@@ -14,6 +14,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/internal/digest"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
 	"github.com/ganglion-proxy/ganglion/internal/resname"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -95,15 +96,19 @@ func (f *applyFleet) stop() {
 	}
 }
 
-// dataplaneHolds checks that a's dataplane programs exactly what a holds: one port per held
-// service resource, made of the very messages held (interned, so the same pointers), and no
-// endpoint set the agent does not hold.
+// dataplaneHolds checks that a's dataplane programs exactly what a holds (see portsMatchHeld).
 func (f *applyFleet) dataplaneHolds(a *runningAgent, held map[string]string) error {
-	ports := a.dp.Ports()
+	return portsMatchHeld(a.dp.Ports(), held, f.table.get)
+}
+
+// portsMatchHeld checks that ports are exactly what an agent holds: one port per held service
+// resource, made of the very messages held (interned, so the same pointers), and no endpoint set
+// the agent does not hold. get returns the process's one copy of a name at a version.
+func portsMatchHeld(ports map[string]dataplane.Port, held map[string]string, get func(name, version string) *v1.Resource) error {
 	want := map[string]int{}
 	for name, version := range held {
 		base, kind := resname.Split(name)
-		msg, p := f.table.get(name, version), ports[base]
+		msg, p := get(name, version), ports[base]
 		var same bool
 		switch kind {
 		case resname.KindService:
@@ -144,7 +149,9 @@ func (f *applyFleet) dataplaneHolds(a *runningAgent, held map[string]string) err
 // work an agent does, is not shared. Resources are never modified once received.
 type internCodec struct {
 	encoding.CodecV2
-	table *internTable
+	table interface {
+		intern(*v1.Resource) *v1.Resource
+	}
 }
 
 func (c internCodec) Unmarshal(data mem.BufferSlice, v any) error {

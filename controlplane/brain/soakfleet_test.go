@@ -19,11 +19,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
-	"google.golang.org/grpc/mem"
 
 	"github.com/ganglion-proxy/ganglion/internal/digest"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
-	"github.com/ganglion-proxy/ganglion/internal/resname"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -82,7 +80,7 @@ func (c *refusalCounter) WithGroup(string) slog.Handler      { return c }
 func startSoakFleet(cfg simConfig, roots *pki.Pool) (*soakFleet, error) {
 	f := &soakFleet{table: &weakInternTable{m: map[[2]string]weak.Pointer[v1.Resource]{}}, refusals: &refusalCounter{}}
 	log := slog.New(f.refusals)
-	codec := grpc.WithDefaultCallOptions(grpc.ForceCodecV2(weakInternCodec{encoding.GetCodecV2(proto.Name), f.table}))
+	codec := grpc.WithDefaultCallOptions(grpc.ForceCodecV2(internCodec{encoding.GetCodecV2(proto.Name), f.table}))
 	for i := range cfg.Agents {
 		node := simNode(i)
 		creds, err := nodeCreds(cfg.PKIDir, node, roots)
@@ -193,65 +191,11 @@ func (d *countingDataplane) Reconcile(context.Context) error { return nil }
 // Close does nothing.
 func (d *countingDataplane) Close() error { return nil }
 
-// holds checks that the dataplane programs exactly what the agent holds: a port per held service
-// resource, made of the very messages held, and no endpoint set the agent does not hold.
+// holds checks that the dataplane programs exactly what the agent holds (see portsMatchHeld).
 func (d *countingDataplane) holds(held map[string]string, table *weakInternTable) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	want := map[string]int{}
-	for name, version := range held {
-		base, kind := resname.Split(name)
-		msg, p := table.get(name, version), d.ports[base]
-		same := true // probe sets are the prober's, not the dataplane's
-		switch kind {
-		case resname.KindService:
-			same = msg != nil && p.Service == msg.GetService()
-		case resname.KindCluster:
-			same = msg != nil && p.Cluster == msg.GetEndpoints()
-		case resname.KindLocal:
-			same = msg != nil && p.Local == msg.GetEndpoints()
-		}
-		if !same {
-			return fmt.Errorf("%s at %s is not what the dataplane programs", name, version)
-		}
-		want[kind]++
-	}
-	got := map[string]int{resname.KindService: len(d.ports)}
-	for _, p := range d.ports {
-		if p.Cluster != nil {
-			got[resname.KindCluster]++
-		}
-		if p.Local != nil {
-			got[resname.KindLocal]++
-		}
-	}
-	for _, kind := range []string{resname.KindService, resname.KindCluster, resname.KindLocal} {
-		if got[kind] != want[kind] {
-			return fmt.Errorf("the dataplane programs %d %s resources, the agent holds %d", got[kind], kind, want[kind])
-		}
-	}
-	return nil
-}
-
-// weakInternCodec decodes every message in full, then swaps each received resource for the
-// process's one live copy of that name and version (see internCodec: a thousand agents on their
-// own nodes would hold one copy each, not share them).
-type weakInternCodec struct {
-	encoding.CodecV2
-	table *weakInternTable
-}
-
-func (c weakInternCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if err := c.CodecV2.Unmarshal(data, v); err != nil {
-		return err
-	}
-	if resp, ok := v.(*v1.StreamResponse); ok && resp.GetUpdate() != nil {
-		u := resp.GetUpdate()
-		for i, r := range u.Upserts {
-			u.Upserts[i] = c.table.intern(r)
-		}
-	}
-	return nil
+	return portsMatchHeld(d.ports, held, table.get)
 }
 
 // weakInternTable holds, weakly, one copy of each resource version some agent holds: an entry
