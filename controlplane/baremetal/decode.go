@@ -60,7 +60,7 @@ func (o *Object) String() string {
 
 func (o *Object) fail(field, format string, args ...any) error {
 	if o.KubeService != nil {
-		field = kubeField(field)
+		field = o.kubeField(field)
 	}
 	return &FieldError{Source: o.Source, Object: o.String(), Field: field, Reason: fmt.Sprintf(format, args...)}
 }
@@ -69,13 +69,25 @@ func (o *Object) fail(field, format string, args ...any) error {
 // a refusal names the field the user wrote.
 var kubeFields = []struct{ native, kube string }{
 	{"spec.vips", "spec.clusterIPs"},
-	{"spec.loadBalancerIPs", "spec.loadBalancerIP"},
 	{"spec.sessionAffinity.timeoutSeconds", "spec.sessionAffinityConfig.clientIP.timeoutSeconds"},
 	{"spec.scheduler", "metadata.annotations[ganglion-proxy.io/scheduler]"},
 	{"spec.headless", "spec.clusterIP"},
 }
 
-func kubeField(field string) string {
+func (o *Object) kubeField(field string) string {
+	// The native view's load-balancer addresses are spec.loadBalancerIP and the VIP-mode ingress.
+	var i int
+	if _, err := fmt.Sscanf(field, "spec.loadBalancerIPs[%d]", &i); err == nil && i < len(o.Service.Spec.LoadBalancerIPs) {
+		ip := o.Service.Spec.LoadBalancerIPs[i]
+		if o.KubeService.Spec.LoadBalancerIP == ip { //nolint:staticcheck // the deprecated field users still set
+			return "spec.loadBalancerIP"
+		}
+		for j, ing := range o.KubeService.Status.LoadBalancer.Ingress {
+			if ing.IP == ip {
+				return fmt.Sprintf("status.loadBalancer.ingress[%d].ip", j)
+			}
+		}
+	}
 	for _, f := range kubeFields {
 		if rest, ok := strings.CutPrefix(field, f.native); ok {
 			return f.kube + rest
