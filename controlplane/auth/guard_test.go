@@ -102,6 +102,10 @@ func TestPolicyPerIdentity(t *testing.T) {
 		_, err := v1.NewInspectServiceClient(cc).ListNodes(ctx, &v1.ListNodesRequest{})
 		return err
 	}
+	diff := func(cc *grpc.ClientConn) error {
+		_, err := v1.NewAdminServiceClient(cc).Diff(ctx, &v1.DiffRequest{})
+		return err
+	}
 	health := func(cc *grpc.ClientConn) error {
 		_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
@@ -116,6 +120,10 @@ func TestPolicyPerIdentity(t *testing.T) {
 		{"", "apply", apply, codes.Unauthenticated},
 		{"", "get", get, codes.Unauthenticated},
 		{"", "inspect", inspect, codes.Unauthenticated},
+		{"", "diff", diff, codes.Unauthenticated},
+		{pki.RoleAdmin, "diff", diff, codes.Unimplemented},
+		{pki.RoleReader, "diff", diff, codes.Unimplemented},
+		{pki.RoleNode, "diff", diff, codes.PermissionDenied},
 		{pki.RoleAdmin, "apply", apply, codes.Unimplemented},
 		{pki.RoleAdmin, "inspect", inspect, codes.OK},
 		{pki.RoleReader, "apply", apply, codes.PermissionDenied},
