@@ -2,11 +2,9 @@ package baremetal_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -111,40 +109,8 @@ func TestHealthChecksAndNodeLeases(t *testing.T) {
 	go b.Serve(lis)
 	defer b.Stop()
 
-	l1, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l1.Addr().(*net.TCPAddr).Port
-	l1.Close()
-	one := backendServer(t, fmt.Sprintf("127.0.0.1:%d", port))
-	backendServer(t, fmt.Sprintf("127.0.0.2:%d", port))
-	objs, err := baremetal.Decode("test", []byte(fmt.Sprintf(`apiVersion: ganglion-proxy.io/v1
-kind: Node
-metadata: {name: n1}
----
-apiVersion: ganglion-proxy.io/v1
-kind: Node
-metadata: {name: n2}
----
-apiVersion: ganglion-proxy.io/v1
-kind: Service
-metadata: {name: web}
-spec:
-  vips: [10.0.0.10]
-  ports: [{port: 80, targetPort: %d}]
-  healthCheck: {httpGet: {path: /healthz}, periodSeconds: 1, failureThreshold: 2, successThreshold: 2}
-  backends: [{address: 127.0.0.1, node: n1}, {address: 127.0.0.2, node: n2}]
-`, port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The backends are on loopback, where this test can serve them: allowed as an operator would.
-	set := baremetal.DefaultSettings()
-	set.AllowedAddressRanges = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	if _, err := baremetal.Apply(ctx, st, objs, set, false); err != nil {
-		t.Fatal(err)
-	}
+	one := applyTwoNodeService(t, ctx, st,
+		"  healthCheck: {httpGet: {path: /healthz}, periodSeconds: 1, failureThreshold: 2, successThreshold: 2}\n")
 	a1 := startAgent(t, "n1", lis.Addr().String())
 	a2 := startAgent(t, "n2", lis.Addr().String())
 	both := func(a *testAgent) bool { return slices.Equal(a.backends(), []string{"127.0.0.1", "127.0.0.2"}) }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -68,7 +69,7 @@ func TestNodeLeasesComeBackAfterAStoreOutageLongerThanTheirTTL(t *testing.T) {
 	}
 	go b.Serve(lis)
 	defer b.Stop()
-	applyTwoNodeService(t, ctx, st)
+	applyTwoNodeService(t, ctx, st, "")
 	a1 := startAgent(t, "n1", lis.Addr().String())
 	a2 := startAgent(t, "n2", lis.Addr().String())
 	both := func(a *testAgent) bool { return slices.Equal(a.backends(), []string{"127.0.0.1", "127.0.0.2"}) }
@@ -110,8 +111,10 @@ func TestNodeLeasesComeBackAfterAStoreOutageLongerThanTheirTTL(t *testing.T) {
 	}
 }
 
-// applyTwoNodeService stores nodes n1 and n2 and a service with one loopback backend on each.
-func applyTwoNodeService(t *testing.T, ctx context.Context, st *store.Store) {
+// applyTwoNodeService stores nodes n1 and n2 and a service web with one loopback backend on
+// each, serving 200 until the test changes the first one's code (returned); extra adds spec
+// lines such as a health check.
+func applyTwoNodeService(t *testing.T, ctx context.Context, st *store.Store, extra string) *atomic.Int32 {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -119,7 +122,7 @@ func applyTwoNodeService(t *testing.T, ctx context.Context, st *store.Store) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	backendServer(t, fmt.Sprintf("127.0.0.1:%d", port))
+	first := backendServer(t, fmt.Sprintf("127.0.0.1:%d", port))
 	backendServer(t, fmt.Sprintf("127.0.0.2:%d", port))
 	objs, err := baremetal.Decode("test", []byte(fmt.Sprintf(`apiVersion: ganglion-proxy.io/v1
 kind: Node
@@ -135,16 +138,18 @@ metadata: {name: web}
 spec:
   vips: [10.0.0.10]
   ports: [{port: 80, targetPort: %d}]
-  backends: [{address: 127.0.0.1, node: n1}, {address: 127.0.0.2, node: n2}]
-`, port)))
+%s  backends: [{address: 127.0.0.1, node: n1}, {address: 127.0.0.2, node: n2}]
+`, port, extra)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The backends are on loopback, where the test can serve them: allowed as an operator would.
 	set := baremetal.DefaultSettings()
 	set.AllowedAddressRanges = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	if _, err := baremetal.Apply(ctx, st, objs, set, false); err != nil {
 		t.Fatal(err)
 	}
+	return first
 }
 
 // assertRegisteredUnderLiveLease checks that node's registration is stored under a lease etcd
