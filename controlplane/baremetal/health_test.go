@@ -10,10 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/controlplane/baremetal"
-	"github.com/ganglion-proxy/ganglion/controlplane/brain"
-	"github.com/ganglion-proxy/ganglion/controlplane/stream"
 	"github.com/ganglion-proxy/ganglion/internal/testwait"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	"github.com/ganglion-proxy/ganglion/nodeagent/probe"
@@ -94,25 +91,11 @@ func TestHealthChecksAndNodeLeases(t *testing.T) {
 	}
 	defer st.Close()
 	mem := &baremetal.Membership{Store: st, LeaseTTL: 2 * time.Second, Log: quiet}
-	b, err := brain.New(brain.Options{Log: quiet, Stream: stream.Options{Hooks: mem.Hooks()}, Auth: auth.Config{Insecure: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1.RegisterAdminServiceServer(b.GRPC(), &baremetal.Admin{Store: st, Settings: baremetal.DefaultSettings()})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go (&baremetal.Source{Store: st, Log: quiet, Grace: time.Second}).Run(ctx, b.Hub, b.MarkSynced)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go b.Serve(lis)
-	defer b.Stop()
-
+	ctx, addr := startBareMetalBrain(t, st, mem)
 	one := applyTwoNodeService(t, ctx, st,
 		"  healthCheck: {httpGet: {path: /healthz}, periodSeconds: 1, failureThreshold: 2, successThreshold: 2}\n")
-	a1 := startAgent(t, "n1", lis.Addr().String())
-	a2 := startAgent(t, "n2", lis.Addr().String())
+	a1 := startAgent(t, "n1", addr)
+	a2 := startAgent(t, "n2", addr)
 	both := func(a *testAgent) bool { return slices.Equal(a.backends(), []string{"127.0.0.1", "127.0.0.2"}) }
 	onlyTwo := func(a *testAgent) bool { return slices.Equal(a.backends(), []string{"127.0.0.2"}) }
 	testwait.Eventually(t, "both nodes forward to both backends", func() bool { return both(a1) && both(a2) })
@@ -129,6 +112,6 @@ func TestHealthChecksAndNodeLeases(t *testing.T) {
 		return slices.Equal(a1.backends(), []string{"127.0.0.1"})
 	})
 	t.Logf("node n2's backend removed %v after its agent left (lease TTL 2s + grace 1s)", took.Round(time.Millisecond))
-	a2 = startAgent(t, "n2", lis.Addr().String())
+	a2 = startAgent(t, "n2", addr)
 	testwait.Eventually(t, "n2's backend back with its agent", func() bool { return both(a1) && both(a2) })
 }

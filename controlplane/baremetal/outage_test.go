@@ -56,22 +56,10 @@ func TestNodeLeasesComeBackAfterAStoreOutageLongerThanTheirTTL(t *testing.T) {
 	defer st.Close()
 	const ttl = 2 * time.Second
 	mem := &baremetal.Membership{Store: st, LeaseTTL: ttl, Log: quiet}
-	b, err := brain.New(brain.Options{Log: quiet, Stream: stream.Options{Hooks: mem.Hooks()}, Auth: auth.Config{Insecure: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go (&baremetal.Source{Store: st, Log: quiet, Grace: time.Second}).Run(ctx, b.Hub, b.MarkSynced)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go b.Serve(lis)
-	defer b.Stop()
+	ctx, addr := startBareMetalBrain(t, st, mem)
 	applyTwoNodeService(t, ctx, st, "")
-	a1 := startAgent(t, "n1", lis.Addr().String())
-	a2 := startAgent(t, "n2", lis.Addr().String())
+	a1 := startAgent(t, "n1", addr)
+	a2 := startAgent(t, "n2", addr)
 	both := func(a *testAgent) bool { return slices.Equal(a.backends(), []string{"127.0.0.1", "127.0.0.2"}) }
 	testwait.Eventually(t, "both nodes forward to both backends", func() bool { return both(a1) && both(a2) })
 	leaseIs := func(node string, state v1.LeaseState) bool { return mem.NodeLeases()[node].GetState() == state }
@@ -109,6 +97,28 @@ func TestNodeLeasesComeBackAfterAStoreOutageLongerThanTheirTTL(t *testing.T) {
 	for _, n := range []string{"n1", "n2"} {
 		assertRegisteredUnderLiveLease(t, st, n)
 	}
+}
+
+// startBareMetalBrain serves an insecure brain on loopback whose source is st and whose stream
+// hooks are mem's, with the admin service; it returns a context that ends with the test and the
+// brain's address.
+func startBareMetalBrain(t *testing.T, st *store.Store, mem *baremetal.Membership) (context.Context, string) {
+	t.Helper()
+	b, err := brain.New(brain.Options{Log: quiet, Stream: stream.Options{Hooks: mem.Hooks()}, Auth: auth.Config{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1.RegisterAdminServiceServer(b.GRPC(), &baremetal.Admin{Store: st, Settings: baremetal.DefaultSettings()})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go (&baremetal.Source{Store: st, Log: quiet, Grace: time.Second}).Run(ctx, b.Hub, b.MarkSynced)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.Serve(lis)
+	t.Cleanup(b.Stop)
+	return ctx, lis.Addr().String()
 }
 
 // applyTwoNodeService stores nodes n1 and n2 and a service web with one loopback backend on
