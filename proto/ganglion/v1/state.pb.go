@@ -303,6 +303,8 @@ type Resource struct {
 	//	*Resource_Endpoints
 	//	*Resource_Probes
 	//	*Resource_Dns
+	//	*Resource_Announcement
+	//	*Resource_Bgp
 	Content       isResource_Content `protobuf_oneof:"content"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -395,6 +397,24 @@ func (x *Resource) GetDns() *DNSRecords {
 	return nil
 }
 
+func (x *Resource) GetAnnouncement() *Announcement {
+	if x != nil {
+		if x, ok := x.Content.(*Resource_Announcement); ok {
+			return x.Announcement
+		}
+	}
+	return nil
+}
+
+func (x *Resource) GetBgp() *BGPConfig {
+	if x != nil {
+		if x, ok := x.Content.(*Resource_Bgp); ok {
+			return x.Bgp
+		}
+	}
+	return nil
+}
+
 type isResource_Content interface {
 	isResource_Content()
 }
@@ -415,6 +435,14 @@ type Resource_Dns struct {
 	Dns *DNSRecords `protobuf:"bytes,6,opt,name=dns,proto3,oneof"`
 }
 
+type Resource_Announcement struct {
+	Announcement *Announcement `protobuf:"bytes,7,opt,name=announcement,proto3,oneof"`
+}
+
+type Resource_Bgp struct {
+	Bgp *BGPConfig `protobuf:"bytes,8,opt,name=bgp,proto3,oneof"`
+}
+
 func (*Resource_Service) isResource_Content() {}
 
 func (*Resource_Endpoints) isResource_Content() {}
@@ -422,6 +450,10 @@ func (*Resource_Endpoints) isResource_Content() {}
 func (*Resource_Probes) isResource_Content() {}
 
 func (*Resource_Dns) isResource_Content() {}
+
+func (*Resource_Announcement) isResource_Content() {}
+
+func (*Resource_Bgp) isResource_Content() {}
 
 // Frontend is one address and port where the service accepts traffic.
 type Frontend struct {
@@ -1479,18 +1511,254 @@ func (x *DNSPort) GetPort() uint32 {
 	return 0
 }
 
+// Announcement is what this node tells the network about one service's outside addresses
+// (load-balancer IPs, external IPs, bare-metal VIPs): the addresses it may attract over BGP (every
+// eligible node: all ready nodes for externalTrafficPolicy Cluster, those with a ready local
+// endpoint for Local) and the addresses it answers ARP/NDP for (it is their one owner among the
+// eligible nodes). Both lists are sorted; a node that announces nothing holds an empty one.
+type Announcement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Bgp           []string               `protobuf:"bytes,3,rep,name=bgp,proto3" json:"bgp,omitempty"`
+	L2            []string               `protobuf:"bytes,4,rep,name=l2,proto3" json:"l2,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Announcement) Reset() {
+	*x = Announcement{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Announcement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Announcement) ProtoMessage() {}
+
+func (x *Announcement) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Announcement.ProtoReflect.Descriptor instead.
+func (*Announcement) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Announcement) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Announcement) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Announcement) GetBgp() []string {
+	if x != nil {
+		return x.Bgp
+	}
+	return nil
+}
+
+func (x *Announcement) GetL2() []string {
+	if x != nil {
+		return x.L2
+	}
+	return nil
+}
+
+// BGPConfig is how this node's agent peers with routers: its node group's settings.
+type BGPConfig struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	LocalAsn uint32                 `protobuf:"varint,1,opt,name=local_asn,json=localAsn,proto3" json:"local_asn,omitempty"`
+	// RouterID is the node's BGP identifier; empty: the node's first IPv4 address.
+	RouterId string     `protobuf:"bytes,2,opt,name=router_id,json=routerId,proto3" json:"router_id,omitempty"`
+	Peers    []*BGPPeer `protobuf:"bytes,3,rep,name=peers,proto3" json:"peers,omitempty"`
+	// Communities are attached to every route, as "asn:value" (standard) or "a:b:c" (large).
+	Communities []string `protobuf:"bytes,4,rep,name=communities,proto3" json:"communities,omitempty"`
+	// GracefulRestartSeconds is how long peers keep this node's routes while its agent restarts
+	// (RFC 4724); 0 turns graceful restart off.
+	GracefulRestartSeconds uint32 `protobuf:"varint,5,opt,name=graceful_restart_seconds,json=gracefulRestartSeconds,proto3" json:"graceful_restart_seconds,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *BGPConfig) Reset() {
+	*x = BGPConfig{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BGPConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BGPConfig) ProtoMessage() {}
+
+func (x *BGPConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BGPConfig.ProtoReflect.Descriptor instead.
+func (*BGPConfig) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BGPConfig) GetLocalAsn() uint32 {
+	if x != nil {
+		return x.LocalAsn
+	}
+	return 0
+}
+
+func (x *BGPConfig) GetRouterId() string {
+	if x != nil {
+		return x.RouterId
+	}
+	return ""
+}
+
+func (x *BGPConfig) GetPeers() []*BGPPeer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *BGPConfig) GetCommunities() []string {
+	if x != nil {
+		return x.Communities
+	}
+	return nil
+}
+
+func (x *BGPConfig) GetGracefulRestartSeconds() uint32 {
+	if x != nil {
+		return x.GracefulRestartSeconds
+	}
+	return 0
+}
+
+// BGPPeer is one router a node peers with.
+type BGPPeer struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Asn     uint32                 `protobuf:"varint,2,opt,name=asn,proto3" json:"asn,omitempty"`
+	// Port is the peer's BGP port; 0 means 179.
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// Password is the TCP MD5 signature key (RFC 2385); empty for none.
+	Password string `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	// HoldTimeSeconds is the proposed hold time; 0 means 90 s. Keepalives go at a third of it.
+	HoldTimeSeconds uint32 `protobuf:"varint,5,opt,name=hold_time_seconds,json=holdTimeSeconds,proto3" json:"hold_time_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BGPPeer) Reset() {
+	*x = BGPPeer{}
+	mi := &file_ganglion_v1_state_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BGPPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BGPPeer) ProtoMessage() {}
+
+func (x *BGPPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_state_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BGPPeer.ProtoReflect.Descriptor instead.
+func (*BGPPeer) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_state_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BGPPeer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *BGPPeer) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *BGPPeer) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *BGPPeer) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *BGPPeer) GetHoldTimeSeconds() uint32 {
+	if x != nil {
+		return x.HoldTimeSeconds
+	}
+	return 0
+}
+
 var File_ganglion_v1_state_proto protoreflect.FileDescriptor
 
 const file_ganglion_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x17ganglion/v1/state.proto\x12\vganglion.v1\"\x91\x02\n" +
+	"\x17ganglion/v1/state.proto\x12\vganglion.v1\"\xfe\x02\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x124\n" +
 	"\aservice\x18\x03 \x01(\v2\x18.ganglion.v1.ServicePortH\x00R\aservice\x128\n" +
 	"\tendpoints\x18\x04 \x01(\v2\x18.ganglion.v1.EndpointSetH\x00R\tendpoints\x12/\n" +
 	"\x06probes\x18\x05 \x01(\v2\x15.ganglion.v1.ProbeSetH\x00R\x06probes\x12+\n" +
-	"\x03dns\x18\x06 \x01(\v2\x17.ganglion.v1.DNSRecordsH\x00R\x03dnsB\t\n" +
+	"\x03dns\x18\x06 \x01(\v2\x17.ganglion.v1.DNSRecordsH\x00R\x03dns\x12?\n" +
+	"\fannouncement\x18\a \x01(\v2\x19.ganglion.v1.AnnouncementH\x00R\fannouncement\x12*\n" +
+	"\x03bgp\x18\b \x01(\v2\x16.ganglion.v1.BGPConfigH\x00R\x03bgpB\t\n" +
 	"\acontent\"\x8c\x01\n" +
 	"\bFrontend\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.ganglion.v1.FrontendKindR\x04kind\x12\x18\n" +
@@ -1567,7 +1835,24 @@ const file_ganglion_v1_state_proto_rawDesc = "" +
 	"\aDNSPort\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x15.ganglion.v1.ProtocolR\bprotocol\x12\x12\n" +
-	"\x04port\x18\x03 \x01(\rR\x04port*M\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\"b\n" +
+	"\fAnnouncement\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03bgp\x18\x03 \x03(\tR\x03bgp\x12\x0e\n" +
+	"\x02l2\x18\x04 \x03(\tR\x02l2\"\xcd\x01\n" +
+	"\tBGPConfig\x12\x1b\n" +
+	"\tlocal_asn\x18\x01 \x01(\rR\blocalAsn\x12\x1b\n" +
+	"\trouter_id\x18\x02 \x01(\tR\brouterId\x12*\n" +
+	"\x05peers\x18\x03 \x03(\v2\x14.ganglion.v1.BGPPeerR\x05peers\x12 \n" +
+	"\vcommunities\x18\x04 \x03(\tR\vcommunities\x128\n" +
+	"\x18graceful_restart_seconds\x18\x05 \x01(\rR\x16gracefulRestartSeconds\"\x91\x01\n" +
+	"\aBGPPeer\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03asn\x18\x02 \x01(\rR\x03asn\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x1a\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpassword\x12*\n" +
+	"\x11hold_time_seconds\x18\x05 \x01(\rR\x0fholdTimeSeconds*M\n" +
 	"\bIPFamily\x12\x19\n" +
 	"\x15IP_FAMILY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eIP_FAMILY_IPV4\x10\x01\x12\x12\n" +
@@ -1606,7 +1891,7 @@ func file_ganglion_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_ganglion_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_ganglion_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_ganglion_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_ganglion_v1_state_proto_goTypes = []any{
 	(IPFamily)(0),           // 0: ganglion.v1.IPFamily
 	(Protocol)(0),           // 1: ganglion.v1.Protocol
@@ -1629,35 +1914,41 @@ var file_ganglion_v1_state_proto_goTypes = []any{
 	(*DNSRecords)(nil),      // 18: ganglion.v1.DNSRecords
 	(*DNSEndpoint)(nil),     // 19: ganglion.v1.DNSEndpoint
 	(*DNSPort)(nil),         // 20: ganglion.v1.DNSPort
+	(*Announcement)(nil),    // 21: ganglion.v1.Announcement
+	(*BGPConfig)(nil),       // 22: ganglion.v1.BGPConfig
+	(*BGPPeer)(nil),         // 23: ganglion.v1.BGPPeer
 }
 var file_ganglion_v1_state_proto_depIdxs = []int32{
 	9,  // 0: ganglion.v1.Resource.service:type_name -> ganglion.v1.ServicePort
 	11, // 1: ganglion.v1.Resource.endpoints:type_name -> ganglion.v1.EndpointSet
 	12, // 2: ganglion.v1.Resource.probes:type_name -> ganglion.v1.ProbeSet
 	18, // 3: ganglion.v1.Resource.dns:type_name -> ganglion.v1.DNSRecords
-	2,  // 4: ganglion.v1.Frontend.kind:type_name -> ganglion.v1.FrontendKind
-	3,  // 5: ganglion.v1.TrafficPolicy.scope:type_name -> ganglion.v1.EndpointScope
-	0,  // 6: ganglion.v1.ServicePort.family:type_name -> ganglion.v1.IPFamily
-	1,  // 7: ganglion.v1.ServicePort.protocol:type_name -> ganglion.v1.Protocol
-	6,  // 8: ganglion.v1.ServicePort.frontends:type_name -> ganglion.v1.Frontend
-	7,  // 9: ganglion.v1.ServicePort.session_affinity:type_name -> ganglion.v1.SessionAffinity
-	8,  // 10: ganglion.v1.ServicePort.internal:type_name -> ganglion.v1.TrafficPolicy
-	8,  // 11: ganglion.v1.ServicePort.external:type_name -> ganglion.v1.TrafficPolicy
-	4,  // 12: ganglion.v1.EndpointSet.action:type_name -> ganglion.v1.TrafficAction
-	10, // 13: ganglion.v1.EndpointSet.backends:type_name -> ganglion.v1.Backend
-	14, // 14: ganglion.v1.ProbeSet.check:type_name -> ganglion.v1.HealthCheck
-	13, // 15: ganglion.v1.ProbeSet.targets:type_name -> ganglion.v1.ProbeTarget
-	15, // 16: ganglion.v1.HealthCheck.http_get:type_name -> ganglion.v1.HTTPGetAction
-	16, // 17: ganglion.v1.HealthCheck.tcp_socket:type_name -> ganglion.v1.TCPSocketAction
-	17, // 18: ganglion.v1.HealthCheck.exec:type_name -> ganglion.v1.ExecAction
-	19, // 19: ganglion.v1.DNSRecords.endpoints:type_name -> ganglion.v1.DNSEndpoint
-	20, // 20: ganglion.v1.DNSRecords.ports:type_name -> ganglion.v1.DNSPort
-	1,  // 21: ganglion.v1.DNSPort.protocol:type_name -> ganglion.v1.Protocol
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	21, // 4: ganglion.v1.Resource.announcement:type_name -> ganglion.v1.Announcement
+	22, // 5: ganglion.v1.Resource.bgp:type_name -> ganglion.v1.BGPConfig
+	2,  // 6: ganglion.v1.Frontend.kind:type_name -> ganglion.v1.FrontendKind
+	3,  // 7: ganglion.v1.TrafficPolicy.scope:type_name -> ganglion.v1.EndpointScope
+	0,  // 8: ganglion.v1.ServicePort.family:type_name -> ganglion.v1.IPFamily
+	1,  // 9: ganglion.v1.ServicePort.protocol:type_name -> ganglion.v1.Protocol
+	6,  // 10: ganglion.v1.ServicePort.frontends:type_name -> ganglion.v1.Frontend
+	7,  // 11: ganglion.v1.ServicePort.session_affinity:type_name -> ganglion.v1.SessionAffinity
+	8,  // 12: ganglion.v1.ServicePort.internal:type_name -> ganglion.v1.TrafficPolicy
+	8,  // 13: ganglion.v1.ServicePort.external:type_name -> ganglion.v1.TrafficPolicy
+	4,  // 14: ganglion.v1.EndpointSet.action:type_name -> ganglion.v1.TrafficAction
+	10, // 15: ganglion.v1.EndpointSet.backends:type_name -> ganglion.v1.Backend
+	14, // 16: ganglion.v1.ProbeSet.check:type_name -> ganglion.v1.HealthCheck
+	13, // 17: ganglion.v1.ProbeSet.targets:type_name -> ganglion.v1.ProbeTarget
+	15, // 18: ganglion.v1.HealthCheck.http_get:type_name -> ganglion.v1.HTTPGetAction
+	16, // 19: ganglion.v1.HealthCheck.tcp_socket:type_name -> ganglion.v1.TCPSocketAction
+	17, // 20: ganglion.v1.HealthCheck.exec:type_name -> ganglion.v1.ExecAction
+	19, // 21: ganglion.v1.DNSRecords.endpoints:type_name -> ganglion.v1.DNSEndpoint
+	20, // 22: ganglion.v1.DNSRecords.ports:type_name -> ganglion.v1.DNSPort
+	1,  // 23: ganglion.v1.DNSPort.protocol:type_name -> ganglion.v1.Protocol
+	23, // 24: ganglion.v1.BGPConfig.peers:type_name -> ganglion.v1.BGPPeer
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_state_proto_init() }
@@ -1670,6 +1961,8 @@ func file_ganglion_v1_state_proto_init() {
 		(*Resource_Endpoints)(nil),
 		(*Resource_Probes)(nil),
 		(*Resource_Dns)(nil),
+		(*Resource_Announcement)(nil),
+		(*Resource_Bgp)(nil),
 	}
 	file_ganglion_v1_state_proto_msgTypes[9].OneofWrappers = []any{
 		(*HealthCheck_HttpGet)(nil),
@@ -1682,7 +1975,7 @@ func file_ganglion_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ganglion_v1_state_proto_rawDesc), len(file_ganglion_v1_state_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
