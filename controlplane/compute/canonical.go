@@ -122,6 +122,37 @@ func (c *canon) dnsRecords(d *v1.DNSRecords) {
 	c.str(d.ExternalName)
 }
 
+func (c *canon) strs(ss []string) {
+	c.uint(uint64(len(ss)))
+	for _, s := range ss {
+		c.str(s)
+	}
+}
+
+func (c *canon) announcement(a *v1.Announcement) {
+	c.str("announce/1")
+	c.str(a.Namespace)
+	c.str(a.Name)
+	c.strs(a.Bgp)
+	c.strs(a.L2)
+}
+
+func (c *canon) bgpConfig(b *v1.BGPConfig) {
+	c.str("bgp/1")
+	c.uint(uint64(b.LocalAsn))
+	c.str(b.RouterId)
+	c.uint(uint64(len(b.Peers)))
+	for _, p := range b.Peers {
+		c.str(p.Address)
+		c.uint(uint64(p.Asn))
+		c.uint(uint64(p.Port))
+		c.str(p.Password)
+		c.uint(uint64(p.HoldTimeSeconds))
+	}
+	c.strs(b.Communities)
+	c.uint(uint64(b.GracefulRestartSeconds))
+}
+
 // version hashes the encoding: 64 bits of SHA-256, hex, so collisions need ~2^32 live versions.
 func (c *canon) version() string {
 	sum := sha256.Sum256(c.b)

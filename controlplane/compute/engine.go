@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/ganglion-proxy/ganglion/controlplane/model"
+	"github.com/ganglion-proxy/ganglion/internal/resname"
 )
 
 // Engine holds the model and every node's desired state, and keeps the state current as the model
@@ -87,16 +88,29 @@ func (e *Engine) DeleteSlice(key model.SliceKey) Delta {
 
 // SetNode adds or replaces a node. Only its zone matters to compute.
 func (e *Engine) SetNode(n *model.Node) Delta {
-	before := e.zoneOf(n.Name)
+	before, was := e.zoneOf(n.Name), e.nodes[n.Name]
 	e.nodes[n.Name] = n
-	return e.zoneMoved(n.Name, before)
+	return e.nodeMoved(n.Name, before, was)
 }
 
 // DeleteNode forgets a node. An agent of that name still resolves, as a node in no zone.
 func (e *Engine) DeleteNode(name string) Delta {
-	before := e.zoneOf(name)
+	before, was := e.zoneOf(name), e.nodes[name]
 	delete(e.nodes, name)
-	return e.zoneMoved(name, before)
+	return e.nodeMoved(name, before, was)
+}
+
+// nodeMoved reports what changed when node was replaced: its zone's resources, its BGP peering,
+// and the announcements when it started or stopped being able to announce.
+func (e *Engine) nodeMoved(node, zoneBefore string, was *model.Node) Delta {
+	d := e.zoneMoved(node, zoneBefore)
+	if e.opts.Announce.enabled() {
+		d.Merge(e.setNodeBGP(node))
+		if announceChanged(was, e.nodes[node]) {
+			d.Merge(e.reannounce())
+		}
+	}
+	return d
 }
 
 // zoneMoved reports the names whose resolution for node changed when it left zone before.
@@ -218,7 +232,11 @@ func (e *Engine) recompute(key model.ServiceKey) Delta {
 	oldByName := e.outputs[key]
 	var freshByName map[string]*layers
 	if svc := e.services[key]; svc != nil && IgnoredReason(svc, e.opts) == "" {
-		freshByName = buildService(svc, e.sortedSlices(key))
+		sorted := e.sortedSlices(key)
+		freshByName = buildService(svc, sorted)
+		if a := e.announceLayers(svc, sorted); a != nil {
+			freshByName[resname.Announce(key.Namespace, key.Name)] = a
+		}
 	}
 	if len(freshByName) == 0 {
 		delete(e.outputs, key)

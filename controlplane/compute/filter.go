@@ -14,6 +14,8 @@ type Options struct {
 	// with any other name belong to another proxy. Empty behaves like kube-proxy: any value of the
 	// label means another proxy.
 	ProxyName string
+	// Announce says which outside addresses nodes announce (see announce.go).
+	Announce AnnounceOptions
 }
 
 // IgnoredReason says why a service is not proxied, or "" when it is.

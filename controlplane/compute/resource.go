@@ -29,6 +29,10 @@ func newResource(name string, msg *v1.Resource) *Resource {
 		c.probeSet(content.Probes)
 	case *v1.Resource_Dns:
 		c.dnsRecords(content.Dns)
+	case *v1.Resource_Announcement:
+		c.announcement(content.Announcement)
+	case *v1.Resource_Bgp:
+		c.bgpConfig(content.Bgp)
 	}
 	msg.Version = c.version()
 	wire, err := proto.Marshal(msg)

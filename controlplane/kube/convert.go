@@ -47,6 +47,9 @@ func Service(s *corev1.Service) (*model.Service, error) {
 		ExternalName:             s.Spec.ExternalName,
 		PublishNotReadyAddresses: s.Spec.PublishNotReadyAddresses,
 	}
+	if s.Spec.LoadBalancerClass != nil {
+		out.LoadBalancerClass = *s.Spec.LoadBalancerClass
+	}
 	if out.Type == "" {
 		out.Type = model.TypeClusterIP
 	}
@@ -216,5 +219,7 @@ func Node(n *corev1.Node) *model.Node {
 			out.Ready = c.Status == corev1.ConditionTrue
 		}
 	}
+	// Kubernetes says nothing of the node's agent: a ready node is taken to have one.
+	out.Live = out.Ready
 	return out
 }

@@ -12,4 +12,8 @@ type Node struct {
 	Addresses []netip.Addr
 	Labels    map[string]string
 	Ready     bool
+	// Live is true while an agent of the node is connected (bare metal: to any brain replica);
+	// only live, ready nodes announce service addresses. The Kubernetes source sets it from the
+	// Ready condition.
+	Live bool
 }

@@ -61,9 +61,12 @@ type Service struct {
 	// LoadBalancerIngress is the load balancer's status; only LoadBalancer services have one.
 	LoadBalancerIngress      []LoadBalancerIngress
 	LoadBalancerSourceRanges []netip.Prefix
-	Ports                    []ServicePort
-	ExternalTrafficLocal     bool
-	InternalTrafficLocal     bool
+	// LoadBalancerClass is spec.loadBalancerClass: which implementation assigns and announces the
+	// load balancer's addresses ("" for the cluster's default).
+	LoadBalancerClass    string
+	Ports                []ServicePort
+	ExternalTrafficLocal bool
+	InternalTrafficLocal bool
 	// AffinityTimeoutSeconds is non-zero exactly when sessionAffinity is ClientIP.
 	AffinityTimeoutSeconds uint32
 	HealthCheckNodePort    uint16

@@ -15,7 +15,19 @@ const (
 	// KindDNS is a DNSRecords shared by every node; its base is <ns>/<name>, not a port. Only
 	// agents announcing CapabilityDNS receive it.
 	KindDNS = "dns"
+	// KindAnnounce is a per-node Announcement of a service's outside addresses; its base is
+	// <ns>/<name>, not a port.
+	KindAnnounce = "announce"
+	// KindBGP is the kind of NodeBGP.
+	KindBGP = "bgp"
 )
+
+// NodeBGP names a node's BGPConfig. It has two elements where service resources have three or
+// more, so no service's resource can take its name.
+const NodeBGP = "node/" + KindBGP
+
+// Announce names a service's announcement: <ns>/<name>/announce.
+func Announce(namespace, name string) string { return Join(namespace+"/"+name, KindAnnounce) }
 
 // CapabilityDNS is the Hello capability of an agent that serves DNS and wants KindDNS resources.
 const CapabilityDNS = "dns"
