@@ -94,9 +94,22 @@ func (m *Membership) hold(ctx context.Context, hello *v1.Hello) {
 	defer granted(nil)
 	defer m.leaseEnded(ctx)
 	name := hello.NodeName
+	here := newPresence(name)
+	var held *store.Lease
+	defer func() {
+		if held != nil {
+			if err := here.clear(held); err != nil {
+				m.log().Warn("node's connected mark not cleared: it goes with its lease", "node", name, "err", err)
+			}
+		}
+	}()
 	err = m.Store.HoldLease(ctx, leasePrefix+name, b, ttl, store.LeaseEvents{
 		Granted: func(l *store.Lease) {
 			m.leaseHeld(ctx, name)
+			if err := here.mark(l); err != nil {
+				m.log().Warn("node's connected mark not written; the lease's recovery writes it", "node", name, "err", err)
+			}
+			held = l
 			granted(l)
 		},
 		Lost: func(err error) { m.leaseLost(ctx, name, err) },

@@ -60,7 +60,10 @@ type sourceState struct {
 	nodes    map[string]*Node     // declared with apply
 	leased   map[string]leaseInfo // registered by a connected agent
 	down     map[string]bool      // lease expired past the grace: its endpoints are not used
-	schedule func(node string)    // calls expire after the grace
+	// connected holds each node's live streams (connected/<node>/<session>): it announces
+	// service addresses only while it has one.
+	connected map[string]map[string]bool
+	schedule  func(node string) // calls expire after the grace
 }
 
 func newSourceState(log *slog.Logger) *sourceState {
@@ -69,7 +72,8 @@ func newSourceState(log *slog.Logger) *sourceState {
 	}
 	return &sourceState{log: log, services: map[model.ServiceKey]*Object{}, backends: map[model.ServiceKey][]model.SliceKey{},
 		failing: map[model.ServiceKey]map[probed]string{}, slices: map[model.SliceKey]*discoveryv1.EndpointSlice{},
-		nodes: map[string]*Node{}, leased: map[string]leaseInfo{}, down: map[string]bool{}, schedule: func(string) {}}
+		nodes: map[string]*Node{}, leased: map[string]leaseInfo{}, down: map[string]bool{}, connected: map[string]map[string]bool{},
+		schedule: func(string) {}}
 }
 
 func (st *sourceState) apply(e *compute.Engine, b store.Batch) compute.Delta {
@@ -103,6 +107,7 @@ func (st *sourceState) clear(e *compute.Engine) compute.Delta {
 		d.Merge(e.DeleteNode(n))
 	}
 	st.slices, st.nodes, st.leased = map[model.SliceKey]*discoveryv1.EndpointSlice{}, map[string]*Node{}, map[string]leaseInfo{}
+	st.connected = map[string]map[string]bool{}
 	st.failing = map[model.ServiceKey]map[probed]string{}
 	return d
 }
@@ -113,6 +118,9 @@ func (st *sourceState) event(e *compute.Engine, ev store.Event) compute.Delta {
 	}
 	if rest, ok := strings.CutPrefix(ev.Path, healthPrefix); ok {
 		return st.health(e, rest, ev)
+	}
+	if rest, ok := strings.CutPrefix(ev.Path, connectedPrefix); ok {
+		return st.presence(e, rest, ev)
 	}
 	if node, ok := strings.CutPrefix(ev.Path, leasePrefix); ok {
 		return st.lease(e, node, ev)
@@ -159,10 +167,12 @@ func (st *sourceState) setNode(e *compute.Engine, name string) compute.Delta {
 	if n := st.nodes[name]; n != nil {
 		mn := modelNode(n)
 		mn.Ready = !st.down[name]
+		mn.Live = len(st.connected[name]) > 0
 		return e.SetNode(mn)
 	}
 	if l, ok := st.leased[name]; ok {
-		return e.SetNode(&model.Node{Name: name, Zone: l.Zone, Addresses: addrs(l.Addresses), Labels: l.Labels, Ready: true})
+		return e.SetNode(&model.Node{Name: name, Zone: l.Zone, Addresses: addrs(l.Addresses), Labels: l.Labels, Ready: true,
+			Live: len(st.connected[name]) > 0})
 	}
 	return e.DeleteNode(name)
 }
@@ -187,6 +197,26 @@ func (st *sourceState) lease(e *compute.Engine, node string, ev store.Event) com
 		d.Merge(st.resetNode(e, node))
 	}
 	return d
+}
+
+// presence follows a node's connected streams (see presence.go).
+func (st *sourceState) presence(e *compute.Engine, rest string, ev store.Event) compute.Delta {
+	node, session, ok := parseConnected(rest)
+	if !ok {
+		return compute.Delta{}
+	}
+	if ev.Delete {
+		delete(st.connected[node], session)
+		if len(st.connected[node]) == 0 {
+			delete(st.connected, node)
+		}
+	} else {
+		if st.connected[node] == nil {
+			st.connected[node] = map[string]bool{}
+		}
+		st.connected[node][session] = true
+	}
+	return st.setNode(e, node)
 }
 
 // expire takes a node down if its lease has not come back.

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ganglion-proxy/ganglion/internal/grpcopts"
+	"github.com/ganglion-proxy/ganglion/internal/resname"
+	"github.com/ganglion-proxy/ganglion/nodeagent/announce"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -43,6 +45,8 @@ type Config struct {
 	// DNS, when set, follows the held DNS records (the brain sends them only to an agent whose
 	// Capabilities include resname.CapabilityDNS).
 	DNS DNSRecords
+	// Announcer, when set, follows the node's announcements of service addresses (ARP/NDP, BGP).
+	Announcer interface{ Announce(announce.Want) }
 	// OnApply, when set, hears of every change applied to the dataplane, with its duration and the
 	// bases that failed: node-local servers (health checks, metrics) follow the state through it.
 	OnApply func(c dataplane.Change, took time.Duration, failed map[string]error)
@@ -310,8 +314,13 @@ func (a *Agent) apply(ctx context.Context, addr string, u *v1.Update) *v1.Ack {
 	if a.cfg.Prober != nil {
 		a.cfg.Prober.Update(a.state.probeSets())
 	}
-	if a.cfg.DNS != nil && touchesDNS(u) {
+	if a.cfg.DNS != nil && touches(u, resname.KindDNS) {
 		a.cfg.DNS.SetRecords(a.state.dnsRecords())
+	}
+	// Announcements wait for the first whole state: a restarted agent that announced part of it
+	// would have its peers drop the routes that graceful restart kept for it.
+	if a.cfg.Announcer != nil && (u.SnapshotComplete || a.synced && touches(u, resname.KindAnnounce, resname.KindBGP)) {
+		a.cfg.Announcer.Announce(a.state.announcements())
 	}
 	if u.SnapshotComplete {
 		// The state is now exactly what the brain wants: whatever else the dataplane owns, from an

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/internal/digest"
 	"github.com/ganglion-proxy/ganglion/internal/resname"
+	"github.com/ganglion-proxy/ganglion/nodeagent/announce"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -100,21 +101,38 @@ func (h held) port(base string) (dataplane.Port, bool, error) {
 }
 
 // forDataplane reports whether resources of a kind are the dataplane's.
-func forDataplane(kind string) bool { return kind != resname.KindProbes && kind != resname.KindDNS }
+func forDataplane(kind string) bool {
+	switch kind {
+	case resname.KindProbes, resname.KindDNS, resname.KindAnnounce, resname.KindBGP:
+		return false
+	}
+	return true
+}
 
-// touchesDNS reports whether an update changes DNS records.
-func touchesDNS(u *v1.Update) bool {
+// touches reports whether an update changes resources of one of kinds.
+func touches(u *v1.Update, kinds ...string) bool {
 	for _, r := range u.Upserts {
-		if _, kind := resname.Split(r.Name); kind == resname.KindDNS {
+		if _, kind := resname.Split(r.Name); slices.Contains(kinds, kind) {
 			return true
 		}
 	}
 	for _, name := range u.Removals {
-		if _, kind := resname.Split(name); kind == resname.KindDNS {
+		if _, kind := resname.Split(name); slices.Contains(kinds, kind) {
 			return true
 		}
 	}
 	return false
+}
+
+// announcements returns what the node announces, from its held announcements and BGP config.
+func (h held) announcements() announce.Want {
+	var as []*v1.Announcement
+	for _, r := range h {
+		if a := r.GetAnnouncement(); a != nil {
+			as = append(as, a)
+		}
+	}
+	return announce.FromState(as, h[resname.NodeBGP].GetBgp())
 }
 
 // applyUpdate applies an update to the state and the dataplane, port by port. A port the
@@ -123,8 +141,8 @@ func touchesDNS(u *v1.Update) bool {
 func applyUpdate(h held, apply func(dataplane.Change) map[string]error, u *v1.Update) []*v1.Rejection {
 	prev := map[string]*v1.Resource{}
 	touched := map[string][]string{} // base -> names in this update
-	// Probe sets and DNS records are not the dataplane's: they are held, and the prober and the
-	// DNS server follow them.
+	// Probe sets, DNS records and announcements are not the dataplane's: they are held, and the
+	// prober, the DNS server and the announcer follow them.
 	for _, r := range u.Upserts {
 		prev[r.Name] = h[r.Name]
 		h[r.Name] = r

@@ -2,8 +2,10 @@ package stream
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
+	"github.com/ganglion-proxy/ganglion/internal/resname"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -67,14 +69,40 @@ func TestDNSRecordsAreHeldButNeverReachTheDataplane(t *testing.T) {
 	if rej := applyUpdate(h, apply, u); len(rej) != 0 || len(dp.Changes()) != 0 {
 		t.Fatalf("rejections %v, dataplane changes %v: DNS records must not reach the dataplane", rej, dp.Changes())
 	}
-	if got := h.dnsRecords(); len(got) != 1 || got[0].Name != "db" || !touchesDNS(u) {
-		t.Fatalf("held DNS records %v (touches %v)", got, touchesDNS(u))
+	if got := h.dnsRecords(); len(got) != 1 || got[0].Name != "db" || !touches(u, resname.KindDNS) {
+		t.Fatalf("held DNS records %v (touches %v)", got, touches(u, resname.KindDNS))
 	}
 	rm := &v1.Update{Removals: []string{"ns/db/dns"}}
-	if rej := applyUpdate(h, apply, rm); len(rej) != 0 || len(dp.Changes()) != 0 || len(h.dnsRecords()) != 0 || !touchesDNS(rm) {
+	if rej := applyUpdate(h, apply, rm); len(rej) != 0 || len(dp.Changes()) != 0 || len(h.dnsRecords()) != 0 || !touches(rm, resname.KindDNS) {
 		t.Fatalf("after removal: rejections %v, changes %v, held %v", rej, dp.Changes(), h.dnsRecords())
 	}
-	if touchesDNS(&v1.Update{Upserts: []*v1.Resource{svcRes("ns/a/v4", "1")}}) {
+	if touches(&v1.Update{Upserts: []*v1.Resource{svcRes("ns/a/v4", "1")}}, resname.KindDNS) {
 		t.Error("a service port update counted as a DNS change")
+	}
+}
+
+func TestAnnouncementsAreHeldAndGatheredButNeverReachTheDataplane(t *testing.T) {
+	h := held{}
+	dp := dataplane.NewRecording()
+	apply := func(c dataplane.Change) map[string]error { return dp.Apply(t.Context(), c) }
+	ann := func(name string, bgp, l2 []string) *v1.Resource {
+		return &v1.Resource{Name: "ns/" + name + "/announce", Version: "1", Content: &v1.Resource_Announcement{
+			Announcement: &v1.Announcement{Namespace: "ns", Name: name, Bgp: bgp, L2: l2}}}
+	}
+	conf := &v1.BGPConfig{LocalAsn: 64512, Peers: []*v1.BGPPeer{{Address: "192.168.77.1", Asn: 64500}}}
+	u := &v1.Update{Upserts: []*v1.Resource{
+		ann("web", []string{"203.0.113.10", "2001:db8::10"}, []string{"203.0.113.10"}),
+		ann("api", []string{"203.0.113.10", "198.51.100.1"}, nil),
+		{Name: resname.NodeBGP, Version: "1", Content: &v1.Resource_Bgp{Bgp: conf}},
+	}}
+	if rej := applyUpdate(h, apply, u); len(rej) != 0 || len(dp.Changes()) != 0 {
+		t.Fatalf("rejections %v, dataplane changes %v: announcements must not reach the dataplane", rej, dp.Changes())
+	}
+	w := h.announcements()
+	if got := fmt.Sprint(w.BGP, w.L2, w.BGPConfig.GetLocalAsn()); got != "[198.51.100.1 203.0.113.10 2001:db8::10] [203.0.113.10] 64512" {
+		t.Errorf("gathered %s", got)
+	}
+	if !touches(u, resname.KindAnnounce, resname.KindBGP) || touches(u, resname.KindDNS) {
+		t.Error("touches misreads the update's kinds")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ganglion-proxy/ganglion/controlplane/announceconfig"
 	"github.com/ganglion-proxy/ganglion/controlplane/auth"
 	"github.com/ganglion-proxy/ganglion/controlplane/brain"
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
@@ -38,6 +39,7 @@ func runServe(args []string) error {
 	for _, def := range sources {
 		def.flags(fs)
 	}
+	announceConfig := fs.String("announce-config", "", "YAML file of the announcement settings (l2, bgp groups, classes and pools): nodes make the network send service addresses to them; empty announces nothing")
 	proxyName := fs.String("proxy-name", "", "claim services labelled service.kubernetes.io/service-proxy-name=<this>")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	debugAddr := fs.String("debug-listen", "", "loopback host:port for pprof (/debug/pprof/); empty (the default) disables it")
@@ -69,6 +71,12 @@ func runServe(args []string) error {
 		return err
 	}
 	opts := brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log, Auth: secured.auth, Stream: streamOpts}
+	if *announceConfig != "" {
+		// The store holds bare-metal services, whose VIPs (cluster IPs) outside clients use.
+		if opts.Compute.Announce, err = announceconfig.Load(*announceConfig, *sourceName == "etcd"); err != nil {
+			return err
+		}
+	}
 	if h, ok := src.(interface{ Hooks() stream.Hooks }); ok {
 		opts.Stream.Hooks = h.Hooks()
 	}
