@@ -194,3 +194,31 @@ func TestBGPConfigGoesToTheNodesOfItsGroup(t *testing.T) {
 		t.Error("a deleted node keeps its BGP config")
 	}
 }
+
+func TestExplainAnnouncementsSaysWhyANodeDoesNotAttract(t *testing.T) {
+	e := announceEngine(AnnounceOptions{BGP: true, L2: true}, liveNode("n1"), liveNode("n2"), &model.Node{Name: "n3", Ready: true}, &model.Node{Name: "n4", Live: true})
+	e.SetService(svc(loadBalancer("203.0.113.10"), etpLocal))
+	e.SetSlice(slice("a", ep("10.0.1.1", "n1")))
+	key := model.ServiceKey{Namespace: "default", Name: "web"}
+	cases := map[string]string{
+		"n1": "bgp=true l2=true owner=n1 reason=",
+		"n2": "bgp=false l2=false owner=n1 reason=externalTrafficPolicy Local: no ready endpoint on this node",
+		"n3": "bgp=false l2=false owner=n1 reason=no agent of this node is connected",
+		"n4": "bgp=false l2=false owner=n1 reason=node not ready",
+		"n5": "bgp=false l2=false owner=n1 reason=the brain does not know this node",
+	}
+	for node, want := range cases {
+		ex := e.ExplainAnnouncements(node, key)
+		if len(ex) != 1 {
+			t.Fatalf("%s: %d explanations, want 1", node, len(ex))
+		}
+		x := ex[0]
+		if got := fmt.Sprintf("bgp=%v l2=%v owner=%s reason=%s", x.Bgp, x.L2, x.L2Owner, x.Reason); got != want {
+			t.Errorf("%s: %s, want %s", node, got, want)
+		}
+	}
+	e.SetSlice(slice("a", ep("10.0.1.1", "n1", notReady)))
+	if r := e.ExplainAnnouncements("n1", key)[0].Reason; r != "no ready endpoint of its family anywhere: not attracted" {
+		t.Errorf("nothing ready: reason %q", r)
+	}
+}

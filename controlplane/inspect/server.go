@@ -108,12 +108,15 @@ func (s *Server) ExplainService(_ context.Context, req *v1.ExplainServiceRequest
 		ns = "default"
 	}
 	var ports []*v1.PortExplanation
+	var announcements []*v1.AddressAnnouncement
 	var err error
 	sessions := s.hub.Sessions()
 	var unknown error
 	s.hub.View(func(e *compute.Engine) {
 		if unknown = known(e, sessions, req.Node); unknown == nil {
-			ports, err = e.Explain(req.Node, model.ServiceKey{Namespace: ns, Name: req.Name})
+			key := model.ServiceKey{Namespace: ns, Name: req.Name}
+			ports, err = e.Explain(req.Node, key)
+			announcements = e.ExplainAnnouncements(req.Node, key)
 		}
 	})
 	if unknown != nil {
@@ -125,5 +128,5 @@ func (s *Server) ExplainService(_ context.Context, req *v1.ExplainServiceRequest
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	return &v1.ExplainServiceResponse{Ports: ports}, nil
+	return &v1.ExplainServiceResponse{Ports: ports, Announcements: announcements}, nil
 }

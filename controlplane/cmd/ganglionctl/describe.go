@@ -65,8 +65,11 @@ type nodeView struct {
 	Node  string            `json:"node"`
 	Zone  string            `json:"zone,omitempty"`
 	Ports []json.RawMessage `json:"ports"`
+	// Announcements are the service's outside addresses and what the node does for each.
+	Announcements []json.RawMessage `json:"announcements,omitempty"`
 
-	ports []*v1.PortExplanation
+	ports         []*v1.PortExplanation
+	announcements []*v1.AddressAnnouncement
 }
 
 func (c *client) describeOne(ctx context.Context, d *v1.Document, only string) (described, error) {
@@ -90,13 +93,20 @@ func (c *client) describeOne(ctx context.Context, d *v1.Document, only string) (
 		if err != nil {
 			return described{}, fmt.Errorf("node %s: %w", n.Name, err)
 		}
-		nv := nodeView{Node: n.Name, Zone: n.Zone, Ports: []json.RawMessage{}, ports: ex.Ports}
+		nv := nodeView{Node: n.Name, Zone: n.Zone, Ports: []json.RawMessage{}, ports: ex.Ports, announcements: ex.Announcements}
 		for _, p := range ex.Ports {
 			b, err := protojson.Marshal(p)
 			if err != nil {
 				return described{}, err
 			}
 			nv.Ports = append(nv.Ports, b)
+		}
+		for _, a := range ex.Announcements {
+			b, err := protojson.Marshal(a)
+			if err != nil {
+				return described{}, err
+			}
+			nv.Announcements = append(nv.Announcements, b)
 		}
 		out.Nodes = append(out.Nodes, nv)
 	}
@@ -128,6 +138,9 @@ func printDescribed(w io.Writer, format string, all []described) error {
 			for _, p := range n.ports {
 				printPort(w, p)
 			}
+			for _, a := range n.announcements {
+				printAnnouncement(w, a)
+			}
 		}
 	}
 	return nil
@@ -151,6 +164,26 @@ func printPort(w io.Writer, p *v1.PortExplanation) {
 			fmt.Fprintf(w, "    %s:%d  %s\n", e.Address, e.Port, e.Reason)
 		}
 	}
+}
+
+// printAnnouncement says what the node does to attract one outside address.
+func printAnnouncement(w io.Writer, a *v1.AddressAnnouncement) {
+	var how []string
+	if a.Bgp {
+		how = append(how, "BGP route")
+	}
+	if a.L2 {
+		how = append(how, "answers ARP/NDP")
+	}
+	owner := ""
+	if a.L2Owner != "" && !a.L2 {
+		owner = " (ARP/NDP: " + a.L2Owner + ")"
+	}
+	if len(how) > 0 {
+		fmt.Fprintf(w, "  announces %s: %s%s\n", a.Address, strings.Join(how, ", "), owner)
+		return
+	}
+	fmt.Fprintf(w, "  does not announce %s: %s%s\n", a.Address, a.Reason, owner)
 }
 
 func frontendsString(fs []*v1.Frontend) string {

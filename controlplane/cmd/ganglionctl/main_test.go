@@ -57,7 +57,12 @@ func (f *fakeBrain) ExplainService(_ context.Context, req *v1.ExplainServiceRequ
 		local = &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_FORWARD, Backends: []*v1.Backend{{Address: "10.1.0.1", Port: 8080, Weight: 1}}}
 	}
 	cluster := &v1.EndpointSet{Action: v1.TrafficAction_TRAFFIC_ACTION_FORWARD, Backends: []*v1.Backend{{Address: "10.1.0.1", Port: 8080, Weight: 1}}}
-	return &v1.ExplainServiceResponse{Ports: []*v1.PortExplanation{{
+	// The load balancer's address is ETP Local: node-1, with the endpoint, attracts it.
+	announced := &v1.AddressAnnouncement{Address: "192.0.2.10", L2Owner: "node-1", Reason: "externalTrafficPolicy Local: no ready endpoint on this node"}
+	if req.Node == "node-1" {
+		announced = &v1.AddressAnnouncement{Address: "192.0.2.10", Bgp: true, L2: true, L2Owner: "node-1"}
+	}
+	return &v1.ExplainServiceResponse{Announcements: []*v1.AddressAnnouncement{announced}, Ports: []*v1.PortExplanation{{
 		Resource: req.Namespace + "/" + req.Name + ":http/v4",
 		Service: &v1.ServicePort{
 			Namespace: req.Namespace, Name: req.Name, PortName: "http", Family: v1.IPFamily_IP_FAMILY_IPV4, Protocol: v1.Protocol_PROTOCOL_TCP,

@@ -517,8 +517,11 @@ func (x *ExplainServiceRequest) GetName() string {
 
 // ExplainServiceResponse explains each port and family of the service.
 type ExplainServiceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortExplanation     `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ports []*PortExplanation     `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	// Announcements are the service's outside addresses the brain announces (--announce-config),
+	// each with what this node does for it.
+	Announcements []*AddressAnnouncement `protobuf:"bytes,2,rep,name=announcements,proto3" json:"announcements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -560,6 +563,94 @@ func (x *ExplainServiceResponse) GetPorts() []*PortExplanation {
 	return nil
 }
 
+func (x *ExplainServiceResponse) GetAnnouncements() []*AddressAnnouncement {
+	if x != nil {
+		return x.Announcements
+	}
+	return nil
+}
+
+// AddressAnnouncement says whether this node attracts one outside address, and why not.
+type AddressAnnouncement struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// Bgp is true when this node advertises a route to the address.
+	Bgp bool `protobuf:"varint,2,opt,name=bgp,proto3" json:"bgp,omitempty"`
+	// L2 is true when this node answers ARP/NDP for it.
+	L2 bool `protobuf:"varint,3,opt,name=l2,proto3" json:"l2,omitempty"`
+	// L2Owner is the node that answers ARP/NDP for it; empty when none does or L2 is off.
+	L2Owner string `protobuf:"bytes,4,opt,name=l2_owner,json=l2Owner,proto3" json:"l2_owner,omitempty"`
+	// Reason says why this node does not attract it; empty when it does.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddressAnnouncement) Reset() {
+	*x = AddressAnnouncement{}
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddressAnnouncement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddressAnnouncement) ProtoMessage() {}
+
+func (x *AddressAnnouncement) ProtoReflect() protoreflect.Message {
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddressAnnouncement.ProtoReflect.Descriptor instead.
+func (*AddressAnnouncement) Descriptor() ([]byte, []int) {
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AddressAnnouncement) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *AddressAnnouncement) GetBgp() bool {
+	if x != nil {
+		return x.Bgp
+	}
+	return false
+}
+
+func (x *AddressAnnouncement) GetL2() bool {
+	if x != nil {
+		return x.L2
+	}
+	return false
+}
+
+func (x *AddressAnnouncement) GetL2Owner() string {
+	if x != nil {
+		return x.L2Owner
+	}
+	return ""
+}
+
+func (x *AddressAnnouncement) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // PortExplanation explains one service port in one family.
 type PortExplanation struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -578,7 +669,7 @@ type PortExplanation struct {
 
 func (x *PortExplanation) Reset() {
 	*x = PortExplanation{}
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +681,7 @@ func (x *PortExplanation) String() string {
 func (*PortExplanation) ProtoMessage() {}
 
 func (x *PortExplanation) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[8]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +694,7 @@ func (x *PortExplanation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortExplanation.ProtoReflect.Descriptor instead.
 func (*PortExplanation) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{8}
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PortExplanation) GetResource() string {
@@ -664,7 +755,7 @@ type EndpointExplanation struct {
 
 func (x *EndpointExplanation) Reset() {
 	*x = EndpointExplanation{}
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[9]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +767,7 @@ func (x *EndpointExplanation) String() string {
 func (*EndpointExplanation) ProtoMessage() {}
 
 func (x *EndpointExplanation) ProtoReflect() protoreflect.Message {
-	mi := &file_ganglion_v1_inspect_proto_msgTypes[9]
+	mi := &file_ganglion_v1_inspect_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +780,7 @@ func (x *EndpointExplanation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointExplanation.ProtoReflect.Descriptor instead.
 func (*EndpointExplanation) Descriptor() ([]byte, []int) {
-	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{9}
+	return file_ganglion_v1_inspect_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EndpointExplanation) GetAddress() string {
@@ -764,9 +855,16 @@ const file_ganglion_v1_inspect_proto_rawDesc = "" +
 	"\x15ExplainServiceRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"L\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\x94\x01\n" +
 	"\x16ExplainServiceResponse\x122\n" +
-	"\x05ports\x18\x01 \x03(\v2\x1c.ganglion.v1.PortExplanationR\x05ports\"\xb4\x02\n" +
+	"\x05ports\x18\x01 \x03(\v2\x1c.ganglion.v1.PortExplanationR\x05ports\x12F\n" +
+	"\rannouncements\x18\x02 \x03(\v2 .ganglion.v1.AddressAnnouncementR\rannouncements\"\x84\x01\n" +
+	"\x13AddressAnnouncement\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03bgp\x18\x02 \x01(\bR\x03bgp\x12\x0e\n" +
+	"\x02l2\x18\x03 \x01(\bR\x02l2\x12\x19\n" +
+	"\bl2_owner\x18\x04 \x01(\tR\al2Owner\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xb4\x02\n" +
 	"\x0fPortExplanation\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x124\n" +
 	"\binternal\x18\x02 \x01(\v2\x18.ganglion.v1.EndpointSetR\binternal\x124\n" +
@@ -803,7 +901,7 @@ func file_ganglion_v1_inspect_proto_rawDescGZIP() []byte {
 }
 
 var file_ganglion_v1_inspect_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ganglion_v1_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_ganglion_v1_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_ganglion_v1_inspect_proto_goTypes = []any{
 	(LeaseState)(0),                // 0: ganglion.v1.LeaseState
 	(*ListNodesRequest)(nil),       // 1: ganglion.v1.ListNodesRequest
@@ -814,33 +912,35 @@ var file_ganglion_v1_inspect_proto_goTypes = []any{
 	(*GetNodeStateResponse)(nil),   // 6: ganglion.v1.GetNodeStateResponse
 	(*ExplainServiceRequest)(nil),  // 7: ganglion.v1.ExplainServiceRequest
 	(*ExplainServiceResponse)(nil), // 8: ganglion.v1.ExplainServiceResponse
-	(*PortExplanation)(nil),        // 9: ganglion.v1.PortExplanation
-	(*EndpointExplanation)(nil),    // 10: ganglion.v1.EndpointExplanation
-	(*Resource)(nil),               // 11: ganglion.v1.Resource
-	(*EndpointSet)(nil),            // 12: ganglion.v1.EndpointSet
-	(*ServicePort)(nil),            // 13: ganglion.v1.ServicePort
+	(*AddressAnnouncement)(nil),    // 9: ganglion.v1.AddressAnnouncement
+	(*PortExplanation)(nil),        // 10: ganglion.v1.PortExplanation
+	(*EndpointExplanation)(nil),    // 11: ganglion.v1.EndpointExplanation
+	(*Resource)(nil),               // 12: ganglion.v1.Resource
+	(*EndpointSet)(nil),            // 13: ganglion.v1.EndpointSet
+	(*ServicePort)(nil),            // 14: ganglion.v1.ServicePort
 }
 var file_ganglion_v1_inspect_proto_depIdxs = []int32{
 	3,  // 0: ganglion.v1.ListNodesResponse.nodes:type_name -> ganglion.v1.NodeStatus
 	4,  // 1: ganglion.v1.NodeStatus.lease:type_name -> ganglion.v1.NodeLease
 	0,  // 2: ganglion.v1.NodeLease.state:type_name -> ganglion.v1.LeaseState
-	11, // 3: ganglion.v1.GetNodeStateResponse.resources:type_name -> ganglion.v1.Resource
-	9,  // 4: ganglion.v1.ExplainServiceResponse.ports:type_name -> ganglion.v1.PortExplanation
-	12, // 5: ganglion.v1.PortExplanation.internal:type_name -> ganglion.v1.EndpointSet
-	12, // 6: ganglion.v1.PortExplanation.external:type_name -> ganglion.v1.EndpointSet
-	10, // 7: ganglion.v1.PortExplanation.endpoints:type_name -> ganglion.v1.EndpointExplanation
-	13, // 8: ganglion.v1.PortExplanation.service:type_name -> ganglion.v1.ServicePort
-	1,  // 9: ganglion.v1.InspectService.ListNodes:input_type -> ganglion.v1.ListNodesRequest
-	5,  // 10: ganglion.v1.InspectService.GetNodeState:input_type -> ganglion.v1.GetNodeStateRequest
-	7,  // 11: ganglion.v1.InspectService.ExplainService:input_type -> ganglion.v1.ExplainServiceRequest
-	2,  // 12: ganglion.v1.InspectService.ListNodes:output_type -> ganglion.v1.ListNodesResponse
-	6,  // 13: ganglion.v1.InspectService.GetNodeState:output_type -> ganglion.v1.GetNodeStateResponse
-	8,  // 14: ganglion.v1.InspectService.ExplainService:output_type -> ganglion.v1.ExplainServiceResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 3: ganglion.v1.GetNodeStateResponse.resources:type_name -> ganglion.v1.Resource
+	10, // 4: ganglion.v1.ExplainServiceResponse.ports:type_name -> ganglion.v1.PortExplanation
+	9,  // 5: ganglion.v1.ExplainServiceResponse.announcements:type_name -> ganglion.v1.AddressAnnouncement
+	13, // 6: ganglion.v1.PortExplanation.internal:type_name -> ganglion.v1.EndpointSet
+	13, // 7: ganglion.v1.PortExplanation.external:type_name -> ganglion.v1.EndpointSet
+	11, // 8: ganglion.v1.PortExplanation.endpoints:type_name -> ganglion.v1.EndpointExplanation
+	14, // 9: ganglion.v1.PortExplanation.service:type_name -> ganglion.v1.ServicePort
+	1,  // 10: ganglion.v1.InspectService.ListNodes:input_type -> ganglion.v1.ListNodesRequest
+	5,  // 11: ganglion.v1.InspectService.GetNodeState:input_type -> ganglion.v1.GetNodeStateRequest
+	7,  // 12: ganglion.v1.InspectService.ExplainService:input_type -> ganglion.v1.ExplainServiceRequest
+	2,  // 13: ganglion.v1.InspectService.ListNodes:output_type -> ganglion.v1.ListNodesResponse
+	6,  // 14: ganglion.v1.InspectService.GetNodeState:output_type -> ganglion.v1.GetNodeStateResponse
+	8,  // 15: ganglion.v1.InspectService.ExplainService:output_type -> ganglion.v1.ExplainServiceResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_ganglion_v1_inspect_proto_init() }
@@ -855,7 +955,7 @@ func file_ganglion_v1_inspect_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ganglion_v1_inspect_proto_rawDesc), len(file_ganglion_v1_inspect_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
