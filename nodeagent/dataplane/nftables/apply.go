@@ -15,7 +15,7 @@ import (
 // Apply programs a change as one netlink transaction holding only the differences. If the kernel
 // refuses it, each port is retried in its own transaction, so one bad port fails alone.
 func (d *Dataplane) Apply(ctx context.Context, c dataplane.Change) map[string]error {
-	d.mu.Lock()
+	d.lock()
 	defer d.mu.Unlock()
 	ups, removals, errs := d.render(c)
 	err := d.commit(d.planChange(ups, removals))
@@ -44,7 +44,7 @@ func (d *Dataplane) Apply(ctx context.Context, c dataplane.Change) map[string]er
 // PlanChange returns the plan Apply would commit for c, without committing it, and the ports
 // that cannot be rendered. It is for debugging: print the plan with its String method.
 func (d *Dataplane) PlanChange(c dataplane.Change) (*Plan, map[string]error) {
-	d.mu.Lock()
+	d.lock()
 	defer d.mu.Unlock()
 	ups, removals, errs := d.render(c)
 	return d.planChange(ups, removals), nilIfEmpty(errs)
@@ -109,7 +109,7 @@ func (d *Dataplane) tableFor(p dataplane.Port) *familyTable {
 
 // Prune removes ports keep does not hold, and shared elements no kept port references.
 func (d *Dataplane) Prune(_ context.Context, keep map[string]bool) error {
-	d.mu.Lock()
+	d.lock()
 	defer d.mu.Unlock()
 	plan := &Plan{}
 	for _, f := range families {
@@ -134,31 +134,24 @@ func (d *Dataplane) Prune(_ context.Context, keep map[string]bool) error {
 	return nil
 }
 
-// Reconcile reads the tables back and repairs whatever differs from what was applied: chains or
-// rules deleted or edited by hand, map elements removed or added, even a deleted table.
-func (d *Dataplane) Reconcile(context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.resync(); err != nil {
-		return fmt.Errorf("nftables: reconcile: %w", err)
-	}
-	return nil
-}
-
 // commit sends a plan as one transaction. Only once the kernel accepted it does the view become
 // what the plan left; a refused plan leaves the view as it was.
 func (d *Dataplane) commit(p *Plan) error {
 	d.lastMessages = 0
 	if !p.empty() {
+		d.epoch++
 		if err := d.k.commit(p); err != nil {
 			if errors.Is(err, unix.ENOBUFS) {
 				// Acknowledgements were lost: the kernel may have committed. Believe a dump instead.
 				if rerr := d.resync(); rerr != nil {
 					return errors.Join(err, rerr)
 				}
+				return err
 			}
+			d.noteGen(false)
 			return err
 		}
+		d.noteGen(true)
 		d.lastMessages = p.messages()
 		d.lastPlan = p // printed only when asked: formatting every commit would cost the apply path
 	}
@@ -177,7 +170,7 @@ func (d *Dataplane) commit(p *Plan) error {
 
 // LastPlan returns the last plan the kernel accepted, in nft syntax.
 func (d *Dataplane) LastPlan() string {
-	d.mu.Lock()
+	d.lock()
 	defer d.mu.Unlock()
 	if d.lastPlan == nil {
 		return ""

@@ -42,7 +42,10 @@
 // kernel accepted it, makes the view what the plan left; a refused plan is dropped and the view
 // is unchanged. If the kernel refuses a transaction, each port is retried alone, so one bad port
 // fails alone. New and Reconcile dump the table (rule comments carry a hash of the rule, element
-// comments the owning port) and repair differences in one transaction. Nothing is flushed:
+// comments the owning port) and repair differences in one transaction. Reconcile dumps only when
+// nf_tables' ruleset generation moved by more than our own commits (drift.go: a quiet node's pass
+// is one netlink round trip), reads without the apply lock, and gives way to a change waiting
+// for it; its cost and findings are dataplane.ReconcileMetrics. Nothing is flushed:
 // established connections and affinity entries survive a restart, and a restarted agent that
 // re-applies what the table holds sends nothing. Prune deletes ports an earlier run left. UDP
 // conntrack entries to a backend that left, or to a port that gained its first backend, are

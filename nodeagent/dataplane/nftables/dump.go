@@ -33,10 +33,10 @@ func (k *netlinkKernel) request(f *family, msgType uint16, attrs []netlink.Attri
 }
 
 func (k *netlinkKernel) chains(f *family) ([]string, error) {
-	if _, err := k.cc.ListTableOfFamily(TableName, f.table); err != nil {
+	if _, err := k.readCC.ListTableOfFamily(TableName, f.table); err != nil {
 		return nil, errNoTable
 	}
-	chains, err := k.cc.ListChainsOfTableFamily(f.table)
+	chains, err := k.readCC.ListChainsOfTableFamily(f.table)
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
@@ -65,7 +65,7 @@ func (k *netlinkKernel) rules(f *family, fn func(chain, comment string)) error {
 }
 
 func (k *netlinkKernel) sets(f *family) ([]string, error) {
-	sets, err := k.cc.GetSets(&nftables.Table{Name: TableName, Family: f.table})
+	sets, err := k.readCC.GetSets(&nftables.Table{Name: TableName, Family: f.table})
 	if err != nil {
 		return nil, err
 	}
@@ -208,3 +208,40 @@ func udataString(b []byte, typ userdata.Type) string {
 }
 
 func cstr(s string) []byte { return append([]byte(s), 0) }
+
+// generation reads nf_tables' ruleset generation: the kernel bumps it on every committed
+// transaction, anyone's, in this network namespace. One round trip, no table is read.
+func (k *netlinkKernel) generation() (uint32, error) {
+	msgs, err := k.dumpNL.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
+			Flags: netlink.Request},
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("nftables generation: %w", err)
+	}
+	for _, m := range msgs {
+		if id, ok := decodeGen(m.Data); ok {
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("nftables generation: no generation id in the reply")
+}
+
+// decodeGen reads NFTA_GEN_ID from a NEWGEN message.
+func decodeGen(b []byte) (uint32, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	ad, err := netlink.NewAttributeDecoder(b[4:])
+	if err != nil {
+		return 0, false
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_GEN_ID {
+			return ad.Uint32(), ad.Err() == nil
+		}
+	}
+	return 0, false
+}

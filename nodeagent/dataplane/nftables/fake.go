@@ -22,6 +22,12 @@ type Fake struct {
 	tables map[nftables.TableFamily]*fakeTable
 	// forgotten lists the conntrack deletions asked for, in nft-like text.
 	forgotten []string
+	// gen is the ruleset generation: every transaction that commits moves it, ours and Run's.
+	gen uint32
+	// dumps counts the table reads (readState starts each with chains), for tests of drift
+	// repair's cost; beforeDump, when set, runs before each, outside the lock (tests block on it).
+	dumps      int
+	beforeDump func()
 }
 
 type fakeTable struct {
@@ -50,7 +56,16 @@ type fakeElem struct {
 }
 
 // NewFake returns an empty fake kernel.
-func NewFake() *Fake { return &Fake{tables: map[nftables.TableFamily]*fakeTable{}} }
+func NewFake() *Fake { return &Fake{tables: map[nftables.TableFamily]*fakeTable{}, gen: 1} }
+
+// bump moves the generation as a committed transaction does; the kernel skips 0. Under k.mu.
+func (k *Fake) bump() { k.gen = nextGen(k.gen) }
+
+func (k *Fake) generation() (uint32, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.gen, nil
+}
 
 func elemID(e nftables.SetElement) string { return fmt.Sprintf("%x/%t", e.Key, e.IntervalEnd) }
 
@@ -81,6 +96,7 @@ func (k *Fake) commit(p *Plan) error {
 		}
 	}
 	k.tables = next
+	k.bump()
 	return nil
 }
 

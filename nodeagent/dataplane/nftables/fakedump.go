@@ -29,6 +29,13 @@ func (k *Fake) read(f *family, fn func(t *fakeTable)) error {
 }
 
 func (k *Fake) chains(f *family) (names []string, err error) {
+	k.mu.Lock()
+	k.dumps++
+	hook := k.beforeDump
+	k.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	err = k.read(f, func(t *fakeTable) { names = slices.Sorted(maps.Keys(t.chains)) })
 	return names, err
 }

@@ -21,12 +21,20 @@ import (
 //	delete chain ip ganglion <chain>
 //	delete element ip ganglion <set> { <key> }
 //	add element ip ganglion <set> { <key> [: goto <chain>] }
+//	add table ip <other>     (another owner's table: the fake keeps no other table, but
+//	delete table ip <other>   the transaction moves the ruleset generation, as the kernel's does)
 //
 // Keys are written as Dump writes them, fields joined by " . ".
 func (k *Fake) Run(cmd string) error {
 	verb, rest, _ := strings.Cut(strings.TrimSpace(cmd), " ")
 	obj, rest, _ := strings.Cut(rest, " ")
 	fields := strings.Fields(rest)
+	if obj == "table" && (verb == "add" || verb == "delete") && len(fields) == 2 && fields[1] != TableName {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		k.bump()
+		return nil
+	}
 	if len(fields) < 2 || fields[1] != TableName {
 		return fmt.Errorf("fake nft %q: want <family> %s after the object", cmd, TableName)
 	}
@@ -44,6 +52,7 @@ func (k *Fake) Run(cmd string) error {
 		return fmt.Errorf("fake nft %q: %w", cmd, err)
 	}
 	k.tables = next
+	k.bump()
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 )
 
@@ -16,14 +15,7 @@ import (
 // compares what each reads back: the fake the script tests trust must hold what the kernel holds,
 // as far as Reconcile and a restart can tell.
 func TestFakeReadsBackAsTheKernel(t *testing.T) {
-	netlab.Require(t)
-	ns, done := emptyNS(t)
-	defer done()
-	real, err := New(benchNode(), WithNetNS(ns.FD()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer real.Close()
+	real, _ := nsDataplane(t)
 	fake, err := New(benchNode(), WithFake(NewFake()))
 	if err != nil {
 		t.Fatal(err)

@@ -115,6 +115,21 @@ func fullSyncMatches(b testing.TB, ns *netlab.NS, node dataplane.Node, ports []d
 	}
 }
 
+// nsDataplane is a backend for benchNode in a new empty network namespace (root); both go when
+// the test ends.
+func nsDataplane(t testing.TB) (*Dataplane, *netlab.NS) {
+	t.Helper()
+	netlab.Require(t)
+	ns, done := emptyNS(t)
+	t.Cleanup(done)
+	d, err := New(benchNode(), WithNetNS(ns.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d, ns
+}
+
 // emptyNS is a new network namespace and what removes it. Its tables are flushed before the
 // namespace is deleted: the kernel frees a deleted namespace's tables later, on a worker that
 // would otherwise compete with the next run.

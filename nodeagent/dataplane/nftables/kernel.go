@@ -8,6 +8,9 @@ type kernel interface {
 	// commit sends every family's operations of p as one transaction: the kernel applies all of
 	// them or none.
 	commit(p *Plan) error
+	// generation returns the ruleset's generation, which every committed transaction (anyone's,
+	// on any table) moves: equal generations mean nothing was committed in between.
+	generation() (uint32, error)
 	// forget deletes the UDP conntrack entries jobs describe.
 	forget(jobs []conntrackJob) error
 	// close releases the kernel's handles; the tables stay.

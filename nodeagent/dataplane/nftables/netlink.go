@@ -18,25 +18,62 @@ import (
 const elemChunk = 256
 
 // netlinkKernel is the real kernel: google/nftables on one lasting netlink socket for
-// transactions, a plain netlink socket for dumps, and a conntrack handle.
+// transactions, a conntrack handle, and sockets of their own for reading back (a google/nftables
+// lasting connection for names, a plain netlink socket for dumps and the generation). Reading
+// never shares a socket with transactions: drift repair reads without the apply lock, while a
+// transaction may be under way or reopening its socket.
 type netlinkKernel struct {
 	netnsFD int
 	cc      *nftables.Conn
 	sock    *netlink.Conn // the lasting socket of cc, for sizing its buffers per transaction
-	dumpNL  *netlink.Conn
 	ct      *vnl.Handle
+	// Reading back: opened once, safe for concurrent use (both lock per request).
+	readCC *nftables.Conn
+	dumpNL *netlink.Conn
 }
 
 // openNetlink opens the sockets in the namespace fd refers to (the caller's when 0).
 func openNetlink(netnsFD int) (*netlinkKernel, error) {
 	k := &netlinkKernel{netnsFD: netnsFD}
-	if err := k.open(); err != nil {
+	if err := errors.Join(k.openReader(), k.open()); err != nil {
 		k.close()
 		return nil, err
 	}
 	return k, nil
 }
 
+// openReader opens the sockets that read tables back.
+func (k *netlinkKernel) openReader() error {
+	copts := []nftables.ConnOption{nftables.AsLasting()}
+	if k.netnsFD > 0 {
+		copts = append(copts, nftables.WithNetNSFd(k.netnsFD))
+	}
+	var err error
+	if k.readCC, err = nftables.New(copts...); err != nil {
+		return fmt.Errorf("nftables: netlink for reading: %w", err)
+	}
+	if k.dumpNL, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netnsFD}); err != nil {
+		return fmt.Errorf("nftables: netlink for dumps: %w", err)
+	}
+	if err := k.dumpNL.SetReadBuffer(4 << 20); err != nil {
+		return fmt.Errorf("nftables: dump buffer: %w", err)
+	}
+	return nil
+}
+
+// closeReader closes what openReader opened: at the end only, never while reading may run.
+func (k *netlinkKernel) closeReader() error {
+	var errs []error
+	if k.readCC != nil {
+		errs = append(errs, k.readCC.CloseLasting())
+	}
+	if k.dumpNL != nil {
+		errs = append(errs, k.dumpNL.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// open opens the transaction socket and the conntrack handle; a failed transaction reopens them.
 func (k *netlinkKernel) open() error {
 	copts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
 		k.sock = c
@@ -50,12 +87,6 @@ func (k *netlinkKernel) open() error {
 		return fmt.Errorf("nftables: netlink: %w", err)
 	}
 	k.cc = cc
-	if k.dumpNL, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netnsFD}); err != nil {
-		return fmt.Errorf("nftables: netlink for dumps: %w", err)
-	}
-	if err := k.dumpNL.SetReadBuffer(4 << 20); err != nil {
-		return fmt.Errorf("nftables: dump buffer: %w", err)
-	}
 	ns := netns.None()
 	if k.netnsFD > 0 {
 		ns = netns.NsHandle(k.netnsFD)
@@ -89,18 +120,19 @@ func setBuffers(c *netlink.Conn, size int) error {
 	return nil
 }
 
-func (k *netlinkKernel) close() error {
-	var errs []error
+// close releases every socket and handle.
+func (k *netlinkKernel) close() error { return errors.Join(k.closeWriter(), k.closeReader()) }
+
+// closeWriter releases the transaction socket and the conntrack handle.
+func (k *netlinkKernel) closeWriter() error {
+	var err error
 	if k.cc != nil {
-		errs = append(errs, k.cc.CloseLasting())
-	}
-	if k.dumpNL != nil {
-		errs = append(errs, k.dumpNL.Close())
+		err = k.cc.CloseLasting()
 	}
 	if k.ct != nil {
 		k.ct.Close()
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // commit writes the plan into the connection's batch and sends it as one transaction.
@@ -108,7 +140,7 @@ func (k *netlinkKernel) commit(p *Plan) error {
 	for _, fp := range p.fams {
 		if err := emit(k.cc, fp.t.table, fp.ops); err != nil {
 			// The batch holds half a transaction and the connection keeps the error: start over.
-			k.close()
+			k.closeWriter()
 			if rerr := k.open(); rerr != nil {
 				return errors.Join(err, rerr)
 			}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 
@@ -32,6 +33,18 @@ type Dataplane struct {
 	lastMessages int
 	// lastPlan is the last plan the kernel accepted, for /debug/plan.
 	lastPlan *Plan
+
+	// Drift repair (drift.go). waiting counts callers queued for mu: a pass holding it gives way.
+	waiting atomic.Int32
+	// epoch moves whenever the view may change: a dump read at another epoch is stale. Under mu.
+	epoch uint64
+	// gen is the ruleset generation our last transaction or check left; genOK says the tables
+	// matched the view at gen (nobody else committed since we knew). Under mu.
+	gen   uint32
+	genOK bool
+	// passMu makes drift-repair passes take turns; metrics counts them.
+	passMu  sync.Mutex
+	metrics *dataplane.ReconcileMetrics
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
@@ -71,7 +84,7 @@ func WithFake(f *Fake) Option { return func(o *options) { o.fake = f } }
 // the new agent does not re-apply stay until Prune.
 func New(node dataplane.Node, opts ...Option) (*Dataplane, error) {
 	d := &Dataplane{opts: options{log: slog.Default(), masqBit: DefaultMasqueradeBit, rejectBit: DefaultRejectBit},
-		tables: map[*family]*familyTable{}}
+		tables: map[*family]*familyTable{}, metrics: dataplane.NewReconcileMetrics()}
 	for _, o := range opts {
 		o(&d.opts)
 	}

@@ -20,6 +20,7 @@ func (nopKernel) elements(*family, string, func(nftables.SetElement, string)) er
 	return nil
 }
 func (nopKernel) commit(*Plan) error          { return nil }
+func (nopKernel) generation() (uint32, error) { return 0, nil }
 func (nopKernel) forget([]conntrackJob) error { return nil }
 func (nopKernel) close() error                { return nil }
 

@@ -14,7 +14,7 @@ import (
 var errNoTable = errors.New("table does not exist")
 
 // tableReader is what reading a table back needs from a kernel: names, rule comments and set
-// elements. It is used at start and by Reconcile, never by Apply. Rules are read as (chain,
+// elements. It is used at start and by Reconcile (without the apply lock), never by Apply. Rules are read as (chain,
 // comment) pairs only: the comment is the rule's hash.
 type tableReader interface {
 	// chains lists the table's chains; errNoTable when the table does not exist.

@@ -12,8 +12,13 @@ import (
 
 // resync replaces the view with what the kernel holds and plans, in one transaction, whatever
 // makes the tables match the skeleton and every applied port again. At start it creates the
-// tables or adopts an earlier agent's; later it is Reconcile.
+// tables or adopts an earlier agent's; later it believes the kernel after a transaction whose
+// acknowledgements were lost. Under d.mu. (Reconcile reads without the lock: drift.go.)
 func (d *Dataplane) resync() error {
+	d.epoch++
+	// The generations around the reading: equal, the dump is one moment's state, and the
+	// generation is what the tables matched (the repair's commit moves it by one).
+	before, err := d.k.generation()
 	plan := &Plan{}
 	for _, f := range families {
 		t := d.tables[f]
@@ -27,9 +32,12 @@ func (d *Dataplane) resync() error {
 		}
 		t.adopt(k)
 		pl := newPlanner(t)
-		pl.repair(missing)
+		pl.repair(missing, nil)
 		plan.fams = append(plan.fams, pl.finish())
 	}
+	after, aerr := d.k.generation()
+	err = errors.Join(err, aerr)
+	d.gen, d.genOK = before, err == nil && before == after
 	return d.commit(plan)
 }
 
@@ -74,13 +82,17 @@ type wanted struct {
 	restored           bool // some port is a placeholder read back from the kernel
 }
 
-// repair plans the differences between the (freshly dumped) view and what is wanted.
-func (pl *planner) repair(tableMissing bool) {
+// repair plans the differences between the (freshly dumped) view and what is wanted. It gives
+// up, returning false, when stop (nil: never) says so between ports.
+func (pl *planner) repair(tableMissing bool, stop func() bool) bool {
 	if tableMissing {
 		pl.at(phaseCreate, op{kind: opAddTable})
 	}
 	pl.ensureSkeleton()
-	w := pl.repairPorts()
+	w, ok := pl.repairPorts(stop)
+	if !ok {
+		return false
+	}
 	for c := range maps.Collect(pl.v.classes.all()) {
 		w.chains[pickChain(c)] = true
 		pl.writeChain(pickChain(c), []rule{pickRule(pl.t.f, c)})
@@ -96,15 +108,19 @@ func (pl *planner) repair(tableMissing bool) {
 			pl.pairs[a] = true
 		}
 	}
+	return true
 }
 
 // repairPorts re-plans every applied port against the dump, which emits only what the kernel
-// lost, and returns what the ports want.
-func (pl *planner) repairPorts() wanted {
+// lost, and returns what the ports want; false when stop said to give up.
+func (pl *planner) repairPorts(stop func() bool) (wanted, bool) {
 	w := wanted{chains: map[string]bool{}, sets: map[string]bool{}, data: map[string]bool{},
 		vips: map[vipKey]string{}, nodeports: map[npKey]string{}}
 	ports := maps.Collect(pl.v.ports.all())
-	for _, base := range slices.Sorted(maps.Keys(ports)) {
+	for i, base := range slices.Sorted(maps.Keys(ports)) {
+		if stop != nil && i%yieldEvery == 0 && stop() {
+			return w, false
+		}
 		o := ports[base]
 		if o.restored {
 			w.restored = true
@@ -126,7 +142,7 @@ func (pl *planner) repairPorts() wanted {
 	for _, c := range pl.t.skel.chains {
 		w.chains[c.name] = true
 	}
-	return w
+	return w, true
 }
 
 // dropStrays deletes what the table holds and nothing wants: added by hand, or a port's leftover.
