@@ -5,7 +5,7 @@ TOOLS_DIR := $(CURDIR)/.bin
 export PATH := $(TOOLS_DIR):$(PATH)
 PROTO_GEN := $(wildcard proto/ganglion/v1/*.pb.go)
 
-.PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube e2e-chaos chaos image image-test bench demo demo-compute clean
+.PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube e2e-chaos e2e-announce chaos image image-test bench demo demo-compute clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ e2e-kube: ## a real kube-apiserver on etcd (built once, cached in /var/cache/gan
 e2e-chaos: ## short store faults on a three-member etcd (Debian's etcd-server): a member killed, a member or the leader paused, a brain SIGKILLed mid-apply, quorum lost
 	$(GO) test -count=1 -timeout 10m -run 'KeepsAcknowledgedApplies|TestChecker|TestAckedLost|TestClassify|TestPausedLeader|TestQuorumLoss' ./e2e/chaos/
 
+e2e-announce: ## outside clients reach services: an L2 owner that fails over, BGP to a real router (Debian's bird2) with ECMP, withdraw and graceful restart (root)
+	$(GO) test -count=1 -timeout 10m ./e2e/announce/
+
 chaos: ## every store fault in turn (member, leader, quorum for 60 s, brain mid-apply, slow member) under concurrent admin clients, histories checked with porcupine; prints CHAOS lines (minutes; not in test)
 	@set -o pipefail; GANGLION_CHAOS=1 $(GO) test -count=1 -v -timeout 30m -run '^TestChaos$$' ./e2e/chaos/ | grep -E '^(CHAOS|---|ok|FAIL|PASS)|_test.go|\.go:[0-9]+: fault'
 
@@ -83,7 +86,7 @@ image: ## build the OCI image layout bin/image (and bin/image.tar for docker loa
 image-test: image $(TOOLS_DIR)/crane ## run the brain and the agent from the image's root filesystem, chrooted in a fresh network namespace (root)
 	@set -o pipefail; GANGLION_IMAGE=$(CURDIR)/bin/image $(GO) test -count=1 -v -timeout 10m ./e2e/image/ | grep -E '^(---|ok|FAIL|PASS)|image-test took|_test.go'
 
-test: proto-check lint unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube e2e-chaos image-test ## everything CI runs
+test: proto-check lint unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube e2e-chaos e2e-announce image-test ## everything CI runs
 
 bench: ## print the BENCH lines
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkComputeLoad$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
@@ -94,6 +97,7 @@ bench: ## print the BENCH lines
 	@$(GO) test -run '^$$' -bench 'BenchmarkIPVSInVM$$' -benchtime 1x -timeout 30m ./e2e/ipvs | grep '^BENCH'
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkDNS$$' -benchtime 1x ./nodeagent/dns | grep '^BENCH'
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkApply$$' -benchtime 1x -timeout 10m ./e2e/ | grep '^BENCH'
+	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkAnnounce$$' -benchtime 1x -timeout 10m ./e2e/announce/ | grep '^BENCH'
 
 # The soak is not part of test: 1,000 agents under 10 minutes of churn hold both cores. Override the
 # size with GANGLION_SOAK_AGENTS and GANGLION_SOAK_MINUTES; GANGLION_SOAK_PROFILE=<dir> writes heap

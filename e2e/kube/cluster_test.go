@@ -111,8 +111,9 @@ func (c *cluster) token(sa string) string {
 // TLS with a certificate for brainName and their addresses, and accept the agents' tokens.
 func (c *cluster) startBrains() {
 	token := c.brainToken()
+	announce := c.announceConfig()
 	serve := func(ip string) []string {
-		return c.serveArgs(ip, brainPort, "--metrics-listen", net.JoinHostPort(ip, metricPort))
+		return c.serveArgs(ip, brainPort, "--metrics-listen", net.JoinHostPort(ip, metricPort), "--announce-config", announce)
 	}
 	c.brains = append(c.brains, proc.Start(c.top, c.inCluster(token, serve(brainIPs[0]))...))
 	c.brains = append(c.brains, proc.Start(c.top, c.lab.Fabric.Command(append(serve(brainIPs[1]), "--kubeconfig", c.api.kubeconfig("brain", token))...)...))

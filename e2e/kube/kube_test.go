@@ -58,6 +58,7 @@ func TestKubernetesMode(t *testing.T) {
 	c.run("scaling endpoints up and down reaches every node", c.testScale)
 	c.run("a not ready endpoint gets no new connections", c.testNotReady)
 	c.run("a service labelled for another proxy is left alone", c.testOtherProxy)
+	c.run("a load balancer of our class is reached from outside over ARP; another class is left alone", c.testAnnounce)
 	c.run("headless and ExternalName services reach agents that serve DNS, and only them", c.testDNSRecords)
 	c.run("a token bound to a pod on node A cannot open node B's stream", c.testTokenNodeBinding)
 	c.run("a token for another audience is refused", c.testTokenAudience)

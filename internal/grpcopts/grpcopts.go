@@ -15,6 +15,13 @@ const (
 	PingInterval = 20 * time.Second
 	// PingTimeout is how long a ping may go unanswered before the connection is closed.
 	PingTimeout = 10 * time.Second
+	// DeadAgentPing and DeadAgentTimeout are the brain's pings of an idle agent connection: a
+	// node that vanishes without closing its connection (power lost, link cut) is found within
+	// their sum, and its stream's end moves the addresses it answered ARP/NDP for to another
+	// node (keepalived's VRRP finds a dead master in about 3 s). The cost is one small frame per
+	// agent per second each way.
+	DeadAgentPing    = time.Second
+	DeadAgentTimeout = time.Second
 	// MaxMessage bounds one message. The brain chunks snapshots well below it.
 	MaxMessage = 64 << 20
 	// window is the HTTP/2 flow-control window: large, so a snapshot is not throttled by round trips.
@@ -28,7 +35,7 @@ func Server() []grpc.ServerOption {
 			MinTime:             PingInterval / 2,
 			PermitWithoutStream: true,
 		}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * PingInterval, Timeout: PingTimeout}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: DeadAgentPing, Timeout: DeadAgentTimeout}),
 		grpc.MaxRecvMsgSize(MaxMessage),
 		grpc.MaxSendMsgSize(MaxMessage),
 		grpc.InitialWindowSize(window),

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -62,22 +63,40 @@ func (a *Announcer) Announce(w Want) {
 	}
 }
 
+// Refresh is how often the last Want is handed over again: the L2 speaker reads the node's
+// interfaces only then, so a link that comes back or an address that moves is picked up, and the
+// BGP speaker retries what failed.
+const Refresh = 30 * time.Second
+
 // Run hands queued Wants to the speakers until ctx ends.
 func (a *Announcer) Run(ctx context.Context) {
 	a.once.Do(func() { a.next = make(chan Want, 1) })
+	tick := time.NewTicker(Refresh)
+	defer tick.Stop()
+	var w Want
+	started := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case w := <-a.next:
-			if a.L2 != nil {
-				a.L2.Set(w.L2)
+		case w = <-a.next:
+			started = true
+		case <-tick.C:
+			if !started {
+				continue
 			}
-			if a.BGP != nil {
-				if err := a.BGP.Set(ctx, w.BGPConfig, w.BGP); err != nil {
-					a.Log.Error("BGP announcements not applied", "err", err)
-				}
-			}
+		}
+		a.hand(ctx, w)
+	}
+}
+
+func (a *Announcer) hand(ctx context.Context, w Want) {
+	if a.L2 != nil {
+		a.L2.Set(w.L2)
+	}
+	if a.BGP != nil {
+		if err := a.BGP.Set(ctx, w.BGPConfig, w.BGP); err != nil {
+			a.Log.Error("BGP announcements not applied", "err", err)
 		}
 	}
 }

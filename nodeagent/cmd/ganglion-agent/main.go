@@ -53,6 +53,7 @@ type flags struct {
 	execCred                             *syscall.Credential
 	tls                                  tlsFlags
 	dns                                  dnsFlags
+	announce                             announceFlags
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -77,6 +78,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.tls.register(fs)
 	f.dns.register(fs)
+	f.announce.register(fs)
 	execAllow := fs.String("exec-allow", "", "comma-separated absolute paths of the commands exec health checks may run (default none: exec checks fail); never a shell or interpreter")
 	execUser := fs.String("exec-user", "65534:65534", "uid:gid exec health checks run as (default nobody); empty runs them as the agent's user (root)")
 	if err := fs.Parse(args); err != nil {
@@ -149,11 +151,16 @@ func run(args []string) error {
 		agent.ReportHealth(r)
 	}, probe.Options{ExecAllow: f.execAllow, ExecCredential: f.execCred, Log: log})
 	defer prober.Close()
+	announcer, stopAnnouncing, err := startAnnouncer(ctx, f, self.Addresses, metrics.Registry, log)
+	if err != nil {
+		return err
+	}
+	defer stopAnnouncing()
 	info := &v1.NodeInfo{Zone: f.zone, ExecCommands: prober.ExecAllowed()}
 	for _, a := range self.Addresses {
 		info.Addresses = append(info.Addresses, a.String())
 	}
-	agent = stream.New(stream.Config{
+	cfg := stream.Config{
 		NodeName:           f.nodeName,
 		AgentVersion:       version,
 		Brains:             strings.Split(f.brains, ","),
@@ -170,7 +177,11 @@ func run(args []string) error {
 			metrics.Observe(c, took, failed)
 			hc.Update(c, failed)
 		},
-	})
+	}
+	if announcer != nil { // a nil *Announcer in the interface would not read as nil
+		cfg.Announcer = announcer
+	}
+	agent = stream.New(cfg)
 	serve(ctx, log, f.healthzAddr, health.Handler())
 	serve(ctx, log, f.metricsAddr, metricsMux(metrics, backend))
 	go reconcileLoop(ctx, log, dp, f.reconcileEvery)
