@@ -15,7 +15,7 @@ import (
 // It runs in two plan-then-commit rounds, because what may be removed depends on what the kernel
 // confirmed: first the ports, then the tidy of what they released.
 func (d *Dataplane) Apply(ctx context.Context, c dataplane.Change) map[string]error {
-	d.mu.Lock()
+	d.lock()
 	defer d.mu.Unlock()
 	plan := planApply(c, &d.view, d.opts.Node, d.opts.Scheduler)
 	errs := d.commit(plan)

@@ -56,7 +56,7 @@ func (d *Dataplane) commitNFT(steps []portStep) map[string]error {
 	if len(all) == 0 {
 		return nil
 	}
-	if err := d.nft.Commit(all); err == nil {
+	if err := d.nftCommit(all); err == nil {
 		d.sawNFT(all)
 		return nil
 	}
@@ -65,7 +65,7 @@ func (d *Dataplane) commitNFT(steps []portStep) map[string]error {
 		if len(s.NFT) == 0 {
 			continue
 		}
-		if err := d.nft.Commit(s.NFT); err != nil {
+		if err := d.nftCommit(s.NFT); err != nil {
 			failed[s.Base] = fmt.Errorf("nftables: %w", err)
 			continue
 		}
@@ -333,7 +333,7 @@ func (d *Dataplane) commitTidy(t tidyPlan) error {
 		}
 	}
 	if len(t.NFT) > 0 {
-		if err := d.nft.Commit(t.NFT); err != nil {
+		if err := d.nftCommit(t.NFT); err != nil {
 			return errors.Join(append(errs, fmt.Errorf("nftables cleanup: %w", err))...)
 		}
 		d.sawNFT(t.NFT)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/nftgen"
 )
 
 // Options configure a Dataplane; the zero value of each field picks the default.
@@ -74,6 +75,18 @@ type Dataplane struct {
 	// lastPlan is the last Apply's plan, for /debug/plan.
 	lastPlan Plan
 
+	// Drift repair (drift.go). dumpIPVS is a handle of its own for reading IPVS without mu.
+	dumpIPVS ipvsHandle
+	// epoch moves whenever a change may have touched IPVS: a read begun at another epoch is
+	// stale. Under mu.
+	epoch uint64
+	// gens says whether anyone but us committed to nftables since our table last matched the
+	// view. Under mu.
+	gens nftgen.Tracker
+	// passMu makes drift-repair passes take turns; metrics counts them.
+	passMu  sync.Mutex
+	metrics *dataplane.ReconcileMetrics
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -118,6 +131,12 @@ func New(ctx context.Context, opts Options) (*Dataplane, error) {
 		d.Close()
 		return nil, err
 	}
+	dh, err := newGenlIPVS()
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("ipvs handle for drift repair: %w", err)
+	}
+	d.dumpIPVS = dh
 	dev := d.dev.(*dummyDevice)
 	if d.bulk, err = newNLWriter(func() int { return dev.link.Attrs().Index }); err != nil {
 		d.Close()
@@ -132,6 +151,7 @@ func newDataplane(opts Options, h ipvsHandle, nft nftKernel, dev addrDevice, ct 
 	return &Dataplane{
 		opts: opts, ipvs: h, nft: nft, dev: dev, ct: ct, now: time.Now, view: newView(),
 		stop: make(chan struct{}), done: make(chan struct{}),
+		dumpIPVS: h, metrics: dataplane.NewReconcileMetrics(), // fakes are safe for concurrent use
 	}
 }
 
@@ -151,7 +171,7 @@ func (d *Dataplane) start(ctx context.Context) error {
 	d.opts.Node.Addresses = slices.DeleteFunc(slices.Clone(d.opts.Node.Addresses), func(a netip.Addr) bool {
 		return slices.Contains(onDev, a.Unmap())
 	})
-	if err := d.nft.Commit(d.baseOps()); err != nil {
+	if err := d.nftCommit(d.baseOps()); err != nil {
 		return fmt.Errorf("nftables base objects: %w", err)
 	}
 	return d.adopt()
@@ -174,6 +194,9 @@ func (d *Dataplane) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.ipvs.Close()
+	if d.dumpIPVS != d.ipvs && d.dumpIPVS != nil {
+		d.dumpIPVS.Close()
+	}
 	if d.bulk != nil {
 		d.bulk.close()
 	}

@@ -10,7 +10,9 @@
 //     port), never a dump, and nftables is touched only when frontends or verdicts change;
 //   - a dump that fails leaves the kernel state "unknown": nothing is deleted because of it;
 //   - a restarted agent adopts the virtual servers it owns instead of flushing them, so
-//     established connections survive.
+//     established connections survive;
+//   - drift repair (drift.go) rewrites the nftables table only when someone else committed to
+//     nftables, reads IPVS without the lock, and holds the lock one stage at a time.
 //
 // Structure: every change is planned, then committed. planApply (planner.go) is a pure function
 // of the change and the view (view.go: what the kernel confirmed) to a Plan (ops.go) of typed

@@ -111,6 +111,7 @@ func (d *Dataplane) drainTick() error {
 			}
 			delete(kv.Reals, rs)
 			d.undrain(k, rs)
+			d.epoch++ // a drift-repair read begun before may still list it
 		}
 	}
 	return errors.Join(errs...)

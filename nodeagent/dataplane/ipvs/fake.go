@@ -18,6 +18,8 @@ type fakeIPVS struct {
 	failDump bool
 	// failDel fails every DelService while set.
 	failDel error
+	// beforeList, when set, runs at the start of GetServices, outside the lock (tests block on it).
+	beforeList func()
 }
 
 type fakeVS struct {
@@ -123,6 +125,12 @@ func (f *fakeIPVS) DelDestination(s *mobyipvs.Service, d *mobyipvs.Destination) 
 }
 
 func (f *fakeIPVS) GetServices() ([]*mobyipvs.Service, error) {
+	f.mu.Lock()
+	hook := f.beforeList
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.dumps++

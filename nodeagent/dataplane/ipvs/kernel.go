@@ -10,8 +10,9 @@ import (
 
 // ipvsHandle is what the backend asks of IPVS, in moby/ipvs's types (whose handle it once was):
 // genlIPVS implements it on the kernel, and tests substitute an in-memory fake that counts
-// operations. Every call happens with Dataplane.mu held: the socket behind it is not safe for
-// concurrent use.
+// operations. A handle's socket is not safe for concurrent use: every call on Dataplane.ipvs
+// happens with Dataplane.mu held, and drift repair reads without it on a handle of its own
+// (Dataplane.dumpIPVS; the fake, safe for concurrent use, serves as both).
 type ipvsHandle interface {
 	NewService(*mobyipvs.Service) error
 	UpdateService(*mobyipvs.Service) error

@@ -161,4 +161,7 @@ type nftKernel interface {
 	Frontends() (map[vsKey]string, error)
 	// Hairpins lists the addresses of the hairpin sets.
 	Hairpins() ([]netip.Addr, error)
+	// Generation reads nf_tables' ruleset generation, which every committed transaction moves
+	// (anyone's, on any table): see package nftgen.
+	Generation() (uint32, error)
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/nftgen"
 )
 
 // fakeNFT is nftKernel in memory, for tests without root: it applies the same operations with the
@@ -20,6 +21,9 @@ type fakeNFT struct {
 	mu      sync.Mutex
 	st      fakeTable
 	commits int
+	// gen is the ruleset generation: every committed transaction moves it, ours, Delete's and
+	// Touch's.
+	gen uint32
 }
 
 var _ nftKernel = (*fakeNFT)(nil)
@@ -55,7 +59,23 @@ func (f *fakeNFT) Commit(ops []nftOp) error {
 	}
 	f.st = next
 	f.commits++
+	f.gen = nftgen.Next(f.gen)
 	return nil
+}
+
+// Generation returns the ruleset generation.
+func (f *fakeNFT) Generation() (uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gen, nil
+}
+
+// Touch stands for someone else's transaction on another table: the generation moves, our
+// table does not change.
+func (f *fakeNFT) Touch() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gen = nftgen.Next(f.gen)
 }
 
 func (t *fakeTable) apply(o nftOp) error {
@@ -184,6 +204,7 @@ func (f *fakeNFT) Delete() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.st = fakeTable{}
+	f.gen = nftgen.Next(f.gen)
 }
 
 // Dump writes the table in `nft list table` form, sorted, so tests can compare it.

@@ -10,12 +10,16 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/nftgen"
 )
 
 // nftNetlink is nftKernel on the kernel, over netlink. Its socket is opened once, in the network
 // namespace of the thread that called newNFTNetlink.
 type nftNetlink struct {
-	cc    *nftables.Conn
+	cc *nftables.Conn
+	// genNL reads the ruleset generation (google/nftables v0.3.0 cannot).
+	genNL *netlink.Conn
 	table *nftables.Table
 	sets  map[string]*nftables.Set
 	// pending gathers element operations between two chain or set operations, so a transaction
@@ -49,8 +53,16 @@ func newNFTNetlink() (*nftNetlink, error) {
 		_ = cc.CloseLasting()
 		return nil, err
 	}
-	return &nftNetlink{cc: cc, table: t, sets: sets}, nil
+	genNL, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		_ = cc.CloseLasting()
+		return nil, fmt.Errorf("nftables netlink for the generation: %w", err)
+	}
+	return &nftNetlink{cc: cc, genNL: genNL, table: t, sets: sets}, nil
 }
+
+// Generation reads the ruleset generation: one round trip.
+func (n *nftNetlink) Generation() (uint32, error) { return nftgen.Read(n.genNL) }
 
 func openConn() (*nftables.Conn, error) {
 	cc, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
@@ -82,7 +94,7 @@ func forceBuffers(c *netlink.Conn, rcv, snd int) error {
 	return nil
 }
 
-func (n *nftNetlink) close() error { return n.cc.CloseLasting() }
+func (n *nftNetlink) close() error { return errors.Join(n.cc.CloseLasting(), n.genNL.Close()) }
 
 func sortedSetNames(m map[string]*nftables.Set) []string {
 	out := make([]string, 0, len(m))

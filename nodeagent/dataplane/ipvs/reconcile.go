@@ -7,6 +7,8 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+
+	mobyipvs "github.com/moby/ipvs"
 )
 
 // adopt learns what an earlier run left in the kernel, so the first Apply after a restart issues
@@ -56,24 +58,52 @@ func (d *Dataplane) owned(k vsKey) bool {
 // refreshKernel replaces the kernel view with a dump of the virtual servers we own. On any
 // error the old view stays and known turns false.
 func (d *Dataplane) refreshKernel() error {
-	svcs, err := d.ipvs.GetServices()
+	dump, err := readIPVS(d.ipvs, d.owned)
 	if err != nil {
 		d.known = false
-		return fmt.Errorf("%w: listing virtual servers: %w", ErrUnknownKernelState, err)
+		return err
 	}
-	view := map[vsKey]*kernelVS{}
+	d.adoptIPVS(dump)
+	return nil
+}
+
+// ipvsDump is what IPVS holds for the virtual servers we own.
+type ipvsDump map[vsKey]*ipvsDumpVS
+
+type ipvsDumpVS struct {
+	spec  vsSpec
+	dests []*mobyipvs.Destination
+}
+
+// readIPVS lists the virtual servers owned says are ours, with their real servers. It reads
+// only: Reconcile calls it without the lock, on a handle of its own.
+func readIPVS(h ipvsHandle, owned func(vsKey) bool) (ipvsDump, error) {
+	svcs, err := h.GetServices()
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing virtual servers: %w", ErrUnknownKernelState, err)
+	}
+	dump := ipvsDump{}
 	for _, s := range svcs {
 		k, spec, ok := fromService(s)
-		if !ok || !d.owned(k) {
+		if !ok || !owned(k) {
 			continue
 		}
-		dests, err := d.ipvs.GetDestinations(s)
+		dests, err := h.GetDestinations(s)
 		if err != nil {
-			d.known = false
-			return fmt.Errorf("%w: listing real servers of %s: %w", ErrUnknownKernelState, k, err)
+			return nil, fmt.Errorf("%w: listing real servers of %s: %w", ErrUnknownKernelState, k, err)
 		}
-		kv := &kernelVS{Spec: spec, Reals: map[netip.AddrPort]int{}}
-		for _, dst := range dests {
+		dump[k] = &ipvsDumpVS{spec: spec, dests: dests}
+	}
+	return dump, nil
+}
+
+// adoptIPVS makes a dump the kernel view: servers at weight 0 keep draining, servers gone
+// behind our back become loose ends.
+func (d *Dataplane) adoptIPVS(dump ipvsDump) {
+	view := map[vsKey]*kernelVS{}
+	for k, dv := range dump {
+		kv := &kernelVS{Spec: dv.spec, Reals: map[netip.AddrPort]int{}}
+		for _, dst := range dv.dests {
 			if rs, ok := fromDestination(dst); ok {
 				kv.Reals[rs] = dst.Weight
 				if dst.Weight == 0 && !d.isDraining(k, rs) {
@@ -91,13 +121,12 @@ func (d *Dataplane) refreshKernel() error {
 	}
 	d.kernel = view
 	d.known = true
-	return nil
 }
 
 // Prune removes every port keep does not hold and whatever an earlier run left that no port
 // claims: virtual servers, frontend elements, device addresses.
 func (d *Dataplane) Prune(ctx context.Context, keep map[string]bool) error {
-	d.mu.Lock()
+	d.lock()
 	defer d.mu.Unlock()
 	d.complete = true
 	var errs []error
@@ -147,40 +176,6 @@ func appendErrs(errs []error, m map[string]error) []error {
 		errs = append(errs, m[base])
 	}
 	return errs
-}
-
-// Reconcile repairs drift: the device and its addresses, the nftables table (rewritten in one
-// transaction from the view), and IPVS (compared with a fresh dump). Objects no port claims are
-// removed only once Prune has declared the state complete and the dump succeeded; a failed dump
-// repairs nothing in IPVS and returns ErrUnknownKernelState.
-func (d *Dataplane) Reconcile(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.dev.Ensure(); err != nil {
-		return err
-	}
-	var errs []error
-	// Marks of ownership first, so a server created below is never unowned.
-	ops, fes := planFullNFT(&d.view, d.baseOps())
-	if err := d.nft.Commit(ops); err != nil {
-		errs = append(errs, fmt.Errorf("nftables repair: %w", err))
-	} else {
-		d.frontends = fes
-	}
-	errs = append(errs, d.repairAddrs())
-	if err := d.refreshKernel(); err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	errs = appendErrs(errs, d.commit(planRepair(&d.view)))
-	if d.complete {
-		// Before the first Prune, unclaimed servers may be an earlier run's that the agent has
-		// not re-applied yet: deleting them would cut their connections.
-		errs = appendErrs(errs, d.commit(Plan{Steps: []portStep{planOrphans(&d.view)}}))
-		d.loosenUnclaimed()
-		errs = append(errs, d.commitTidy(planTidy(&d.view)))
-	}
-	errs = append(errs, d.drainTick())
-	return errors.Join(errs...)
 }
 
 // planRepair brings every owned virtual server back to its port's plan after a fresh dump.
@@ -245,11 +240,11 @@ func planFullNFT(v *view, base []nftOp) ([]nftOp, map[vsKey]feState) {
 }
 
 // repairAddrs puts back device addresses a port uses, and notes the ones present that no port
-// uses, for Reconcile to remove when it may.
-func (d *Dataplane) repairAddrs() error {
+// uses, for Reconcile to remove when it may. It returns how many it put back.
+func (d *Dataplane) repairAddrs() (int, error) {
 	have, err := d.dev.List()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	present := map[netip.Addr]bool{}
 	for _, a := range have {
@@ -257,10 +252,12 @@ func (d *Dataplane) repairAddrs() error {
 		d.addrs[a] += 0
 	}
 	var errs []error
+	n := 0
 	for _, a := range sortedAddrs(d.addrs) {
 		if d.addrs[a] > 0 && !present[a] {
+			n++
 			errs = append(errs, d.run(ipvsOp{Kind: opAddAddr, Addr: a}))
 		}
 	}
-	return errors.Join(errs...)
+	return n, errors.Join(errs...)
 }

@@ -35,14 +35,6 @@ const passAttempts = 3
 // whether a change waits for it.
 const yieldEvery = 64
 
-// nextGen is the generation after one more commit: the kernel skips 0 when it wraps.
-func nextGen(g uint32) uint32 {
-	if g++; g == 0 {
-		g = 1
-	}
-	return g
-}
-
 // lock takes the apply lock, counting the caller among those a drift-repair pass gives way to.
 func (d *Dataplane) lock() {
 	d.waiting.Add(1)
@@ -53,23 +45,11 @@ func (d *Dataplane) lock() {
 // busy reports whether a caller waits for the apply lock: a pass holding it stops.
 func (d *Dataplane) busy() bool { return d.waiting.Load() > 0 }
 
-// noteGen reads the generation after a transaction of ours (committed or refused) and keeps
-// whether the table still matches the view: only if the generation moved by exactly our commit.
-// Under d.mu.
-func (d *Dataplane) noteGen(committed bool) {
+// noteGen reads the generation after a transaction of ours (accepted or refused): the tables
+// stay known to match the view only if it moved by exactly our commit. Under d.mu.
+func (d *Dataplane) noteGen(accepted bool) {
 	g, err := d.k.generation()
-	if err != nil {
-		d.genOK = false
-		return
-	}
-	want := d.gen
-	if committed {
-		want = nextGen(d.gen)
-	}
-	if g != want {
-		d.genOK = false
-	}
-	d.gen = g
+	d.gens.Committed(accepted, g, err)
 }
 
 // Reconcile repairs whatever was changed in the tables from outside: chains or rules deleted or
@@ -114,7 +94,7 @@ func (d *Dataplane) reconcile(ctx context.Context) passResult {
 			return r
 		}
 		d.mu.Lock()
-		clean, epoch := d.genOK && g == d.gen, d.epoch
+		clean, epoch := d.gens.Clean(g), d.epoch
 		if clean {
 			d.lastMessages = 0
 		}
@@ -185,8 +165,12 @@ func (d *Dataplane) repairFrom(dump *tableDump, epoch uint64) (done bool, repair
 		return false, 0, nil
 	}
 	// What our last commit left, as far as this dump can tell: a commit of ours after it would
-	// have moved the epoch.
-	d.gen, d.genOK = dump.at, dump.consistent()
+	// have moved the epoch. A repair's commit below then expects the generation after it.
+	if dump.consistent() {
+		d.gens.Matched(dump.at)
+	} else {
+		d.gens.Forget()
+	}
 	same, stopped := true, false
 	for _, f := range families {
 		if dump.states[f] == nil {
@@ -198,7 +182,7 @@ func (d *Dataplane) repairFrom(dump *tableDump, epoch uint64) (done bool, repair
 		}
 	}
 	if stopped {
-		d.genOK = false
+		d.gens.Forget()
 		return false, 0, nil
 	}
 	if same {
@@ -217,13 +201,13 @@ func (d *Dataplane) repairFrom(dump *tableDump, epoch uint64) (done bool, repair
 		t.adopt(k)
 		pl := newPlanner(t)
 		if !pl.repair(dump.states[f] == nil, d.busy) {
-			d.genOK = false // the view is the dump; the repair waits for the next attempt
+			d.gens.Forget() // the view is the dump; the repair waits for the next attempt
 			return false, 0, nil
 		}
 		plan.fams = append(plan.fams, pl.finish())
 	}
 	if err := d.commit(plan); err != nil {
-		d.genOK = false
+		d.gens.Forget()
 		return false, 0, err
 	}
 	return true, plan.objects(), nil

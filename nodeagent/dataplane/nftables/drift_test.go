@@ -6,9 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/dataplanetest"
 )
 
 // driftFixture is a backend on the fake kernel with a ClusterIP+NodePort port and a port with
@@ -59,19 +59,10 @@ func (k *Fake) dumpCount() int {
 	return k.dumps
 }
 
-// wantPasses checks the backend's pass totals by result, and its full reads.
+// wantPasses checks the backend's drift-repair totals (dataplanetest.WantPasses).
 func wantPasses(t *testing.T, d *Dataplane, passes map[string]int, dumps int) dataplane.ReconcileStats {
 	t.Helper()
-	s := d.ReconcileMetrics().Stats()
-	for r, n := range passes {
-		if s.Passes[r] != n {
-			t.Errorf("%s passes: %d, want %d (all: %v)", r, s.Passes[r], n, s.Passes)
-		}
-	}
-	if s.Dumps != dumps {
-		t.Errorf("passes that read the tables: %d, want %d", s.Dumps, dumps)
-	}
-	return s
+	return dataplanetest.WantPasses(t, d.ReconcileMetrics(), passes, dumps)
 }
 
 // viewIsDump checks that the view is exactly what a dump of the kernel reads: then a pass that
@@ -153,30 +144,10 @@ func TestApplyIsNotHeldUpByAReconcileReading(t *testing.T) {
 	d, k, _ := driftFixture(t)
 	drift(t, k, "delete element ip ganglion fe-k1 { 10.96.0.11 . tcp . 80 }")
 	started, release := blockFirstDump(k)
-	passed := make(chan error, 1)
-	go func() { passed <- d.Reconcile(context.Background()) }()
-	<-started
-
 	// While the pass reads, a change moves web to another endpoint and adds a port.
-	applied := make(chan map[string]error, 1)
-	go func() {
-		applied <- d.Apply(context.Background(), dataplane.Change{Upserts: []dataplane.Port{
-			webPort("10.1.0.9:8080"),
-			mkPort("default/new:http/v4", clusterIP("10.96.0.13", 80), cluster(fwd("10.1.0.4:8080")))}})
-	}()
-	select {
-	case errs := <-applied:
-		if errs != nil {
-			t.Fatal(errs)
-		}
-	case <-time.After(10 * time.Second):
-		close(release)
-		t.Fatal("Apply waited for the Reconcile in progress")
-	}
-	close(release)
-	if err := <-passed; err != nil {
-		t.Fatalf("Reconcile: %v", err)
-	}
+	dataplanetest.ApplyDuringReconcile(t, d, started, release, dataplane.Change{Upserts: []dataplane.Port{
+		webPort("10.1.0.9:8080"),
+		mkPort("default/new:http/v4", clusterIP("10.96.0.13", 80), cluster(fwd("10.1.0.4:8080")))}})
 	// The pass read again after the change: it repaired the drift and kept the change.
 	got := k.Dump()
 	for _, s := range []string{"10.96.0.11 . tcp . 80", "10.96.0.13 . tcp . 80", "10.1.0.9", "10.1.0.4"} {
@@ -221,11 +192,5 @@ func TestSameStateStopsWhenAsked(t *testing.T) {
 	}
 	if _, stopped := sameState(big, big, func() bool { return true }); !stopped {
 		t.Fatal("sameState did not stop")
-	}
-}
-
-func TestNextGenSkipsZero(t *testing.T) {
-	if g := nextGen(^uint32(0)); g != 1 {
-		t.Fatalf("nextGen(max) = %d, want 1", g)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/nftgen"
 )
 
 func (k *netlinkKernel) request(f *family, msgType uint16, attrs []netlink.Attribute) ([]netlink.Message, error) {
@@ -209,39 +211,5 @@ func udataString(b []byte, typ userdata.Type) string {
 
 func cstr(s string) []byte { return append([]byte(s), 0) }
 
-// generation reads nf_tables' ruleset generation: the kernel bumps it on every committed
-// transaction, anyone's, in this network namespace. One round trip, no table is read.
-func (k *netlinkKernel) generation() (uint32, error) {
-	msgs, err := k.dumpNL.Execute(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
-			Flags: netlink.Request},
-		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	})
-	if err != nil {
-		return 0, fmt.Errorf("nftables generation: %w", err)
-	}
-	for _, m := range msgs {
-		if id, ok := decodeGen(m.Data); ok {
-			return id, nil
-		}
-	}
-	return 0, fmt.Errorf("nftables generation: no generation id in the reply")
-}
-
-// decodeGen reads NFTA_GEN_ID from a NEWGEN message.
-func decodeGen(b []byte) (uint32, bool) {
-	if len(b) < 4 {
-		return 0, false
-	}
-	ad, err := netlink.NewAttributeDecoder(b[4:])
-	if err != nil {
-		return 0, false
-	}
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		if ad.Type() == unix.NFTA_GEN_ID {
-			return ad.Uint32(), ad.Err() == nil
-		}
-	}
-	return 0, false
-}
+// generation reads nf_tables' ruleset generation: one round trip, no table is read.
+func (k *netlinkKernel) generation() (uint32, error) { return nftgen.Read(k.dumpNL) }

@@ -10,6 +10,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/nftgen"
 )
 
 // Fake is an in-memory nf_tables for this backend's tables. It applies the operations of a plan
@@ -59,7 +61,7 @@ type fakeElem struct {
 func NewFake() *Fake { return &Fake{tables: map[nftables.TableFamily]*fakeTable{}, gen: 1} }
 
 // bump moves the generation as a committed transaction does; the kernel skips 0. Under k.mu.
-func (k *Fake) bump() { k.gen = nextGen(k.gen) }
+func (k *Fake) bump() { k.gen = nftgen.Next(k.gen) }
 
 func (k *Fake) generation() (uint32, error) {
 	k.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
+	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane/nftgen"
 )
 
 // TableName is the name of the table this backend owns in the ip and the ip6 family.
@@ -38,10 +39,9 @@ type Dataplane struct {
 	waiting atomic.Int32
 	// epoch moves whenever the view may change: a dump read at another epoch is stale. Under mu.
 	epoch uint64
-	// gen is the ruleset generation our last transaction or check left; genOK says the tables
-	// matched the view at gen (nobody else committed since we knew). Under mu.
-	gen   uint32
-	genOK bool
+	// gens is the ruleset generation our last transaction or check left, and whether the tables
+	// matched the view then (nobody else committed since we knew). Under mu.
+	gens nftgen.Tracker
 	// passMu makes drift-repair passes take turns; metrics counts them.
 	passMu  sync.Mutex
 	metrics *dataplane.ReconcileMetrics

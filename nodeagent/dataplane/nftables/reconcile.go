@@ -37,7 +37,11 @@ func (d *Dataplane) resync() error {
 	}
 	after, aerr := d.k.generation()
 	err = errors.Join(err, aerr)
-	d.gen, d.genOK = before, err == nil && before == after
+	if err == nil && before == after {
+		d.gens.Matched(before)
+	} else {
+		d.gens.Forget()
+	}
 	return d.commit(plan)
 }
 
