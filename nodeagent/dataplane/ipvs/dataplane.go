@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -75,8 +76,10 @@ type Dataplane struct {
 	// lastPlan is the last Apply's plan, for /debug/plan.
 	lastPlan Plan
 
-	// Drift repair (drift.go). dumpIPVS is a handle of its own for reading IPVS without mu.
+	// Drift repair (drift.go). dumpIPVS is a handle of its own for reading IPVS without mu;
+	// waiting counts changes queued for mu, which a pass comparing under it gives way to.
 	dumpIPVS ipvsHandle
+	waiting  atomic.Int32
 	// epoch moves whenever a change may have touched IPVS: a read begun at another epoch is
 	// stale. Under mu.
 	epoch uint64

@@ -25,11 +25,21 @@ import (
 // passAttempts bounds the IPVS reads of one pass that changes keep making stale.
 const passAttempts = 3
 
-// lock takes the lock for a change: a read of IPVS begun before it is stale.
+// lock takes the lock for a change, counted among the callers a pass comparing its read under
+// the lock gives way to; a read of IPVS begun before it is stale.
 func (d *Dataplane) lock() {
+	d.waiting.Add(1)
 	d.mu.Lock()
+	d.waiting.Add(-1)
 	d.epoch++
 }
+
+// busy reports whether a change waits for the lock.
+func (d *Dataplane) busy() bool { return d.waiting.Load() > 0 }
+
+// yieldEvery is how many virtual servers a pass compares under the lock between looks at
+// whether a change waits for it.
+const yieldEvery = 64
 
 // nftCommit runs ops as one transaction and reads the generation right after: the table stays
 // known to match the view only if the generation moved by exactly our commit. Under d.mu.
@@ -158,9 +168,11 @@ func (d *Dataplane) repairIPVS(p *pass) error {
 			d.mu.Unlock()
 			continue
 		}
-		err = d.repairFromIPVS(dump, err, p)
+		done, err := d.repairFromIPVS(dump, err, p)
 		d.mu.Unlock()
-		return err
+		if done {
+			return err
+		}
 	}
 	p.deferred = true
 	return nil
@@ -179,17 +191,24 @@ func (d *Dataplane) ownedSnapshot() func(vsKey) bool {
 	return func(k vsKey) bool { return keys[k] || addrs[k.Addr] }
 }
 
-// repairFromIPVS is repairIPVS under the lock, with the read (or its error). Under d.mu.
-func (d *Dataplane) repairFromIPVS(dump ipvsDump, readErr error, p *pass) error {
+// repairFromIPVS is repairIPVS under the lock, with the read (or its error). It returns done
+// false, having changed nothing, when a change waits for the lock. Under d.mu.
+func (d *Dataplane) repairFromIPVS(dump ipvsDump, readErr error, p *pass) (done bool, err error) {
 	if readErr != nil {
 		d.known = false
-		return readErr
+		return true, readErr
 	}
-	d.adoptIPVS(dump)
-	repair := planRepair(&d.view)
 	var errs []error
-	p.repairs += repair.ops()
-	errs = appendErrs(errs, d.commit(repair))
+	same, stopped := d.sameIPVS(dump)
+	if stopped {
+		return false, nil
+	}
+	if !same || !d.known {
+		d.adoptIPVS(dump)
+		repair := planRepair(&d.view)
+		p.repairs += repair.ops()
+		errs = appendErrs(errs, d.commit(repair))
+	}
 	if d.complete {
 		// Before the first Prune, unclaimed servers may be an earlier run's that the agent has
 		// not re-applied yet: deleting them would cut their connections.
@@ -199,7 +218,32 @@ func (d *Dataplane) repairFromIPVS(dump ipvsDump, readErr error, p *pass) error 
 		d.loosenUnclaimed()
 		errs = append(errs, d.commitTidy(planTidy(&d.view)))
 	}
-	return errors.Join(errs...)
+	return true, errors.Join(errs...)
+}
+
+// sameIPVS reports whether a read holds exactly the kernel view: then adopting it and planning
+// a repair would change nothing. It stops, reporting stopped, when a change waits. Under d.mu.
+func (d *Dataplane) sameIPVS(dump ipvsDump) (same, stopped bool) {
+	if len(dump) != len(d.kernel) {
+		return false, false
+	}
+	n := 0
+	for k, dv := range dump {
+		if n++; n%yieldEvery == 0 && d.busy() {
+			return false, true
+		}
+		kv, ok := d.kernel[k]
+		if !ok || !sameSpec(kv.Spec, dv.spec) || len(kv.Reals) != len(dv.dests) {
+			return false, false
+		}
+		for _, dst := range dv.dests {
+			rs, ok := fromDestination(dst)
+			if w, has := kv.Reals[rs]; !ok || !has || w != dst.Weight {
+				return false, false
+			}
+		}
+	}
+	return true, false
 }
 
 // ops counts the IPVS operations of a plan's steps.

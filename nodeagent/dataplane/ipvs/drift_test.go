@@ -130,3 +130,20 @@ func TestReconcileDefersToChangesThatKeepComing(t *testing.T) {
 		t.Errorf("the next pass left %d real servers, want 2", got)
 	}
 }
+
+func TestReconcileGivesWayToAWaitingChange(t *testing.T) {
+	d, k := appliedFake(t)
+	for i := range 3 * yieldEvery {
+		apply(t, d, dataplane.Change{Upserts: []dataplane.Port{svcPort(10+i, "10.1.2.2:8080")}})
+	}
+	d.waiting.Add(1) // as if an Apply waited for the lock through the whole pass
+	reconcile(t, d)
+	wantPasses(t, d, map[string]int{dataplane.ReconcileDeferred: 1}, 1)
+	d.waiting.Add(-1)
+	delete(k.ipvs.svcs, cip0)
+	reconcile(t, d)
+	if got := len(k.ipvs.reals(cip0)); got != 2 {
+		t.Errorf("the next pass left %d real servers, want 2", got)
+	}
+	wantPasses(t, d, map[string]int{dataplane.ReconcileDeferred: 1, dataplane.ReconcileRepaired: 1}, 1)
+}
