@@ -23,13 +23,14 @@ import (
 //     means nothing drifted, for one netlink round trip.
 //   - Otherwise the pass reads both tables back without the apply lock, then takes the lock only
 //     to compare and repair. If a change committed meanwhile (the view's epoch moved), the dump
-//     may predate it: the pass drops it and reads again. While it holds the lock, a change that
-//     arrives makes it give way (waiting): the comparison and the planning stop, the lock goes to
-//     the change, and the pass starts over, at most passAttempts times (then "deferred": the next
-//     pass checks again, since the generation is still unconfirmed).
+//     may predate it: the pass drops it and reads again. A read that differs from the view is
+//     confirmed by a second read before anything is repaired (errUnconfirmed). While the pass
+//     holds the lock, a change that arrives makes it give way (waiting): the comparison and the
+//     planning stop, the lock goes to the change, and the pass starts over, at most passAttempts
+//     times (then "deferred": the next pass checks again, the generation still unconfirmed).
 
 // passAttempts bounds the reads of one pass that changes keep making stale.
-const passAttempts = 3
+const passAttempts = 4
 
 // yieldEvery is how many ports or entries a pass handles under the lock between looks at
 // whether a change waits for it.
@@ -83,6 +84,7 @@ type passResult struct {
 
 func (d *Dataplane) reconcile(ctx context.Context) passResult {
 	var r passResult
+	confirm := false // a read found drift: repair only if the next one finds it too
 	for range passAttempts {
 		if err := ctx.Err(); err != nil {
 			r.result, r.err = dataplane.ReconcileError, err
@@ -109,7 +111,11 @@ func (d *Dataplane) reconcile(ctx context.Context) passResult {
 			r.result, r.err = dataplane.ReconcileError, err
 			return r
 		}
-		done, repairs, err := d.repairFrom(dump, epoch)
+		done, repairs, err := d.repairFrom(dump, epoch, confirm)
+		if errors.Is(err, errUnconfirmed) {
+			confirm = true
+			continue
+		}
 		if err != nil {
 			r.result, r.err = dataplane.ReconcileError, err
 			return r
@@ -155,10 +161,17 @@ func (d *Dataplane) readTables() (*tableDump, error) {
 	return dump, nil
 }
 
+// errUnconfirmed says a read differed from the view, and the pass reads again before it repairs:
+// right after a large change the kernel is still resizing the sets' hash tables, and a dump then
+// misses elements (measured: 16,604 of 155,973 elements in the first dump after applying 10,000
+// services, none in the next), which would count as drift and be written again under the lock.
+var errUnconfirmed = errors.New("drift seen once")
+
 // repairFrom takes the apply lock and makes the tables what the view wants again, from a dump
 // read at epoch. It returns done false, having changed nothing, when the dump is stale (a change
-// committed since) or when a change waits for the lock.
-func (d *Dataplane) repairFrom(dump *tableDump, epoch uint64) (done bool, repairs int, err error) {
+// committed since) or when a change waits for the lock; errUnconfirmed when the dump differs from
+// the view but confirm is false.
+func (d *Dataplane) repairFrom(dump *tableDump, epoch uint64, confirm bool) (done bool, repairs int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.epoch != epoch || d.busy() {
@@ -188,6 +201,10 @@ func (d *Dataplane) repairFrom(dump *tableDump, epoch uint64) (done bool, repair
 	if same {
 		d.lastMessages = 0
 		return true, 0, nil
+	}
+	if !confirm {
+		d.gens.Forget() // the next attempt must read, whatever the generation
+		return false, 0, errUnconfirmed
 	}
 	// Drift: the dump becomes the view (the kernel said so), and the plan puts back what the
 	// applied ports and the skeleton want.

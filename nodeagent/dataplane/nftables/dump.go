@@ -212,4 +212,4 @@ func udataString(b []byte, typ userdata.Type) string {
 func cstr(s string) []byte { return append([]byte(s), 0) }
 
 // generation reads nf_tables' ruleset generation: one round trip, no table is read.
-func (k *netlinkKernel) generation() (uint32, error) { return nftgen.Read(k.dumpNL) }
+func (k *netlinkKernel) generation() (uint32, error) { return nftgen.Read(k.genNL) }

@@ -30,6 +30,9 @@ type netlinkKernel struct {
 	// Reading back: opened once, safe for concurrent use (both lock per request).
 	readCC *nftables.Conn
 	dumpNL *netlink.Conn
+	// genNL reads the ruleset generation, after every commit too: never behind a dump, which
+	// holds dumpNL for seconds on a large table.
+	genNL *netlink.Conn
 }
 
 // openNetlink opens the sockets in the namespace fd refers to (the caller's when 0).
@@ -58,6 +61,9 @@ func (k *netlinkKernel) openReader() error {
 	if err := k.dumpNL.SetReadBuffer(4 << 20); err != nil {
 		return fmt.Errorf("nftables: dump buffer: %w", err)
 	}
+	if k.genNL, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netnsFD}); err != nil {
+		return fmt.Errorf("nftables: netlink for the generation: %w", err)
+	}
 	return nil
 }
 
@@ -67,8 +73,10 @@ func (k *netlinkKernel) closeReader() error {
 	if k.readCC != nil {
 		errs = append(errs, k.readCC.CloseLasting())
 	}
-	if k.dumpNL != nil {
-		errs = append(errs, k.dumpNL.Close())
+	for _, c := range []*netlink.Conn{k.dumpNL, k.genNL} {
+		if c != nil {
+			errs = append(errs, c.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

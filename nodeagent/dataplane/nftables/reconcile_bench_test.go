@@ -2,11 +2,14 @@ package nftables
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
+	"github.com/ganglion-proxy/ganglion/internal/benchstat"
 )
 
 // benchReconcileNS is a namespace with the benchmark's 10,000 services applied.
@@ -113,4 +116,58 @@ func BenchmarkReconcileCompare(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkApplyDuringReconcile times one-endpoint changes among 10,000 services while drift-
+// repair passes run back to back, each after another table's commit (so each reads the tables
+// back): what issue 13 measured as the wait of a change arriving during a pass. It reports the
+// median and the slowest Apply.
+func BenchmarkApplyDuringReconcile(b *testing.B) {
+	d, ns := benchReconcileNS(b)
+	cc, err := nftables.New(nftables.WithNetNSFd(ns.FD()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	passes := make(chan error, 1)
+	go func() {
+		other := &nftables.Table{Name: "other", Family: nftables.TableFamilyIPv4}
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				passes <- nil
+				return
+			default:
+			}
+			if i%2 == 0 {
+				cc.AddTable(other)
+			} else {
+				cc.DelTable(other)
+			}
+			if err := cc.Flush(); err != nil {
+				passes <- err
+				return
+			}
+			if err := d.Reconcile(context.Background()); err != nil {
+				passes <- err
+				return
+			}
+		}
+	}()
+	var ds benchstat.Runs
+	i := 0
+	for b.Loop() {
+		i++
+		start := time.Now()
+		apply(b, d, benchPort(1000, i%2))
+		ds = append(ds, time.Since(start))
+		time.Sleep(20 * time.Millisecond) // changes arrive at all points of the passes
+	}
+	close(stop)
+	if err := <-passes; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(ds.Median().Microseconds())/1000, "median-ms")
+	b.ReportMetric(float64(slices.Max(ds).Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(d.ReconcileMetrics().Stats().Dumps), "passes-reading")
 }
