@@ -5,7 +5,7 @@ TOOLS_DIR := $(CURDIR)/.bin
 export PATH := $(TOOLS_DIR):$(PATH)
 PROTO_GEN := $(wildcard proto/ganglion/v1/*.pb.go)
 
-.PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube e2e-chaos e2e-announce chaos image image-test bench demo demo-compute clean
+.PHONY: help build tools proto proto-check lint test unit e2e e2e-nft e2e-security e2e-ipvs e2e-kube e2e-chaos e2e-announce chaos image image-test bench bench-peer demo demo-compute clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -98,6 +98,14 @@ bench: ## print the BENCH lines
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkDNS$$' -benchtime 1x ./nodeagent/dns | grep '^BENCH'
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkApply$$' -benchtime 1x -timeout 10m ./e2e/ | grep '^BENCH'
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkAnnounce$$' -benchtime 1x -timeout 10m ./e2e/announce/ | grep '^BENCH'
+
+# Not part of test: Ganglion beside upstream kube-proxy, both against one real kube-apiserver
+# (e2e/peer). The first run builds kube-proxy from the module e2e/kube/apiserver pins (cached in
+# /var/cache/ganglion-kube beside kube-apiserver). About 8 minutes, most of it loading 10,000
+# services and spacing the changes; GANGLION_PEER_SIZES / _CHANGES / _IDLE_AT shorten it.
+bench-peer: ## Ganglion beside upstream kube-proxy (nftables) on one kube-apiserver at 100 and 10,000 services: change to kernel p50/p99, initial sync, RSS, CPU per change, idle CPU; prints BENCH peer lines and a table (root; not in test)
+	GO=$(GO) ./e2e/kube/prepare.sh kube-proxy
+	@set -o pipefail; GANGLION_BENCH_PEER=1 $(GO) test -count=1 -v -run '^TestPeer$$' -timeout 40m ./e2e/peer/ | grep -E '^(BENCH|PHASE|INFO|[|]|---|ok|FAIL)|_test.go|^$$'
 
 # The soak is not part of test: 1,000 agents under 10 minutes of churn hold both cores. Override the
 # size with GANGLION_SOAK_AGENTS and GANGLION_SOAK_MINUTES; GANGLION_SOAK_PROFILE=<dir> writes heap
