@@ -105,7 +105,7 @@ bench: ## print the BENCH lines
 # services and spacing the changes; GANGLION_PEER_SIZES / _CHANGES / _IDLE_AT shorten it.
 bench-peer: ## Ganglion beside upstream kube-proxy (nftables) on one kube-apiserver at 100 and 10,000 services: change to kernel p50/p99, initial sync, RSS, CPU per change, idle CPU; prints BENCH peer lines and a table (root; not in test)
 	GO=$(GO) ./e2e/kube/prepare.sh kube-proxy
-	@set -o pipefail; GANGLION_BENCH_PEER=1 $(GO) test -count=1 -v -run '^TestPeer$$' -timeout 40m ./e2e/peer/ | grep -E '^(BENCH|PHASE|INFO|[|]|---|ok|FAIL)|_test.go|^$$'
+	@set -o pipefail; GANGLION_BENCH_PEER=1 $(GO) test -count=1 -v -run '^TestPeer$$' -timeout 40m ./e2e/peer/ | grep --line-buffered -E '^(BENCH|PHASE|INFO|[|]|---|ok|FAIL)|_test.go|^$$'
 
 # The soak is not part of test: 1,000 agents under 10 minutes of churn hold both cores. Override the
 # size with GANGLION_SOAK_AGENTS and GANGLION_SOAK_MINUTES; GANGLION_SOAK_PROFILE=<dir> writes heap
