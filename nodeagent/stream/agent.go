@@ -33,8 +33,12 @@ type Config struct {
 	Brains    []string
 	Dataplane dataplane.Dataplane
 	Log       *slog.Logger
-	// DialOptions are added to the defaults (plaintext, keepalive, sizes).
+	// DialOptions are added to the defaults (plaintext, keepalive, sizes). A codec they force is
+	// not used for the stream: the agent reads the brain's messages itself (see wire.go).
 	DialOptions []grpc.DialOption
+	// Share, when set, is a table the agents of one process hold their resources through, one
+	// copy of each version between them (test fleets); nil for an agent on its own node.
+	Share *Share
 	// Node describes this node to the brain (bare-metal membership).
 	Node *v1.NodeInfo
 	// Prober, when set, probes this node's endpoints as the brain's probe sets say; its results
@@ -81,7 +85,7 @@ type Agent struct {
 	cfg Config
 
 	mu       sync.Mutex // guards everything below
-	state    held
+	state    *held
 	revision uint64 // highest source revision applied
 	synced   bool   // a complete snapshot has been applied at least once
 	brain    string // the address of the current stream, "" when disconnected
@@ -89,7 +93,7 @@ type Agent struct {
 	down     time.Time // when the last stream ended
 
 	sendMu sync.Mutex // one sender at a time on the current stream
-	stream v1.AgentService_StreamClient
+	stream grpc.ClientStream
 }
 
 // New returns an agent with an empty state.
@@ -109,7 +113,7 @@ func New(cfg Config) *Agent {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Agent{cfg: cfg, state: held{}}
+	return &Agent{cfg: cfg, state: newHeld(cfg.Share)}
 }
 
 // Status is the agent's view of its sync.
@@ -128,18 +132,29 @@ type Status struct {
 func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return Status{Brain: a.brain, Synced: a.synced, Resources: len(a.state), Revision: a.revision, LastSync: a.lastSync, DisconnectedSince: a.down}
+	return Status{Brain: a.brain, Synced: a.synced, Resources: a.state.len(), Revision: a.revision, LastSync: a.lastSync, DisconnectedSince: a.down}
 }
 
 // Held returns a copy of the held resource versions by name.
 func (a *Agent) Held() map[string]string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make(map[string]string, len(a.state))
-	for n, r := range a.state {
-		out[n] = r.Version
+	out := make(map[string]string, a.state.len())
+	for n, r := range a.state.records {
+		out[n] = r.version
 	}
 	return out
+}
+
+// HeldResource returns the held resource of that name, decoded; nil when none is held.
+func (a *Agent) HeldResource(name string) (*v1.Resource, error) {
+	a.mu.Lock()
+	r := a.state.records[name]
+	a.mu.Unlock()
+	if r == nil {
+		return nil, nil
+	}
+	return r.resource(name)
 }
 
 // Run streams from the brains until ctx ends. The dataplane is left as it is whenever no brain
@@ -214,7 +229,8 @@ func (a *Agent) session(ctx context.Context, order []string, at int) error {
 		}
 		return err
 	}
-	stream, err := v1.NewAgentServiceClient(conn).Stream(ctx)
+	stream, err := conn.NewStream(ctx, &v1.AgentService_ServiceDesc.Streams[0], v1.AgentService_Stream_FullMethodName,
+		grpc.ForceCodecV2(newCodec()))
 	if err != nil {
 		return why(fmt.Errorf("open stream to %s: %w", addr, err))
 	}
@@ -246,7 +262,8 @@ func (a *Agent) session(ctx context.Context, order []string, at int) error {
 		}
 	}
 	for first := true; ; first = false {
-		resp, err := stream.Recv()
+		var resp response
+		err := stream.RecvMsg(&resp)
 		if errors.Is(err, io.EOF) {
 			return errors.New("brain closed the stream")
 		}
@@ -257,17 +274,17 @@ func (a *Agent) session(ctx context.Context, order []string, at int) error {
 			close(served)
 		}
 		var reply *v1.StreamRequest
-		switch m := resp.Message.(type) {
-		case *v1.StreamResponse_HeldRequest:
+		switch {
+		case resp.heldRequest != nil:
 			a.mu.Lock()
-			list := a.state.list(m.HeldRequest.Buckets, len(digests))
+			list := a.state.list(resp.heldRequest.Buckets, len(digests))
 			a.mu.Unlock()
 			reply = &v1.StreamRequest{Message: &v1.StreamRequest_HeldList{HeldList: &v1.HeldList{Resources: list}}}
-		case *v1.StreamResponse_Update:
-			ack := a.apply(applyCtx, addr, m.Update)
+		case resp.update != nil:
+			ack := a.apply(applyCtx, addr, resp.update)
 			reply = &v1.StreamRequest{Message: &v1.StreamRequest_Ack{Ack: ack}}
 		default:
-			return fmt.Errorf("unexpected message %T", resp.Message)
+			return errors.New("unexpected message: neither an update nor a held request")
 		}
 		if err := a.send(stream, reply); err != nil {
 			return why(fmt.Errorf("send: %w", err))
@@ -275,10 +292,10 @@ func (a *Agent) session(ctx context.Context, order []string, at int) error {
 	}
 }
 
-func (a *Agent) send(s v1.AgentService_StreamClient, m *v1.StreamRequest) error {
+func (a *Agent) send(s grpc.ClientStream, m *v1.StreamRequest) error {
 	a.sendMu.Lock()
 	defer a.sendMu.Unlock()
-	return s.Send(m)
+	return s.SendMsg(m)
 }
 
 // ReportHealth tells the brain of probe results. Without a stream they are dropped here: the
@@ -289,13 +306,13 @@ func (a *Agent) ReportHealth(results ...*v1.EndpointHealth) {
 	if a.stream == nil {
 		return
 	}
-	if err := a.stream.Send(&v1.StreamRequest{Message: &v1.StreamRequest_HealthReport{HealthReport: &v1.HealthReport{Endpoints: results}}}); err != nil {
+	if err := a.stream.SendMsg(&v1.StreamRequest{Message: &v1.StreamRequest_HealthReport{HealthReport: &v1.HealthReport{Endpoints: results}}}); err != nil {
 		a.cfg.Log.Warn("health report not sent", "err", err)
 	}
 }
 
 // apply applies one update and returns its acknowledgement.
-func (a *Agent) apply(ctx context.Context, addr string, u *v1.Update) *v1.Ack {
+func (a *Agent) apply(ctx context.Context, addr string, u *update) *v1.Ack {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.brain = addr
@@ -310,8 +327,8 @@ func (a *Agent) apply(ctx context.Context, addr string, u *v1.Update) *v1.Ack {
 	for _, r := range rejections {
 		a.cfg.Log.Warn("resource rejected", "name", r.Name, "version", r.Version, "err", r.Error)
 	}
-	a.revision = max(a.revision, u.SourceRevision)
-	if a.cfg.Prober != nil {
+	a.revision = max(a.revision, u.revision)
+	if a.cfg.Prober != nil && touches(u, resname.KindProbes) {
 		a.cfg.Prober.Update(a.state.probeSets())
 	}
 	if a.cfg.DNS != nil && touches(u, resname.KindDNS) {
@@ -319,10 +336,10 @@ func (a *Agent) apply(ctx context.Context, addr string, u *v1.Update) *v1.Ack {
 	}
 	// Announcements wait for the first whole state: a restarted agent that announced part of it
 	// would have its peers drop the routes that graceful restart kept for it.
-	if a.cfg.Announcer != nil && (u.SnapshotComplete || a.synced && touches(u, resname.KindAnnounce, resname.KindBGP)) {
+	if a.cfg.Announcer != nil && (u.complete || a.synced && touches(u, resname.KindAnnounce, resname.KindBGP)) {
 		a.cfg.Announcer.Announce(a.state.announcements())
 	}
-	if u.SnapshotComplete {
+	if u.complete {
 		// The state is now exactly what the brain wants: whatever else the dataplane owns, from an
 		// earlier run or a missed removal, can go.
 		if err := a.cfg.Dataplane.Prune(ctx, a.state.bases()); err != nil {
@@ -331,5 +348,5 @@ func (a *Agent) apply(ctx context.Context, addr string, u *v1.Update) *v1.Ack {
 		a.synced = true
 	}
 	a.lastSync = time.Now()
-	return &v1.Ack{Generation: u.Generation, Rejections: rejections}
+	return &v1.Ack{Generation: u.generation, Rejections: rejections}
 }
