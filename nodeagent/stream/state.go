@@ -42,8 +42,7 @@ func (r *record) service() (*v1.ServicePort, error) {
 	if !ok {
 		return nil, nil
 	}
-	s := &v1.ServicePort{}
-	return s, proto.Unmarshal(b, s)
+	return decodeServicePort(b)
 }
 
 // endpoints decodes the content when it is an endpoint set; nil when it is something else.
@@ -52,8 +51,7 @@ func (r *record) endpoints() (*v1.EndpointSet, error) {
 	if !ok {
 		return nil, nil
 	}
-	s := &v1.EndpointSet{}
-	return s, proto.Unmarshal(b, s)
+	return decodeEndpointSet(b)
 }
 
 // resource decodes the record into the Resource name.
