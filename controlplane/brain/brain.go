@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -34,6 +35,9 @@ type Options struct {
 	Auth auth.Config
 	// Leases are the node leases inspect shows (bare-metal mode); nil in Kubernetes mode.
 	Leases inspect.Leases
+	// DeadAgentAfter is how long an agent's connection may stay silent before it is closed
+	// (0: grpcopts.DeadAgentAfter).
+	DeadAgentAfter time.Duration
 }
 
 // Brain is one controlplane replica.
@@ -58,7 +62,7 @@ func New(opts Options) (*Brain, error) {
 		return nil, err
 	}
 	hub := stream.NewHub(compute.NewEngine(opts.Compute), opts.Stream, stream.NewMetrics(reg))
-	srv := grpc.NewServer(slices.Concat(stream.ServerOptions(), grpcopts.Server(), guard.ServerOptions())...)
+	srv := grpc.NewServer(slices.Concat(stream.ServerOptions(), grpcopts.Server(opts.DeadAgentAfter), guard.ServerOptions())...)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(v1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)

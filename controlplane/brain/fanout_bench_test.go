@@ -23,7 +23,16 @@ import (
 // after another, each from the change to the acknowledgement of the last agent whose view it
 // changes; the bytes that crossed the agents' sockets meanwhile; and the resume of agents that
 // were away while 1% of services changed. Its line is printed only once every invariant held.
-func BenchmarkFanout(b *testing.B) {
+func BenchmarkFanout(b *testing.B) { benchFanout(b, 1000, workApply) }
+
+// BenchmarkFanout5000 is BenchmarkFanout at Kubernetes' largest supported cluster, 5,000 nodes,
+// with agents that keep names and versions only (simheld_test.go): 5,000 real agents decoding
+// every update would need more than this machine's memory and cores, and what is measured here
+// is the brain: its latency to the last acknowledgement, its memory, the bytes per agent.
+func BenchmarkFanout5000(b *testing.B) { benchFanout(b, 5000, workHeld) }
+
+func benchFanout(b *testing.B, agents int, work string) {
+	defer withFanAgents(agents)()
 	raiseFileLimit()
 	certs := newBenchPKI(b, fanoutNodes()...)
 	for b.Loop() {
@@ -32,8 +41,8 @@ func BenchmarkFanout(b *testing.B) {
 		go br.Serve(lis)
 
 		start := time.Now()
-		fleet := startFleet(b, simConfig{Addr: lis.Addr().String(), Agents: fanAgents, PKIDir: certs.Dir, Work: workApply})
-		waitUntil(b, "initial sync of every agent", 15*time.Minute, func() bool { return allSynced(br, fanAgents) })
+		fleet := startFleet(b, simConfig{Addr: lis.Addr().String(), Agents: fanAgents, PKIDir: certs.Dir, Work: work})
+		waitUntil(b, "initial sync of every agent", 30*time.Minute, func() bool { return allSynced(br, fanAgents) })
 		initial := time.Since(start)
 		snapshotWire := fleet.wire(b)
 
@@ -47,10 +56,10 @@ func BenchmarkFanout(b *testing.B) {
 		fleet.stop()
 		br.Stop()
 
-		fmt.Printf("BENCH fanout agents=%d services=%d endpoints=%d local_share=%.2g topology_share=%.2g agent_work=apply samples=%d"+
+		fmt.Printf("BENCH fanout agents=%d services=%d endpoints=%d local_share=%.2g topology_share=%.2g agent_work=%s samples=%d"+
 			" initial_s=%.1f p50_ms=%.1f p99_ms=%.1f bytes_per_agent=%.0f resume_ratio=%.4f resume_changed_share=%.2g resumed_agents=%d resent_per_agent=%.1f"+
 			" brain_rss_mib=%.0f brain_cpu_ms_per_change=%.1f agents_cpu_ms_per_change=%.1f tls=mtls\n",
-			fanAgents, fanServices, fanServices*fanEndpoints, fanShare(kindLocal), fanShare(kindTopology), len(ch.lat),
+			fanAgents, fanServices, fanServices*fanEndpoints, fanShare(kindLocal), fanShare(kindTopology), work, len(ch.lat),
 			initial.Seconds(), ch.percentile(0.5), ch.percentile(0.99), ch.wirePerAgent,
 			rs.ratio, float64(fanAway)/fanServices, len(rs.away), rs.resentPerAgent,
 			vmHWMMiB(), ms(ch.brainCPU)/float64(len(ch.lat)), ms(ch.agentsCPU)/float64(len(ch.lat)))
@@ -74,7 +83,7 @@ func checkAgentsHold(b *testing.B, br *brain.Brain, fleet *simFleet) {
 		if l[2] != strconv.Itoa(resources) || l[3] != strconv.FormatUint(sum, 10) {
 			b.Fatalf("%s holds %s resources (digest %s); the brain wants %d (digest %d)", node, l[2], l[3], resources, sum)
 		}
-		if l[4] != "ok" {
+		if l[4] != "ok" && l[4] != noDataplane {
 			b.Fatalf("%s: dataplane: %s", node, l[4])
 		}
 	}

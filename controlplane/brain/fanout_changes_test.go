@@ -45,7 +45,7 @@ func measureChanges(b *testing.B, br *brain.Brain, fleet *simFleet) changeRun {
 		checkMove(b, i, d, changedNames(before, resolveAll(br, nodes, fanNames(i))))
 		needed += len(seen)
 	}
-	run.wirePerAgent = float64(sum(fleet.wire(b))-wire) / fanChanges / fanAgents
+	run.wirePerAgent = float64(sum(fleet.wire(b))-wire) / fanChanges / float64(fanAgents)
 	if got := count(m.Updates) - updates; got != needed {
 		b.Fatalf("%d updates sent for %d changes, want %d: one per agent whose view changed", got, fanChanges, needed)
 	}

@@ -13,14 +13,23 @@ import (
 	"github.com/ganglion-proxy/ganglion/internal/resname"
 )
 
-// The fan-out workload of BenchmarkFanout and BenchmarkTLSReconnect: the agents' own 1,000 nodes
+// The fan-out workload of BenchmarkFanout and BenchmarkTLSReconnect: the agents' own nodes
 // in four zones, and 10,000 services of ten endpoints each, spread over those very nodes. Every
 // tenth service is NodePort with externalTrafficPolicy Local (each node with one of its endpoints
 // holds a local set of its own), every tenth carries zone hints (each zone holds a cluster set of
 // its own), the rest are ClusterIP with Cluster policy: a change touches shared, per-zone or
 // per-node resources, as in a cluster.
+// fanAgents is how many agents and nodes: 1,000, or 5,000 for BenchmarkFanout5000 (withFanAgents).
+var fanAgents = 1000
+
+// withFanAgents sets the workload's number of agents and nodes; the returned func restores it.
+func withFanAgents(n int) func() {
+	old := fanAgents
+	fanAgents = n
+	return func() { fanAgents = old }
+}
+
 const (
-	fanAgents    = 1000
 	fanServices  = 10000
 	fanEndpoints = 10 // per service
 	fanZones     = 4
@@ -122,11 +131,17 @@ func fanNames(i int) []string {
 	return names
 }
 
+// simDeadAgentAfter is how long the brain lets a simulated agent's connection stay silent: a
+// thousand agents sharing two cores with the brain can take seconds to answer a ping, where a
+// node's agent has the node's cores (production: grpcopts.DeadAgentAfter).
+const simDeadAgentAfter = time.Minute
+
 // fanoutBrain is a brain holding the workload, synced, with the given authentication; the
 // services in moved have their endpoint 0 moved already (a brain that has read further).
 func fanoutBrain(b testing.TB, authCfg auth.Config, moved ...int) *brain.Brain {
 	b.Helper()
-	br, err := brain.New(brain.Options{Log: quiet, Stream: stream.Options{StallTimeout: 5 * time.Minute}, Auth: authCfg})
+	br, err := brain.New(brain.Options{Log: quiet, Stream: stream.Options{StallTimeout: 5 * time.Minute}, Auth: authCfg,
+		DeadAgentAfter: simDeadAgentAfter})
 	if err != nil {
 		b.Fatal(err)
 	}

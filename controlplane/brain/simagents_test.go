@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 
+	"github.com/ganglion-proxy/ganglion/internal/digest"
 	"github.com/ganglion-proxy/ganglion/internal/grpcopts"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
@@ -122,37 +124,81 @@ func runSimAgents(cfg simConfig) int {
 	return 0
 }
 
-// heldFleet is the agents of BenchmarkTLSReconnect.
+// heldFleet is the agents of BenchmarkTLSReconnect and BenchmarkFanout5000.
 type heldFleet struct {
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errs   *errorTally
+	agents []*simAgent
+	wire   []*wireMeter
+	halts  []func() // each agent's stop, which returns once its connection is closed
 }
 
 func startHeldFleet(cfg simConfig, roots *pki.Pool) (*heldFleet, error) {
 	codec := rawCodec{encoding.GetCodecV2(proto.Name)}
 	f := &heldFleet{errs: &errorTally{seen: map[string]int{}}}
-	agents := make([]*simAgent, cfg.Agents)
-	for i := range agents {
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	for i := range cfg.Agents {
 		node := simNode(i)
 		creds, err := nodeCreds(cfg.PKIDir, node, roots)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", node, err)
 		}
-		agents[i] = &simAgent{node: node, addr: cfg.Addr, codec: codec, errs: f.errs, state: newSimHeld(),
-			dial: append(grpcopts.Client(), creds)}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel = cancel
-	for _, a := range agents {
-		f.wg.Go(func() { a.run(ctx) })
+		m := &wireMeter{}
+		f.agents = append(f.agents, &simAgent{node: node, addr: cfg.Addr, codec: codec, errs: f.errs, state: newSimHeld(),
+			dial: append(grpcopts.Client(), creds, m.dialOption())})
+		f.wire = append(f.wire, m)
+		f.halts = append(f.halts, nil)
+		f.start(i)
 	}
 	return f, nil
 }
 
-// command: held agents take no commands; they report their snapshots on their own.
-func (f *heldFleet) command(args []string, _ io.Writer) error {
-	return fmt.Errorf("held agents take no command %q", args)
+// start runs agent i until it is halted or the fleet stops.
+func (f *heldFleet) start(i int) {
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	f.halts[i] = func() { cancel(); <-done }
+	f.wg.Go(func() {
+		defer close(done)
+		f.agents[i].run(ctx)
+	})
+}
+
+// noDataplane is what a held agent says of its dataplane in a state line: it has none.
+const noDataplane = "-"
+
+// command answers as applyFleet's (bytes, state, halt, start); a held agent's state line says
+// noDataplane where an applying agent checks its dataplane.
+func (f *heldFleet) command(args []string, out io.Writer) error {
+	switch {
+	case len(args) == 1 && args[0] == "bytes":
+		for i, a := range f.agents {
+			fmt.Fprintf(out, "bytes %s %d\n", a.node, f.wire[i].bytes.Load())
+		}
+	case len(args) == 1 && args[0] == "state":
+		for _, a := range f.agents {
+			n, sum := a.heldSum()
+			fmt.Fprintf(out, "state %s %d %d %s\n", a.node, n, sum, noDataplane)
+		}
+	case len(args) == 3 && (args[0] == "halt" || args[0] == "start"):
+		from, err1 := strconv.Atoi(args[1])
+		to, err2 := strconv.Atoi(args[2])
+		if err1 != nil || err2 != nil || from < 0 || to > len(f.agents) || from > to {
+			return fmt.Errorf("bad range %q", args[1:])
+		}
+		for i := from; i < to; i++ {
+			if args[0] == "halt" {
+				f.halts[i]()
+			} else {
+				f.start(i)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown command %q", args)
+	}
+	return nil
 }
 
 // stop ends the agents and sums up their session errors on stderr, as a storm makes a thousand
@@ -169,9 +215,22 @@ type simAgent struct {
 	addr  string
 	dial  []grpc.DialOption
 	codec rawCodec
-	state *simHeld
 	errs  *errorTally
 	syncs int // snapshots completed
+	// mu guards state: the session's goroutine applies, a state command reads.
+	mu    sync.Mutex
+	state *simHeld
+}
+
+// heldSum is how many resources the agent holds and their one-bucket digest.
+func (a *simAgent) heldSum() (int, uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	set := digest.New(1)
+	for name, version := range a.state.held {
+		set.Add(name.Value(), version.Value())
+	}
+	return len(a.state.held), set[0]
 }
 
 func (a *simAgent) run(ctx context.Context) {
@@ -210,7 +269,10 @@ func (a *simAgent) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := cs.SendMsg(&v1.StreamRequest{Message: &v1.StreamRequest_Hello{Hello: a.state.hello(a.node)}}); err != nil {
+	a.mu.Lock()
+	hello := a.state.hello(a.node)
+	a.mu.Unlock()
+	if err := cs.SendMsg(&v1.StreamRequest{Message: &v1.StreamRequest_Hello{Hello: hello}}); err != nil {
 		return err
 	}
 	for {
@@ -218,7 +280,9 @@ func (a *simAgent) session(ctx context.Context) error {
 		if err := cs.RecvMsg(&f); err != nil {
 			return err
 		}
+		a.mu.Lock()
 		reply, synced, err := a.state.answer(f.b)
+		a.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("%s: %w", a.node, err)
 		}
@@ -235,7 +299,9 @@ func (a *simAgent) session(ctx context.Context) error {
 // report tells the benchmark of a completed snapshot, in one write: lines of a thousand agents
 // do not interleave (nor with a command's answer, which is written when the agents are quiet).
 func (a *simAgent) report() {
+	a.mu.Lock()
 	received, held := a.state.counts()
+	a.mu.Unlock()
 	fmt.Fprintf(os.Stdout, "synced %s %d %d %d\n", a.node, a.syncs, received, held)
 }
 

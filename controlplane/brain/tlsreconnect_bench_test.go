@@ -61,7 +61,7 @@ func benchReconnect(b *testing.B, certs *benchPKI, moved []int) {
 	fleet.stop()
 	br.Stop()
 	fmt.Printf("BENCH tls reconnect agents=%d changed_share=%.2g seconds=%.1f restart_s=%.1f resent_per_agent=%.1f held_per_agent=%d handshakes=%d brain_cpu_s=%.1f agents_cpu_s=%.1f services=%d endpoints=%d local_share=%.2g topology_share=%.2g tls=mtls\n",
-		fanAgents, float64(len(moved))/fanServices, seconds, restart.Seconds(), float64(resent)/fanAgents, held, handshakes,
+		fanAgents, float64(len(moved))/fanServices, seconds, restart.Seconds(), float64(resent)/float64(fanAgents), held, handshakes,
 		brainCPU.Seconds(), agentsCPU.Seconds(),
 		fanServices, fanServices*fanEndpoints, fanShare(kindLocal), fanShare(kindTopology))
 }
@@ -78,7 +78,7 @@ func checkResumed(b *testing.B, old, br *brain.Brain, reports map[string]simRepo
 	if got := snapshots(br); got != fanAgents {
 		b.Fatalf("the new brain sent %d snapshots to %d agents", got, fanAgents)
 	}
-	if handshakes < fanAgents {
+	if handshakes < int64(fanAgents) {
 		b.Fatalf("%d client certificates verified by the new brain, want at least %d", handshakes, fanAgents)
 	}
 	var names []string

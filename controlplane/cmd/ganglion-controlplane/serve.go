@@ -21,6 +21,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 	"github.com/ganglion-proxy/ganglion/controlplane/inspect"
 	"github.com/ganglion-proxy/ganglion/controlplane/stream"
+	"github.com/ganglion-proxy/ganglion/internal/grpcopts"
 )
 
 // runServe runs the brain until SIGINT or SIGTERM.
@@ -39,6 +40,7 @@ func runServe(args []string) error {
 	for _, def := range sources {
 		def.flags(fs)
 	}
+	deadAgent := fs.Duration("agent-dead-after", grpcopts.DeadAgentAfter, "close an agent connection silent this long (pinged meanwhile): a node that vanishes without a word hands its ARP/NDP addresses over within it")
 	announceConfig := fs.String("announce-config", "", "YAML file of the announcement settings (l2, bgp groups, classes and pools): nodes make the network send service addresses to them; empty announces nothing")
 	proxyName := fs.String("proxy-name", "", "claim services labelled service.kubernetes.io/service-proxy-name=<this>")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -70,7 +72,7 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log, Auth: secured.auth, Stream: streamOpts}
+	opts := brain.Options{Compute: compute.Options{ProxyName: *proxyName}, Log: log, Auth: secured.auth, Stream: streamOpts, DeadAgentAfter: *deadAgent}
 	if *announceConfig != "" {
 		// The store holds bare-metal services, whose VIPs (cluster IPs) outside clients use.
 		if opts.Compute.Announce, err = announceconfig.Load(*announceConfig, *sourceName == "etcd"); err != nil {
