@@ -72,7 +72,8 @@ func decodeEndpointSet(b []byte) (*v1.EndpointSet, error) {
 
 // fastEndpointSet decodes an EndpointSet from four allocations; ok is false when b needs protobuf.
 func fastEndpointSet(b []byte) (*v1.EndpointSet, bool) {
-	// First the backends are counted and their addresses gathered into one string.
+	// The backends are counted first, and their encodings measured: their addresses, gathered
+	// into one string, take no more.
 	n, size := 0, 0
 	for f := (fields{b: b}); f.next(); {
 		if f.num == 2 {
@@ -80,30 +81,40 @@ func fastEndpointSet(b []byte) (*v1.EndpointSet, bool) {
 			size += len(f.bs)
 		}
 	}
-	var text strings.Builder
-	text.Grow(size)
 	s := &v1.EndpointSet{}
-	for f := (fields{b: b}); ; {
-		if !f.next() {
-			if f.bad {
-				return nil, false
-			}
-			break
-		}
+	var backends []v1.Backend
+	var text strings.Builder
+	if n > 0 {
+		backends = make([]v1.Backend, n)
+		s.Backends = make([]*v1.Backend, 0, n)
+		text.Grow(size)
+	}
+	var ok bool
+	f := fields{b: b}
+	for f.next() {
 		switch {
 		case f.num == 1 && f.typ == protowire.VarintType:
 			s.Action = v1.TrafficAction(int32(f.v))
 		case f.num == 3 && f.typ == protowire.VarintType:
 			s.LocalReadyEndpoints = uint32(f.v)
 		case f.num == 2 && f.typ == protowire.BytesType:
+			be := &backends[len(s.Backends)]
+			s.Backends = append(s.Backends, be)
 			g := fields{b: f.bs}
 			for g.next() {
-				if g.num == 1 {
-					addr, ok := g.text()
-					if !ok {
+				switch {
+				case g.num == 1 && g.typ == protowire.BytesType:
+					if be.Address, ok = str(&text, &g); !ok {
 						return nil, false
 					}
-					text.Write(addr)
+				case g.num == 2 && g.typ == protowire.VarintType:
+					be.Port = uint32(g.v)
+				case g.num == 3 && g.typ == protowire.VarintType:
+					be.Weight = uint32(g.v)
+				case g.num == 4 && g.typ == protowire.VarintType:
+					be.Terminating = g.v != 0
+				default:
+					return nil, false
 				}
 			}
 			if g.bad {
@@ -113,40 +124,18 @@ func fastEndpointSet(b []byte) (*v1.EndpointSet, bool) {
 			return nil, false
 		}
 	}
-	if n == 0 {
-		return s, true
+	return s, !f.bad
+}
+
+// str reads a string field into text, which was grown to hold every string of the message (so
+// that it never moves), and returns it as a part of text's string.
+func str(text *strings.Builder, f *fields) (string, bool) {
+	if !utf8.Valid(f.bs) {
+		return "", false
 	}
-	all := text.String()
-	backends := make([]v1.Backend, n)
-	s.Backends = make([]*v1.Backend, n)
-	i := 0
-	for f := (fields{b: b}); f.next(); {
-		if f.num != 2 {
-			continue
-		}
-		be := &backends[i]
-		s.Backends[i] = be
-		i++
-		g := fields{b: f.bs}
-		for g.next() {
-			switch {
-			case g.num == 1 && g.typ == protowire.BytesType:
-				be.Address, all = all[:len(g.bs)], all[len(g.bs):]
-			case g.num == 2 && g.typ == protowire.VarintType:
-				be.Port = uint32(g.v)
-			case g.num == 3 && g.typ == protowire.VarintType:
-				be.Weight = uint32(g.v)
-			case g.num == 4 && g.typ == protowire.VarintType:
-				be.Terminating = g.v != 0
-			default:
-				return nil, false
-			}
-		}
-		if g.bad {
-			return nil, false
-		}
-	}
-	return s, true
+	from := text.Len()
+	text.Write(f.bs)
+	return text.String()[from:], true
 }
 
 // decodeServicePort decodes a ServicePort.
@@ -167,7 +156,7 @@ type servicePort struct {
 
 // fastServicePort decodes a ServicePort from a few allocations; ok is false when b needs protobuf.
 func fastServicePort(b []byte) (*v1.ServicePort, bool) {
-	// First the frontends and their source ranges are counted and every string gathered.
+	// The frontends and their source ranges are counted first, and every string measured.
 	frontends, ranges, size := 0, 0, 0
 	for f := (fields{b: b}); f.next(); {
 		size += len(f.bs)
@@ -182,42 +171,6 @@ func fastServicePort(b []byte) (*v1.ServicePort, bool) {
 	}
 	var text strings.Builder
 	text.Grow(size)
-	write := func(f *fields) bool {
-		t, ok := f.text()
-		text.Write(t)
-		return ok
-	}
-	for f := (fields{b: b}); ; {
-		if !f.next() {
-			if f.bad {
-				return nil, false
-			}
-			break
-		}
-		switch {
-		case (f.num == 1 || f.num == 2 || f.num == 3 || f.num == 7) && f.typ == protowire.BytesType:
-			if !write(&f) {
-				return nil, false
-			}
-		case f.num == 6 && f.typ == protowire.BytesType:
-			g := fields{b: f.bs}
-			for g.next() {
-				if (g.num == 2 || g.num == 4) && !write(&g) {
-					return nil, false
-				}
-			}
-			if g.bad {
-				return nil, false
-			}
-		}
-	}
-	all := text.String()
-	str := func(f *fields) string {
-		s := all[:len(f.bs)]
-		all = all[len(f.bs):]
-		return s
-	}
-
 	m := &servicePort{}
 	s := &m.port
 	var fronts []v1.Frontend
@@ -230,17 +183,19 @@ func fastServicePort(b []byte) (*v1.ServicePort, bool) {
 		srcs = make([]string, 0, ranges)
 	}
 	var seen uint16 // the single message fields given so far, by number
-	for f := (fields{b: b}); f.next(); {
+	f := fields{b: b}
+	for f.next() {
+		ok := true
 		bytes, varint := f.typ == protowire.BytesType, f.typ == protowire.VarintType
 		switch {
 		case f.num == 1 && bytes:
-			s.Namespace = str(&f)
+			s.Namespace, ok = str(&text, &f)
 		case f.num == 2 && bytes:
-			s.Name = str(&f)
+			s.Name, ok = str(&text, &f)
 		case f.num == 3 && bytes:
-			s.PortName = str(&f)
+			s.PortName, ok = str(&text, &f)
 		case f.num == 7 && bytes:
-			s.Scheduler = str(&f)
+			s.Scheduler, ok = str(&text, &f)
 		case f.num == 4 && varint:
 			s.Family = v1.IPFamily(int32(f.v))
 		case f.num == 5 && varint:
@@ -252,23 +207,23 @@ func fastServicePort(b []byte) (*v1.ServicePort, bool) {
 			s.Frontends = append(s.Frontends, fe)
 			first := len(srcs)
 			g := fields{b: f.bs}
-			for g.next() {
+			for g.next() && ok {
 				switch {
 				case g.num == 1 && g.typ == protowire.VarintType:
 					fe.Kind = v1.FrontendKind(int32(g.v))
 				case g.num == 2 && g.typ == protowire.BytesType:
-					fe.Address = str(&g)
+					fe.Address, ok = str(&text, &g)
 				case g.num == 3 && g.typ == protowire.VarintType:
 					fe.Port = uint32(g.v)
 				case g.num == 4 && g.typ == protowire.BytesType:
-					srcs = append(srcs, str(&g))
+					var r string
+					r, ok = str(&text, &g)
+					srcs = append(srcs, r)
 				default:
-					return nil, false
+					ok = false
 				}
 			}
-			if g.bad {
-				return nil, false
-			}
+			ok = ok && !g.bad
 			if len(srcs) > first {
 				fe.SourceRanges = srcs[first:len(srcs):len(srcs)]
 			}
@@ -281,10 +236,8 @@ func fastServicePort(b []byte) (*v1.ServicePort, bool) {
 			switch f.num {
 			case 8:
 				s.SessionAffinity = &m.affinity
-				for g.next() {
-					if g.num != 1 || g.typ != protowire.VarintType {
-						return nil, false
-					}
+				for g.next() && ok {
+					ok = g.num == 1 && g.typ == protowire.VarintType
 					m.affinity.TimeoutSeconds = uint32(g.v)
 				}
 			default:
@@ -294,23 +247,24 @@ func fastServicePort(b []byte) (*v1.ServicePort, bool) {
 				} else {
 					s.External = p
 				}
-				for g.next() {
+				for g.next() && ok {
 					switch {
 					case g.num == 1 && g.typ == protowire.VarintType:
 						p.Scope = v1.EndpointScope(int32(g.v))
 					case g.num == 2 && g.typ == protowire.VarintType:
 						p.Masquerade = g.v != 0
 					default:
-						return nil, false
+						ok = false
 					}
 				}
 			}
-			if g.bad {
-				return nil, false
-			}
+			ok = ok && !g.bad
 		default:
+			ok = false
+		}
+		if !ok {
 			return nil, false
 		}
 	}
-	return s, true
+	return s, !f.bad
 }
