@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
@@ -19,14 +20,16 @@ import (
 // their result is always protobuf's; decode_test.go fails when state.proto gains a field.
 
 // fields walks an encoded message's fields. Only varint and length-delimited fields are read:
-// any other wire type stops the walk as bad.
+// any other wire type stops the walk as bad, unless the walk is lenient, which skips them.
 type fields struct {
-	b   []byte
-	num protowire.Number
-	typ protowire.Type
-	v   uint64 // a varint field's value
-	bs  []byte // a length-delimited field's bytes
-	bad bool
+	b       []byte
+	lenient bool
+	num     protowire.Number
+	typ     protowire.Type
+	v       uint64 // a varint field's value
+	bs      []byte // a length-delimited field's bytes
+	bad     bool
+	err     error // why the walk stopped as bad
 }
 
 func (f *fields) next() bool {
@@ -34,22 +37,23 @@ func (f *fields) next() bool {
 		return false
 	}
 	num, typ, n := protowire.ConsumeTag(f.b)
-	if n < 0 {
-		f.bad = true
-		return false
-	}
-	f.b = f.b[n:]
-	switch typ {
-	case protowire.VarintType:
-		f.v, n = protowire.ConsumeVarint(f.b)
+	if n >= 0 {
+		f.b = f.b[n:]
 		f.bs = nil
-	case protowire.BytesType:
-		f.bs, n = protowire.ConsumeBytes(f.b)
-	default:
-		n = -1
+		switch {
+		case typ == protowire.VarintType:
+			f.v, n = protowire.ConsumeVarint(f.b)
+		case typ == protowire.BytesType:
+			f.bs, n = protowire.ConsumeBytes(f.b)
+		case f.lenient:
+			n = protowire.ConsumeFieldValue(num, typ, f.b)
+		default:
+			f.bad, f.err = true, fmt.Errorf("field %d: unexpected wire type %d", num, typ)
+			return false
+		}
 	}
 	if n < 0 {
-		f.bad = true
+		f.bad, f.err = true, protowire.ParseError(n)
 		return false
 	}
 	f.b, f.num, f.typ = f.b[n:], num, typ

@@ -122,3 +122,33 @@ func TestAnnouncementsAreHeldAndGatheredButNeverReachTheDataplane(t *testing.T) 
 		t.Error("touches misreads the update's kinds")
 	}
 }
+
+func TestAgentsOfOneShareHoldOneCopy(t *testing.T) {
+	share := NewShare()
+	a, b := newHeld(share), newHeld(share)
+	dp := dataplane.NewRecording()
+	apply := func(c dataplane.Change) map[string]error { return dp.Apply(t.Context(), c) }
+	u := &v1.Update{Upserts: []*v1.Resource{svcRes("ns/a/v4", "1"), setRes("ns/a/v4", "cluster", "1")}}
+	applyUpdate(a, apply, wire(t, u))
+	applyUpdate(b, apply, wire(t, u))
+	if a.records["ns/a/v4/cluster"] != b.records["ns/a/v4/cluster"] || a.records["ns/a/v4/cluster"] == nil {
+		t.Error("two agents of one share hold two copies of a resource version")
+	}
+	applyUpdate(b, apply, wire(t, &v1.Update{Upserts: []*v1.Resource{setRes("ns/a/v4", "cluster", "2")}}))
+	if a.version("ns/a/v4/cluster") != "1" || b.version("ns/a/v4/cluster") != "2" {
+		t.Errorf("versions %s and %s, want 1 and 2", a.version("ns/a/v4/cluster"), b.version("ns/a/v4/cluster"))
+	}
+}
+
+func TestAnUndecodableResourceOfNoPortIsRejected(t *testing.T) {
+	h := newHeld(nil)
+	dp := dataplane.NewRecording()
+	apply := func(c dataplane.Change) map[string]error { return dp.Apply(t.Context(), c) }
+	u := wire(t, &v1.Update{})
+	// A DNS resource whose content is cut short: the frame itself is well formed.
+	u.upserts = append(u.upserts, resource{name: "ns/db/dns", version: "1", content: []byte{6<<3 | 2, 5, 1}})
+	rej := applyUpdate(h, apply, u)
+	if len(rej) != 1 || rej[0].Name != "ns/db/dns" || h.len() != 0 || len(h.dnsRecords()) != 0 {
+		t.Errorf("rejections %v, held %d", rej, h.len())
+	}
+}

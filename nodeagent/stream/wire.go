@@ -81,132 +81,80 @@ var errUTF8 = errors.New("string field contains invalid UTF-8")
 // parse reads a StreamResponse, copying what it keeps: b is not the caller's after it returns.
 // Fields it does not know are skipped, as protobuf skips them; of the oneof, the last wins.
 func (r *response) parse(b []byte) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		var v []byte
-		if typ == protowire.BytesType {
-			v, n = protowire.ConsumeBytes(b)
-		} else {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
+	f := fields{b: b, lenient: true}
+	for f.next() {
 		switch {
-		case typ != protowire.BytesType:
-		case num == fieldResponseUpdate:
+		case f.typ != protowire.BytesType:
+		case f.num == fieldResponseUpdate:
 			if r.update == nil {
 				r.update = &update{}
 			}
 			r.heldRequest = nil
-			if err := r.update.parse(v); err != nil {
+			if err := r.update.parse(f.bs); err != nil {
 				return fmt.Errorf("update: %w", err)
 			}
-		case num == fieldResponseHeldRequest:
+		case f.num == fieldResponseHeldRequest:
 			if r.heldRequest == nil {
 				r.heldRequest = &v1.HeldRequest{}
 			}
 			r.update = nil
-			if err := (protov2.UnmarshalOptions{Merge: true}).Unmarshal(v, r.heldRequest); err != nil {
+			if err := (protov2.UnmarshalOptions{Merge: true}).Unmarshal(f.bs, r.heldRequest); err != nil {
 				return fmt.Errorf("held request: %w", err)
 			}
 		}
 	}
-	return nil
+	return f.err
 }
 
 func (u *update) parse(b []byte) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
+	f := fields{b: b, lenient: true}
+	for f.next() {
 		switch {
-		case typ == protowire.VarintType && (num == fieldUpdateGeneration || num == fieldUpdateComplete || num == fieldUpdateRevision):
-			x, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return protowire.ParseError(n)
+		case f.typ == protowire.VarintType && f.num == fieldUpdateGeneration:
+			u.generation = f.v
+		case f.typ == protowire.VarintType && f.num == fieldUpdateComplete:
+			u.complete = f.v != 0
+		case f.typ == protowire.VarintType && f.num == fieldUpdateRevision:
+			u.revision = f.v
+		case f.typ == protowire.BytesType && f.num == fieldUpdateRemovals:
+			if !utf8.Valid(f.bs) {
+				return fmt.Errorf("removal: %w", errUTF8)
 			}
-			b = b[n:]
-			switch num {
-			case fieldUpdateGeneration:
-				u.generation = x
-			case fieldUpdateComplete:
-				u.complete = x != 0
-			default:
-				u.revision = x
-			}
-		case typ == protowire.BytesType && (num == fieldUpdateUpserts || num == fieldUpdateRemovals):
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
-			if num == fieldUpdateRemovals {
-				if !utf8.Valid(v) {
-					return fmt.Errorf("removal: %w", errUTF8)
-				}
-				u.removals = append(u.removals, string(v))
-				continue
-			}
-			r, err := parseResource(v)
+			u.removals = append(u.removals, string(f.bs))
+		case f.typ == protowire.BytesType && f.num == fieldUpdateUpserts:
+			r, err := parseResource(f.bs)
 			if err != nil {
 				return fmt.Errorf("upsert: %w", err)
 			}
 			u.upserts = append(u.upserts, r)
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
 		}
 	}
-	return nil
+	return f.err
 }
 
 // parseResource reads a Resource's name and version and keeps its content field as it is.
 func parseResource(b []byte) (resource, error) {
 	var r resource
 	var content []byte
-	for len(b) > 0 {
-		field := b
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return r, protowire.ParseError(n)
-		}
-		b = b[n:]
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return r, protowire.ParseError(n)
-		}
-		field, b = field[:len(field)-len(b)+n], b[n:]
-		if typ != protowire.BytesType {
-			continue
-		}
+	f := fields{b: b, lenient: true}
+	for at := f.b; f.next(); at = f.b {
 		switch {
-		case num == fieldResourceName || num == fieldResourceVersion:
-			v, _ := protowire.ConsumeBytes(field[len(field)-n:])
-			if !utf8.Valid(v) {
+		case f.typ != protowire.BytesType:
+		case f.num == fieldResourceName || f.num == fieldResourceVersion:
+			if !utf8.Valid(f.bs) {
 				return r, errUTF8
 			}
-			if num == fieldResourceName {
-				r.name = string(v)
+			if f.num == fieldResourceName {
+				r.name = string(f.bs)
 			} else {
-				r.version = string(v)
+				r.version = string(f.bs)
 			}
-		case num >= fieldResourceService && num <= fieldResourceBGP:
-			content = field
+		case f.num >= fieldResourceService && f.num <= fieldResourceBGP:
+			content = at[:len(at)-len(f.b)] // the whole field, tag included
 		}
 	}
 	if content != nil {
 		r.content = append(make([]byte, 0, len(content)), content...)
 	}
-	return r, nil
+	return r, f.err
 }
