@@ -139,7 +139,6 @@ func (d *Dataplane) Prune(_ context.Context, keep map[string]bool) error {
 func (d *Dataplane) commit(p *Plan) error {
 	d.lastMessages = 0
 	if !p.empty() {
-		d.epoch++
 		if err := d.k.commit(p); err != nil {
 			if errors.Is(err, unix.ENOBUFS) {
 				// Acknowledgements were lost: the kernel may have committed. Believe a dump instead.
@@ -152,6 +151,9 @@ func (d *Dataplane) commit(p *Plan) error {
 			return err
 		}
 		d.noteGen(true)
+		if d.watch != nil {
+			d.watch.record(p)
+		}
 		d.lastMessages = p.messages()
 		d.lastPlan = p // printed only when asked: formatting every commit would cost the apply path
 	}

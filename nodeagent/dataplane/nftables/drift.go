@@ -21,13 +21,15 @@ import (
 //     was the only one since the last, and the table still matches the view. A pass first reads
 //     the generation: unchanged, and nothing else committed since we last knew the table matched,
 //     means nothing drifted, for one netlink round trip.
-//   - Otherwise the pass reads both tables back without the apply lock, then takes the lock only
-//     to compare and repair. If a change committed meanwhile (the view's epoch moved), the dump
-//     may predate it: the pass drops it and reads again. A read that differs from the view is
-//     confirmed by a second read before anything is repaired (errUnconfirmed). While the pass
-//     holds the lock, a change that arrives makes it give way (waiting): the comparison and the
-//     planning stop, the lock goes to the change, and the pass starts over, at most passAttempts
-//     times (then "deferred": the next pass checks again, the generation still unconfirmed).
+//   - Otherwise the pass reads both tables back without the apply lock (10,000 services: about
+//     2.5 s), watching our commits meanwhile (watch.go): what they touched is taken from the
+//     view, and a set whose elements they changed is skipped by the comparison (a hash set's
+//     dump is torn by changes to it) and verified by a later pass. Only if the view was replaced
+//     (epoch) is the read dropped. A read that differs from the view is confirmed by a second
+//     read before anything is repaired (errUnconfirmed). The pass takes the lock only to compare
+//     and repair; a change that arrives makes it give way (waiting): the comparison starts over
+//     (at most maxYields times), the planning gives up until the pass's last attempt, at most
+//     passAttempts reads (then "deferred": the next pass checks again).
 
 // passAttempts bounds the reads of one pass that changes keep making stale.
 const passAttempts = 4
@@ -85,33 +87,32 @@ type passResult struct {
 func (d *Dataplane) reconcile(ctx context.Context) passResult {
 	var r passResult
 	confirm := false // a read found drift: repair only if the next one finds it too
-	for range passAttempts {
+	for attempt := range passAttempts {
 		if err := ctx.Err(); err != nil {
 			r.result, r.err = dataplane.ReconcileError, err
 			return r
 		}
-		g, err := d.k.generation()
+		w, epoch, clean, err := d.startWatch()
 		if err != nil {
 			r.result, r.err = dataplane.ReconcileError, err
 			return r
 		}
-		d.mu.Lock()
-		clean, epoch := d.gens.Clean(g), d.epoch
-		if clean {
-			d.lastMessages = 0
-		}
-		d.mu.Unlock()
 		if clean {
 			r.result = dataplane.ReconcileClean
 			return r
 		}
 		r.dumps++
 		dump, err := d.readTables()
+		if errors.Is(err, errInterrupted) {
+			d.stopWatch()
+			continue // a commit tore a dump of rules: read again
+		}
 		if err != nil {
+			d.stopWatch()
 			r.result, r.err = dataplane.ReconcileError, err
 			return r
 		}
-		done, repairs, err := d.repairFrom(dump, epoch, confirm)
+		done, repairs, err := d.repairFrom(dump, w, epoch, confirm, attempt == passAttempts-1)
 		if errors.Is(err, errUnconfirmed) {
 			confirm = true
 			continue
@@ -132,31 +133,42 @@ func (d *Dataplane) reconcile(ctx context.Context) passResult {
 	return r
 }
 
-// tableDump is both families' tables as read back, and the generations before and after: equal,
-// nothing committed during the reading, so it is one moment's state.
-type tableDump struct {
-	states     map[*family]*kernelState // nil state: the table is missing
-	before, at uint32
+// startWatch reads the generation: if nobody else committed since the tables last matched the
+// view, the pass is over (clean). Otherwise it starts watching our commits, from the generation
+// read under the lock, for a read of the tables without it.
+func (d *Dataplane) startWatch() (w *watch, epoch uint64, clean bool, err error) {
+	g, err := d.k.generation()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gens.Clean(g) {
+		d.lastMessages = 0
+		return nil, 0, true, nil
+	}
+	if g, err = d.k.generation(); err != nil {
+		return nil, 0, false, err
+	}
+	d.watch = newWatch(g)
+	return d.watch, d.epoch, false, nil
 }
 
-func (dump *tableDump) consistent() bool { return dump.before == dump.at }
+func (d *Dataplane) stopWatch() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.watch = nil
+}
 
-// readTables reads both families' tables, without the apply lock.
-func (d *Dataplane) readTables() (*tableDump, error) {
-	dump := &tableDump{states: map[*family]*kernelState{}}
-	var err error
-	if dump.before, err = d.k.generation(); err != nil {
-		return nil, err
-	}
+// readTables reads both families' tables, without the apply lock; a missing table reads nil.
+func (d *Dataplane) readTables() (map[*family]*kernelState, error) {
+	dump := map[*family]*kernelState{}
 	for _, f := range families {
 		k, err := readState(d.k, f)
 		if err != nil && !errors.Is(err, errNoTable) {
 			return nil, fmt.Errorf("read %s table: %w", f.word, err)
 		}
-		dump.states[f] = k
-	}
-	if dump.at, err = d.k.generation(); err != nil {
-		return nil, err
+		dump[f] = k
 	}
 	return dump, nil
 }
@@ -167,66 +179,124 @@ func (d *Dataplane) readTables() (*tableDump, error) {
 // services, none in the next), which would count as drift and be written again under the lock.
 var errUnconfirmed = errors.New("drift seen once")
 
+// maxYields bounds how often one comparison under the lock starts over for waiting changes.
+const maxYields = 3
+
 // repairFrom takes the apply lock and makes the tables what the view wants again, from a dump
-// read at epoch. It returns done false, having changed nothing, when the dump is stale (a change
-// committed since) or when a change waits for the lock; errUnconfirmed when the dump differs from
+// read while w watched. What our commits touched meanwhile is taken from the view (watch.go).
+// While it compares or plans, a change that waits for the lock goes first: the comparison
+// starts over (at most maxYields times), the planning gives up (done false) unless last says
+// this is the pass's last attempt. It returns done false, having changed nothing, also when
+// the view was replaced since the read began (epoch); errUnconfirmed when the dump differs from
 // the view but confirm is false.
-func (d *Dataplane) repairFrom(dump *tableDump, epoch uint64, confirm bool) (done bool, repairs int, err error) {
+func (d *Dataplane) repairFrom(dump map[*family]*kernelState, w *watch, epoch uint64, confirm, last bool) (done bool, repairs int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.epoch != epoch || d.busy() {
-		return false, 0, nil
+	defer func() { d.watch = nil }()
+	var g uint32
+	quiet := false // nobody but us committed since the watch began, and no set was taken from the view
+	for yields := 0; ; yields++ {
+		if d.epoch != epoch {
+			return false, 0, nil
+		}
+		var gerr error
+		g, gerr = d.k.generation()
+		quiet = gerr == nil && w.onlyOurs(g)
+		skips := map[*family]*skip{}
+		for _, f := range families {
+			sets := w.touchedSets(f)
+			quiet = quiet && len(sets) == 0 // a set taken from the view is not verified
+			skips[f] = newSkip(sets)
+			if dump[f] != nil {
+				patch(dump[f], d.tables[f].k, w.touched(f), sets, false)
+			}
+		}
+		stop := d.busy
+		if yields >= maxYields || last {
+			stop = func() bool { return false }
+		}
+		same, stopped := d.sameAsView(dump, skips, stop)
+		if stopped {
+			d.giveWay()
+			continue
+		}
+		if same && !d.unrepaired {
+			if quiet {
+				d.gens.Matched(g)
+			} else {
+				d.gens.Forget()
+			}
+			d.lastMessages = 0
+			return true, 0, nil
+		}
+		break
 	}
-	// What our last commit left, as far as this dump can tell: a commit of ours after it would
-	// have moved the epoch. A repair's commit below then expects the generation after it.
-	if dump.consistent() {
-		d.gens.Matched(dump.at)
-	} else {
-		d.gens.Forget()
+	d.gens.Forget()
+	if !confirm && !d.unrepaired {
+		return false, 0, errUnconfirmed // the next attempt must read, whatever the generation
 	}
-	same, stopped := true, false
 	for _, f := range families {
-		if dump.states[f] == nil {
-			same = false
-			break
-		}
-		if same, stopped = sameState(d.tables[f].k, dump.states[f], d.busy); !same {
-			break
+		if dump[f] != nil {
+			patch(dump[f], d.tables[f].k, w.touched(f), w.touchedSets(f), true)
 		}
 	}
-	if stopped {
-		d.gens.Forget()
-		return false, 0, nil
+	return d.repairDrift(dump, g, quiet, last)
+}
+
+// sameAsView compares both families' dumps with the view, but for the sets skips names; a
+// missing table is drift.
+func (d *Dataplane) sameAsView(dump map[*family]*kernelState, skips map[*family]*skip, stop func() bool) (same, stopped bool) {
+	for _, f := range families {
+		if dump[f] == nil {
+			return false, false
+		}
+		if same, stopped = sameState(d.tables[f].k, dump[f], skips[f], stop); !same {
+			return false, stopped
+		}
 	}
-	if same {
-		d.lastMessages = 0
-		return true, 0, nil
+	return true, false
+}
+
+// giveWay lets the changes waiting for the lock have it, for up to 100 ms. Under d.mu.
+func (d *Dataplane) giveWay() {
+	d.mu.Unlock()
+	defer d.mu.Lock()
+	for deadline := time.Now().Add(100 * time.Millisecond); d.busy() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Microsecond)
 	}
-	if !confirm {
-		d.gens.Forget() // the next attempt must read, whatever the generation
-		return false, 0, errUnconfirmed
-	}
-	// Drift: the dump becomes the view (the kernel said so), and the plan puts back what the
-	// applied ports and the skeleton want.
+}
+
+// repairDrift makes the (patched) dump the view, since the kernel holds it, and commits what
+// puts back what the applied ports and the skeleton want. g is the generation the dump matches
+// if quiet. Under d.mu.
+func (d *Dataplane) repairDrift(dump map[*family]*kernelState, g uint32, quiet, last bool) (done bool, repairs int, err error) {
 	d.epoch++
+	d.unrepaired = true // until the plan below is committed, the view is not what is wanted
+	stop := d.busy
+	if last {
+		stop = nil
+	}
 	plan := &Plan{}
 	for _, f := range families {
-		t, k := d.tables[f], dump.states[f]
+		t, k := d.tables[f], dump[f]
 		if k == nil {
 			k = newKernelState()
 		}
 		t.adopt(k)
 		pl := newPlanner(t)
-		if !pl.repair(dump.states[f] == nil, d.busy) {
-			d.gens.Forget() // the view is the dump; the repair waits for the next attempt
-			return false, 0, nil
+		if !pl.repair(dump[f] == nil, stop) {
+			return false, 0, nil // the view is the kernel's; the repair waits for the next attempt
 		}
 		plan.fams = append(plan.fams, pl.finish())
+	}
+	if quiet {
+		d.gens.Matched(g) // the repair's commit then moves it by one
 	}
 	if err := d.commit(plan); err != nil {
 		d.gens.Forget()
 		return false, 0, err
 	}
+	d.unrepaired = false
 	return true, plan.objects(), nil
 }
 
@@ -245,15 +315,16 @@ func (p *Plan) objects() int {
 	return n
 }
 
-// sameState reports whether the view v and a dump k hold the same: if so, a repair plan would
-// be empty, and no planning is needed. It stops, reporting stopped, as soon as stop says so.
-func sameState(v, k *kernelState, stop func() bool) (same, stopped bool) {
+// sameState reports whether the view v and a dump k hold the same, but for the element sets sk
+// names (nil: none): if so, a repair plan would be empty, and no planning is needed. It stops,
+// reporting stopped, as soon as stop says so.
+func sameState(v, k *kernelState, sk *skip, stop func() bool) (same, stopped bool) {
 	n := 0
 	yield := func() bool {
 		n++
 		return n%yieldEvery == 0 && stop()
 	}
-	if len(v.chains) != len(k.chains) || len(v.ep) != len(k.ep) || len(v.data) != len(k.data) ||
+	if len(v.chains) != len(k.chains) ||
 		!maps.Equal(v.sets, k.sets) || !maps.Equal(v.ids, k.ids) || !maps.Equal(v.classes, k.classes) ||
 		!sameTableSets(v.setNames, k.setNames) || !maps.Equal(v.vips, k.vips) ||
 		!maps.Equal(v.nodeports, k.nodeports) || !maps.Equal(v.clusterIPs, k.clusterIPs) ||
@@ -268,7 +339,14 @@ func sameState(v, k *kernelState, stop func() bool) (same, stopped bool) {
 			return false, true
 		}
 	}
+	dataSkipped := func(_ string, e dataElem) bool { return sk.set(e.set) }
+	if counted(sk, v.data, dataSkipped) != counted(sk, k.data, dataSkipped) {
+		return false, false
+	}
 	for id, e := range v.data {
+		if sk.set(e.set) {
+			continue
+		}
 		ke, ok := k.data[id]
 		if !ok || ke.set != e.set || !bytes.Equal(ke.key, e.key) || !bytes.Equal(ke.val, e.val) || ke.owner != e.owner {
 			return false, false
@@ -277,7 +355,14 @@ func sameState(v, k *kernelState, stop func() bool) (same, stopped bool) {
 			return false, true
 		}
 	}
+	epSkipped := func(id uint32, _ []nftables.SetElement) bool { return sk.bucket(id) }
+	if counted(sk, v.ep, epSkipped) != counted(sk, k.ep, epSkipped) {
+		return false, false
+	}
 	for id, es := range v.ep {
+		if sk.bucket(id) {
+			continue
+		}
 		if !sameElems(es, k.ep[id]) {
 			return false, false
 		}
@@ -286,6 +371,20 @@ func sameState(v, k *kernelState, stop func() bool) (same, stopped bool) {
 		}
 	}
 	return true, false
+}
+
+// counted is how many entries of m skipped does not pass over; all when sk skips nothing.
+func counted[K comparable, V any](sk *skip, m map[K]V, skipped func(K, V) bool) int {
+	n := len(m)
+	if sk == nil || len(sk.sets) == 0 {
+		return n
+	}
+	for k, v := range m {
+		if skipped(k, v) {
+			n--
+		}
+	}
+	return n
 }
 
 // sameTableSets compares the table-wide set names; the view names only the skeleton's there

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
@@ -74,7 +73,7 @@ func viewIsDump(t *testing.T, d *Dataplane) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if same, _ := sameState(d.tables[f].k, k, func() bool { return false }); !same {
+		if same, _ := sameState(d.tables[f].k, k, nil, func() bool { return false }); !same {
 			t.Errorf("%s: the view is not what a dump reads", f.word)
 		}
 	}
@@ -124,33 +123,35 @@ func TestReconcileAfterAnotherTableChangedRepairsNothing(t *testing.T) {
 	wantPasses(t, d, map[string]int{dataplane.ReconcileClean: 2}, 1) // the dump confirmed the generation
 }
 
-// blockFirstDump makes the fake's next read wait until release is closed; started is closed once
-// the read began.
-func blockFirstDump(k *Fake) (started, release chan struct{}) {
+// blockDump makes the fake's nth table read from now on (1: the next; each family's table is a
+// read) wait until release is closed; started is closed once it began.
+func blockDump(k *Fake, nth int) (started, release chan struct{}) {
 	started, release = make(chan struct{}), make(chan struct{})
-	var once sync.Once
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
 	k.beforeDump = func() {
-		once.Do(func() {
+		if n++; n == nth {
 			close(started)
 			<-release
-		})
+		}
 	}
-	k.mu.Unlock()
 	return started, release
 }
 
 func TestApplyIsNotHeldUpByAReconcileReading(t *testing.T) {
 	d, k, _ := driftFixture(t)
-	drift(t, k, "delete element ip ganglion fe-k1 { 10.96.0.11 . tcp . 80 }")
-	started, release := blockFirstDump(k)
+	// Drift in a set the change below does not write (one it writes is taken from the view, and
+	// its drift found by the next pass).
+	drift(t, k, "delete element ip ganglion np-ep { tcp . 30080 . 0x00000000 }")
+	started, release := blockDump(k, 1)
 	// While the pass reads, a change moves web to another endpoint and adds a port.
 	dataplanetest.ApplyDuringReconcile(t, d, started, release, dataplane.Change{Upserts: []dataplane.Port{
 		webPort("10.1.0.9:8080"),
 		mkPort("default/new:http/v4", clusterIP("10.96.0.13", 80), cluster(fwd("10.1.0.4:8080")))}})
 	// The pass read again after the change: it repaired the drift and kept the change.
 	got := k.Dump()
-	for _, s := range []string{"10.96.0.11 . tcp . 80", "10.96.0.13 . tcp . 80", "10.1.0.9", "10.1.0.4"} {
+	for _, s := range []string{"tcp . 30080 . 0x00000000", "10.96.0.13 . tcp . 80", "10.1.0.9", "10.1.0.4"} {
 		if !strings.Contains(got, s) {
 			t.Errorf("the table lacks %s after the pass:\n%s", s, got)
 		}
@@ -162,35 +163,76 @@ func TestApplyIsNotHeldUpByAReconcileReading(t *testing.T) {
 	if n := k.dumpCount(); n < 2 {
 		t.Errorf("the stale read was not done again (reads: %d)", n)
 	}
-	reconcile(t, d)
-	wantPasses(t, d, map[string]int{dataplane.ReconcileRepaired: 1, dataplane.ReconcileClean: 1}, 1)
 }
 
-func TestReconcileGivesWayToAWaitingChange(t *testing.T) {
+// TestReconcileKeepsAReadThatAChangeRacedWith checks that a change committed while a pass reads
+// costs the pass no second read: what the change touched is taken from the view.
+func TestReconcileKeepsAReadThatAChangeRacedWith(t *testing.T) {
+	d, k, _ := driftFixture(t)
+	drift(t, k, "add table ip filter")
+	started, release := blockDump(k, 2) // ip is read, ip6 not yet
+	reads := k.dumpCount()
+	dataplanetest.ApplyDuringReconcile(t, d, started, release, dataplane.Change{
+		Upserts:  []dataplane.Port{webPort("10.1.0.9:8080"), mkPort("default/new:http/v4", clusterIP("10.96.0.13", 80), cluster(fwd("10.1.0.4:8080")))},
+		Removals: []string{"default/sticky:http/v4"}})
+	wantPasses(t, d, map[string]int{dataplane.ReconcileClean: 1, dataplane.ReconcileRepaired: 0}, 1)
+	if n := k.dumpCount() - reads; n != 2 {
+		t.Errorf("reads of the two tables: %d, want 2 (one read)", n)
+	}
+	viewIsDump(t, d)
+	// The sets the change wrote were taken from the view, unverified: the next pass reads them,
+	// and the one after is free again.
+	reconcile(t, d)
+	wantPasses(t, d, map[string]int{dataplane.ReconcileClean: 2}, 2)
+	reconcile(t, d)
+	wantPasses(t, d, map[string]int{dataplane.ReconcileClean: 3}, 2)
+}
+
+func TestReconcileGivesWayToAWaitingChangeUntilItsLastAttempt(t *testing.T) {
 	d, k, want := driftFixture(t)
 	drift(t, k, "flush chain ip ganglion cl_default/sticky.http/v4")
-	d.waiting.Add(1) // as if an Apply waited for the lock through the whole pass
-	reconcile(t, d)
-	if k.Dump() == want {
-		t.Fatal("the pass repaired while a change waited")
+	reads := k.dumpCount()
+	d.waiting.Add(1) // as if changes waited for the lock through the whole pass
+	defer d.waiting.Add(-1)
+	reconcileTo(t, d, k, want, "the last attempt did not repair")
+	wantPasses(t, d, map[string]int{dataplane.ReconcileRepaired: 1}, 1)
+	// Read, confirmed, planning given up twice, repaired: a read each.
+	if n := k.dumpCount() - reads; n != 2*passAttempts {
+		t.Errorf("reads of the two tables: %d, want %d", n, 2*passAttempts)
 	}
-	wantPasses(t, d, map[string]int{dataplane.ReconcileDeferred: 1}, 1)
+}
+
+// TestAnAbandonedRepairIsNotTakenForAClean checks that a view replaced by a dump whose repair
+// gave way is not mistaken for the wanted state by the next comparison.
+func TestAnAbandonedRepairIsNotTakenForAClean(t *testing.T) {
+	d, k, want := driftFixture(t)
+	drift(t, k, "flush chain ip ganglion cl_default/sticky.http/v4")
+	dump, err := d.readTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	d.waiting.Add(1)
+	done, _, _ := d.repairDrift(dump, 0, false, false)
 	d.waiting.Add(-1)
-	reconcileTo(t, d, k, want, "the next pass did not repair")
-	wantPasses(t, d, map[string]int{dataplane.ReconcileDeferred: 1, dataplane.ReconcileRepaired: 1}, 2)
+	d.mu.Unlock()
+	if done {
+		t.Fatal("the repair did not give way")
+	}
+	reconcileTo(t, d, k, want, "the pass after an abandoned repair did not repair")
 }
 
 func TestSameStateStopsWhenAsked(t *testing.T) {
 	d, _, _ := driftFixture(t)
 	v := d.tables[familyV4].k
-	if same, stopped := sameState(v, v, func() bool { return false }); !same || stopped {
+	if same, stopped := sameState(v, v, nil, func() bool { return false }); !same || stopped {
 		t.Fatalf("a view compared with itself: same %t, stopped %t", same, stopped)
 	}
 	big := newKernelState()
 	for i := range 3 * yieldEvery {
 		big.chains[string(rune('a'+i%26))+strings.Repeat("x", i)] = []string{"h"}
 	}
-	if _, stopped := sameState(big, big, func() bool { return true }); !stopped {
+	if _, stopped := sameState(big, big, nil, func() bool { return true }); !stopped {
 		t.Fatal("sameState did not stop")
 	}
 }

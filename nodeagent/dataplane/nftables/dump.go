@@ -31,6 +31,11 @@ func (k *netlinkKernel) request(f *family, msgType uint16, attrs []netlink.Attri
 		}
 		return nil, fmt.Errorf("dump: %w", err)
 	}
+	for _, m := range msgs {
+		if m.Header.Flags&netlink.DumpInterrupted != 0 {
+			return nil, errInterrupted
+		}
+	}
 	return msgs, nil
 }
 

@@ -37,8 +37,14 @@ type Dataplane struct {
 
 	// Drift repair (drift.go). waiting counts callers queued for mu: a pass holding it gives way.
 	waiting atomic.Int32
-	// epoch moves whenever the view may change: a dump read at another epoch is stale. Under mu.
+	// epoch moves whenever the view is replaced by a dump: a read begun at another epoch is
+	// stale. watch records our commits while a pass reads (watch.go). Under mu.
 	epoch uint64
+	watch *watch
+	// unrepaired says the view was replaced by a dump whose repair has not been committed yet:
+	// the view is then what the kernel holds, not what is wanted, and a dump equal to it is no
+	// proof that nothing is to repair. Under mu.
+	unrepaired bool
 	// gens is the ruleset generation our last transaction or check left, and whether the tables
 	// matched the view then (nobody else committed since we knew). Under mu.
 	gens nftgen.Tracker

@@ -13,6 +13,12 @@ import (
 // errNoTable means the family's table does not exist.
 var errNoTable = errors.New("table does not exist")
 
+// errInterrupted means a dump was torn: a transaction committed while the kernel sent it in
+// parts (NLM_F_DUMP_INTR), and a hash set's parts then miss or repeat elements, touched by the
+// transaction or not (measured: 11 untouched elements of 100,000 missed while one service's
+// endpoints changed every 20 ms).
+var errInterrupted = errors.New("dump interrupted by a commit")
+
 // tableReader is what reading a table back needs from a kernel: names, rule comments and set
 // elements. It is used at start and by Reconcile (without the apply lock), never by Apply. Rules are read as (chain,
 // comment) pairs only: the comment is the rule's hash.

@@ -16,6 +16,7 @@ import (
 // acknowledgements were lost. Under d.mu. (Reconcile reads without the lock: drift.go.)
 func (d *Dataplane) resync() error {
 	d.epoch++
+	d.unrepaired = true // until the plan below is committed, the view is not what is wanted
 	// The generations around the reading: equal, the dump is one moment's state, and the
 	// generation is what the tables matched (the repair's commit moves it by one).
 	before, err := d.k.generation()
@@ -23,6 +24,9 @@ func (d *Dataplane) resync() error {
 	for _, f := range families {
 		t := d.tables[f]
 		k, err := readState(d.k, f)
+		for try := 0; errors.Is(err, errInterrupted) && try < 3; try++ {
+			k, err = readState(d.k, f) // someone else's commit tore a dump of rules
+		}
 		missing := errors.Is(err, errNoTable)
 		if err != nil && !missing {
 			return fmt.Errorf("read %s table: %w", f.word, err)
@@ -42,7 +46,11 @@ func (d *Dataplane) resync() error {
 	} else {
 		d.gens.Forget()
 	}
-	return d.commit(plan)
+	if err := d.commit(plan); err != nil {
+		return err
+	}
+	d.unrepaired = false
+	return nil
 }
 
 // adopt makes a dump the view: the kernel said so.
