@@ -1,12 +1,14 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,6 +119,22 @@ func (h *harness) changeLoop(ctx context.Context, n int, o options, p procs, kpM
 		}
 	}
 	fmt.Printf("INFO peer services=%d changes written at a drift-repair tick (offset:kube-proxy/ganglion ms): %s\n", n, strings.Join(lines, " "))
+	// The slowest changes with their pair: both slow at once points at the machine, not a proxy.
+	for _, side := range []struct {
+		who        string
+		own, other []float64
+	}{{"ganglion", l.ggMs, l.kpMs}, {"kube-proxy", l.kpMs, l.ggMs}} {
+		order := make([]int, len(side.own))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(side.own[b], side.own[a]) })
+		var worst []string
+		for _, c := range order[:min(3, len(order))] {
+			worst = append(worst, fmt.Sprintf("#%d:%.1f/%.1f", c, side.own[c], side.other[c]))
+		}
+		fmt.Printf("INFO peer services=%d slowest %s changes (change:%s/other ms): %s\n", n, side.who, side.who, strings.Join(worst, " "))
+	}
 	return l
 }
 
@@ -164,6 +182,21 @@ func (h *harness) explain(n int, loop time.Duration, before snapshot) {
 		mean("kube-proxy", after.kp, before.kp, m)
 	}
 	mean("brain", after.brain, before.brain, "ganglion_network_programming_duration_seconds")
+	// RSS against what the Go heap holds: the rest is the collector's headroom (GOGC), stacks
+	// and the runtime.
+	mib := func(m map[string]float64, name string) string {
+		if v, ok := m[name]; ok {
+			return fmt.Sprintf("%.1f", v/(1<<20))
+		}
+		return "-"
+	}
+	for _, g := range []struct {
+		who string
+		m   map[string]float64
+	}{{"kube-proxy", after.kp}, {"agent", after.agent}, {"brain", after.brain}} {
+		fmt.Printf("INFO peer services=%d %s Go heap: live %s MiB (go_memstats_heap_alloc_bytes), in use %s MiB, from the OS %s MiB\n",
+			n, g.who, mib(g.m, "go_memstats_heap_alloc_bytes"), mib(g.m, "go_memstats_heap_inuse_bytes"), mib(g.m, "go_memstats_sys_bytes"))
+	}
 	const pass = "ganglion_dataplane_reconcile_seconds"
 	count, sum := delta(after.agent, before.agent, pass+"_count"), delta(after.agent, before.agent, pass+"_sum")
 	if count > 0 {
