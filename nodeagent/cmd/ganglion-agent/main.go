@@ -139,6 +139,10 @@ func run(args []string) error {
 	if expiry != nil {
 		metrics.Registry.MustRegister(expiry)
 	}
+	// The backend itself: the DNS gate that wraps it does not pass the method on.
+	if r, ok := backend.(dataplane.ReconcileReporter); ok {
+		metrics.Registry.MustRegister(r.ReconcileMetrics())
+	}
 	var agent *stream.Agent
 	health := &node.Health{Mode: f.backend, StaleAfter: f.staleAfter, Status: func() node.Status {
 		st := agent.Status()
