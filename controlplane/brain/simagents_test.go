@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 
 	"github.com/ganglion-proxy/ganglion/internal/digest"
@@ -124,6 +125,11 @@ func runSimAgents(cfg simConfig) int {
 	return 0
 }
 
+// simKeepalive gives the brain as long to answer a simulated agent's ping as the brain gives
+// the agent (simDeadAgentAfter): thousands of agents sharing two cores with the brain cannot
+// expect the 10 s a node's agent expects of its brain.
+var simKeepalive = grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: simDeadAgentAfter, Timeout: simDeadAgentAfter, PermitWithoutStream: true})
+
 // heldFleet is the agents of BenchmarkTLSReconnect and BenchmarkFanout5000.
 type heldFleet struct {
 	ctx    context.Context
@@ -147,7 +153,7 @@ func startHeldFleet(cfg simConfig, roots *pki.Pool) (*heldFleet, error) {
 		}
 		m := &wireMeter{}
 		f.agents = append(f.agents, &simAgent{node: node, addr: cfg.Addr, codec: codec, errs: f.errs, state: newSimHeld(),
-			dial: append(grpcopts.Client(), creds, m.dialOption())})
+			dial: append(grpcopts.Client(), creds, m.dialOption(), simKeepalive)})
 		f.wire = append(f.wire, m)
 		f.halts = append(f.halts, nil)
 		f.start(i)
