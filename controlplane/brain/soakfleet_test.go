@@ -7,24 +7,19 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"weak"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
 
 	"github.com/ganglion-proxy/ganglion/internal/digest"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
-	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
 // workSoak agents are the real agent client over a counting dataplane (soakFleet): as workApply,
@@ -32,13 +27,12 @@ import (
 // that a node would not keep, so the process's memory over hours is the agents' own.
 const workSoak = "soak"
 
-// soakFleet is the agents of BenchmarkSoak. The recording dataplane and the apply fleet's intern
-// table keep every change and every version ever received (what their benchmark checks); here the
-// dataplane keeps the programmed ports only and the table lets a version go with its last holder.
+// soakFleet is the agents of BenchmarkSoak: as the apply fleet's, they hold their resources
+// through one stream.Share, which lets a version go with its last holder, and their dataplanes
+// keep a digest of each programmed port only.
 type soakFleet struct {
 	agents   []*runningAgent
 	dps      []*countingDataplane
-	table    *weakInternTable
 	refusals *refusalCounter
 	cpu      *os.File // the CPU profile being written, if any
 }
@@ -78,18 +72,18 @@ func (c *refusalCounter) WithAttrs([]slog.Attr) slog.Handler { return c }
 func (c *refusalCounter) WithGroup(string) slog.Handler      { return c }
 
 func startSoakFleet(cfg simConfig, roots *pki.Pool) (*soakFleet, error) {
-	f := &soakFleet{table: &weakInternTable{m: map[[2]string]weak.Pointer[v1.Resource]{}}, refusals: &refusalCounter{}}
+	f := &soakFleet{refusals: &refusalCounter{}}
 	log := slog.New(f.refusals)
-	codec := grpc.WithDefaultCallOptions(grpc.ForceCodecV2(internCodec{encoding.GetCodecV2(proto.Name), f.table}))
+	share := agentstream.NewShare()
 	for i := range cfg.Agents {
 		node := simNode(i)
 		creds, err := nodeCreds(cfg.PKIDir, node, roots)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", node, err)
 		}
-		dp := &countingDataplane{ports: map[string]dataplane.Port{}}
+		dp := &countingDataplane{ports: map[string]uint64{}}
 		a := &runningAgent{Agent: agentstream.New(agentstream.Config{NodeName: node, AgentVersion: "soak", Brains: []string{cfg.Addr},
-			Log: log, Dataplane: dp, DialOptions: []grpc.DialOption{creds, codec}})}
+			Log: log, Dataplane: dp, Share: share, DialOptions: []grpc.DialOption{creds}})}
 		f.agents, f.dps = append(f.agents, a), append(f.dps, dp)
 		a.run()
 	}
@@ -114,7 +108,7 @@ func (f *soakFleet) command(args []string, out io.Writer) error {
 				set.Add(name, version)
 			}
 			dp := "ok"
-			if err := f.dps[i].holds(held, f.table); err != nil {
+			if err := f.dps[i].holds(a.Agent, held); err != nil {
 				dp = strconv.Quote(err.Error())
 			}
 			fmt.Fprintf(out, "state %s %d %d %s\n", simNode(i), len(held), set[0], dp)
@@ -154,10 +148,10 @@ func (f *soakFleet) stop() {
 }
 
 // countingDataplane programs ports into a map and counts its applies: the agent's whole path to
-// a backend, with a backend that costs nothing and keeps only what is programmed.
+// a backend, with a backend that costs little and keeps only a digest of what is programmed.
 type countingDataplane struct {
 	mu      sync.Mutex
-	ports   map[string]dataplane.Port
+	ports   map[string]uint64 // portDigest by base
 	applies atomic.Int64
 }
 
@@ -168,7 +162,7 @@ func (d *countingDataplane) Apply(_ context.Context, c dataplane.Change) map[str
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range c.Upserts {
-		d.ports[p.Base] = p
+		d.ports[p.Base] = portDigest(p.Service, p.Cluster, p.Local)
 	}
 	for _, b := range c.Removals {
 		delete(d.ports, b)
@@ -181,7 +175,7 @@ func (d *countingDataplane) Apply(_ context.Context, c dataplane.Change) map[str
 func (d *countingDataplane) Prune(_ context.Context, keep map[string]bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	maps.DeleteFunc(d.ports, func(b string, _ dataplane.Port) bool { return !keep[b] })
+	maps.DeleteFunc(d.ports, func(b string, _ uint64) bool { return !keep[b] })
 	return nil
 }
 
@@ -192,50 +186,8 @@ func (d *countingDataplane) Reconcile(context.Context) error { return nil }
 func (d *countingDataplane) Close() error { return nil }
 
 // holds checks that the dataplane programs exactly what the agent holds (see portsMatchHeld).
-func (d *countingDataplane) holds(held map[string]string, table *weakInternTable) error {
+func (d *countingDataplane) holds(a *agentstream.Agent, held map[string]string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return portsMatchHeld(d.ports, held, table.get)
-}
-
-// weakInternTable holds, weakly, one copy of each resource version some agent holds: an entry
-// goes when the garbage collector finds no agent holding its version any more, so the table
-// follows the fleet's state rather than its history.
-type weakInternTable struct {
-	mu sync.Mutex
-	m  map[[2]string]weak.Pointer[v1.Resource]
-}
-
-func (t *weakInternTable) intern(r *v1.Resource) *v1.Resource {
-	key := [2]string{r.Name, r.Version}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if have := t.m[key].Value(); have != nil {
-		return have
-	}
-	wp := weak.Make(r)
-	t.m[key] = wp
-	runtime.AddCleanup(r, t.forget, weakEntry{key, wp})
-	return r
-}
-
-// weakEntry is a table entry whose resource the collector found unreachable.
-type weakEntry struct {
-	key [2]string
-	wp  weak.Pointer[v1.Resource]
-}
-
-// forget drops an entry, unless the version was interned again since.
-func (t *weakInternTable) forget(e weakEntry) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m[e.key] == e.wp {
-		delete(t.m, e.key)
-	}
-}
-
-func (t *weakInternTable) get(name, version string) *v1.Resource {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.m[[2]string{name, version}].Value()
+	return portsMatchHeld(d.ports, held, a)
 }
