@@ -93,7 +93,7 @@ func (d *Dataplane) planChange(ups []*portObjects, removals []string) *Plan {
 	return plan
 }
 
-func nilIfEmpty(m map[string]error) map[string]error {
+func nilIfEmpty[K comparable, V any](m map[K]V) map[K]V {
 	if len(m) == 0 {
 		return nil
 	}
@@ -155,7 +155,9 @@ func (d *Dataplane) commit(p *Plan) error {
 			d.watch.record(p)
 		}
 		d.lastMessages = p.messages()
-		d.lastPlan = p // printed only when asked: formatting every commit would cost the apply path
+		// Printed only when asked: formatting every commit would cost the apply path. Only a
+		// bounded part of a large plan is kept (Plan.kept).
+		d.lastPlan = p.kept()
 	}
 	var jobs []conntrackJob
 	for _, fp := range p.fams {

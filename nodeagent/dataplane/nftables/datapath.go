@@ -1,12 +1,16 @@
 package nftables
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -88,15 +92,125 @@ func parseClassSet(name string) (classKey, bool) {
 // dataElem is one element a port owns in a table-wide set. Its comment names the port, which is
 // how a restarted agent learns what an earlier run left.
 type dataElem struct {
-	set      string
-	key, val []byte
-	owner    string
+	id dataID
+	dataVal
 }
 
-func (e dataElem) id() string { return e.set + "|" + string(e.key) }
+// dataID identifies an element of the data path's sets: its set and key. It is a value, not a
+// string, so the view's hundreds of thousands of elements cost no allocation of their own.
+type dataID struct {
+	set dataSetID
+	key packed
+}
+
+// dataSetID is the interned name of a data path set (internSet).
+type dataSetID uint32
+
+// dataSetNames interns the names of the data path's sets, so that an element's id holds four
+// bytes instead of a string. The names are few (the static sets and one per forwarding class)
+// and never forgotten. The table is copied on write, so looking a name up takes no lock.
+var dataSetNames struct {
+	mu  sync.Mutex // taken to add a name
+	cur atomic.Pointer[setNameTable]
+}
+
+type setNameTable struct {
+	ids   map[string]dataSetID
+	names []string
+}
+
+func internSet(name string) dataSetID {
+	if t := dataSetNames.cur.Load(); t != nil {
+		if id, ok := t.ids[name]; ok {
+			return id
+		}
+	}
+	dataSetNames.mu.Lock()
+	defer dataSetNames.mu.Unlock()
+	t := dataSetNames.cur.Load()
+	if t == nil {
+		t = &setNameTable{}
+	}
+	if id, ok := t.ids[name]; ok {
+		return id
+	}
+	id := dataSetID(len(t.names))
+	next := &setNameTable{ids: maps.Clone(t.ids), names: append(slices.Clip(t.names), name)}
+	if next.ids == nil {
+		next.ids = map[string]dataSetID{}
+	}
+	next.ids[name] = id
+	dataSetNames.cur.Store(next)
+	return id
+}
+
+// name returns the set's name.
+func (s dataSetID) name() string { return dataSetNames.cur.Load().names[s] }
+
+// dataVal is what the view holds of an element besides its id.
+type dataVal struct {
+	val   packed
+	owner string
+}
+
+// maxPacked is the longest key or value the data path writes: an IPv6 frontend and slot
+// (16 + 4 + 4 + 4 bytes). Read-back skips longer ones: they are not of a shape we write.
+const maxPacked = 28
+
+// packed is a short byte string held inline.
+type packed struct {
+	n uint8
+	b [maxPacked]byte
+}
+
+// pack packs b; false if it is too long.
+func pack(b []byte) (packed, bool) {
+	if len(b) > maxPacked {
+		return packed{}, false
+	}
+	p := packed{n: uint8(len(b))}
+	copy(p.b[:], b)
+	return p, true
+}
+
+// bytes returns the packed bytes, nil if there are none.
+func (p packed) bytes() []byte {
+	if p.n == 0 {
+		return nil
+	}
+	return slices.Clone(p.b[:p.n])
+}
+
+// newDataElem makes an element; false if its key or value is longer than any we write.
+func newDataElem(set string, key, val []byte, owner string) (dataElem, bool) {
+	k, kok := pack(key)
+	v, vok := pack(val)
+	return dataElem{id: dataID{set: internSet(set), key: k}, dataVal: dataVal{val: v, owner: owner}}, kok && vok
+}
+
+func (e dataElem) set() string { return e.id.set.name() }
 
 func (e dataElem) element() nftables.SetElement {
-	return nftables.SetElement{Key: e.key, Val: e.val, Comment: e.owner}
+	return nftables.SetElement{Key: e.id.key.bytes(), Val: e.val.bytes(), Comment: e.owner}
+}
+
+// compareData orders elements by id, the order a port keeps its elements in.
+func compareData(a, b dataElem) int { return compareDataID(a.id, b.id) }
+
+func compareDataID(a, b dataID) int {
+	if a.set != b.set {
+		return cmp.Compare(a.set, b.set)
+	}
+	return bytes.Compare(a.key.b[:a.key.n], b.key.b[:b.key.n])
+}
+
+// dataOf returns the port's element with the given id.
+func (o *portObjects) dataOf(id dataID) (dataElem, bool) {
+	i, ok := slices.BinarySearchFunc(o.data, id, func(e dataElem, id dataID) int { return compareDataID(e.id, id) })
+	if !ok {
+		return dataElem{}, false
+	}
+	return o.data[i], true
 }
 
 // staticDataSets are the data path's sets that always exist, in lookup order.
@@ -295,9 +409,13 @@ func (r *renderer) dataFrontends() error {
 	return nil
 }
 
+// data adds an element of the port; render sorts them by id once done.
 func (r *renderer) data(set string, key, val []byte) {
-	e := dataElem{set: set, key: key, val: val, owner: r.p.Base}
-	r.o.data[e.id()] = e
+	e, ok := newDataElem(set, key, val, r.p.Base)
+	if !ok {
+		panic(fmt.Sprintf("nftables: element of %s longer than %d bytes", set, maxPacked)) // our own encoding: cannot happen
+	}
+	r.o.data = append(r.o.data, e)
 }
 
 // route puts a frontend into the class of the set scope names, with its slots if it forwards.
@@ -322,7 +440,9 @@ func (r *renderer) route(space, route string, key []byte, scope v1.EndpointScope
 	default:
 		r.o.forwards = true
 		c := classKey{space, route, len(idx)}
-		r.o.classes[c] = true
+		if !slices.Contains(r.o.classes, c) {
+			r.o.classes = append(r.o.classes, c)
+		}
 		r.data(dataSet(space, route, classOf(c.k)), key, nil)
 		for slot, i := range idx {
 			r.data(dataSet(space, route, "ep"), append(append([]byte{}, key...), nativeU32(uint32(slot))...),

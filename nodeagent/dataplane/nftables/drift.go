@@ -339,16 +339,15 @@ func sameState(v, k *kernelState, sk *skip, stop func() bool) (same, stopped boo
 			return false, true
 		}
 	}
-	dataSkipped := func(_ string, e dataElem) bool { return sk.set(e.set) }
+	dataSkipped := func(id dataID, _ dataVal) bool { return sk.set(id.set.name()) }
 	if counted(sk, v.data, dataSkipped) != counted(sk, k.data, dataSkipped) {
 		return false, false
 	}
 	for id, e := range v.data {
-		if sk.set(e.set) {
+		if sk.set(id.set.name()) {
 			continue
 		}
-		ke, ok := k.data[id]
-		if !ok || ke.set != e.set || !bytes.Equal(ke.key, e.key) || !bytes.Equal(ke.val, e.val) || ke.owner != e.owner {
+		if ke, ok := k.data[id]; !ok || ke != e {
 			return false, false
 		}
 		if yield() {

@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -65,9 +66,11 @@ func readText(t *testing.T, r tableReader, f *family) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "chains %v\nsets %v\nnames %v\nids %v\nclasses %v\n", k.chains, k.sets, k.setNames, k.ids, k.classes)
 	fmt.Fprintf(&b, "vips %v\nnodeports %v\ncluster-ips %v\nhairpin %v\nnp-addrs %v\n", k.vips, k.nodeports, k.clusterIPs, k.hairpin, k.npAddrs)
-	for _, id := range slices.Sorted(maps.Keys(k.data)) {
+	for _, id := range slices.SortedFunc(maps.Keys(k.data), func(a, b dataID) int {
+		return cmp.Or(strings.Compare(a.set.name(), b.set.name()), compareDataID(a, b))
+	}) {
 		e := k.data[id]
-		fmt.Fprintf(&b, "data %q %x %q\n", id, e.val, e.owner)
+		fmt.Fprintf(&b, "data %q %x %x %q\n", id.set.name(), id.key.bytes(), e.val.bytes(), e.owner)
 	}
 	for id, elems := range k.ep {
 		var keys []string

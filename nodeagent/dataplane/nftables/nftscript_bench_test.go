@@ -117,9 +117,11 @@ func scriptElems(f *family, cfg *renderConfig, ports []dataplane.Port) (map[clas
 		if len(o.chains) > 0 || len(o.sets) > 0 {
 			return nil, nil, fmt.Errorf("port %s has chains of its own: the script writes only the data path", p.Base)
 		}
-		maps.Copy(classes, o.classes)
+		for _, c := range o.classes {
+			classes[c] = true
+		}
 		for _, e := range o.data {
-			elems[e.set] = append(elems[e.set], nftElemOf(f, e))
+			elems[e.set()] = append(elems[e.set()], nftElemOf(f, e))
 		}
 		for _, a := range o.clusterIPs {
 			clusterIPs[a] = true
@@ -207,9 +209,9 @@ func nftElem(e dataElem) string { return nftElemOf(familyV4, e) }
 
 // nftElemOf writes a data element as nft reads it, with its owner comment as Apply sends it.
 func nftElemOf(f *family, e dataElem) string {
-	k := e.key
+	k, val := e.id.key.bytes(), e.val.bytes()
 	var parts []string
-	if strings.HasPrefix(e.set, spaceFE) {
+	if strings.HasPrefix(e.set(), spaceFE) {
 		a, _ := netip.AddrFromSlice(k[:f.addrLen])
 		parts, k = append(parts, f.addrText(a)), k[f.addrLen:]
 	}
@@ -218,9 +220,9 @@ func nftElemOf(f *family, e dataElem) string {
 		parts = append(parts, fmt.Sprint(binary.NativeEndian.Uint32(k[8:12])))
 	}
 	out := strings.Join(parts, " . ") + fmt.Sprintf(" comment %q", e.owner)
-	if e.val != nil {
-		a, _ := netip.AddrFromSlice(e.val[:f.addrLen])
-		out += fmt.Sprintf(" : %s . %d", f.addrText(a), binary.BigEndian.Uint16(e.val[f.addrLen:f.addrLen+2]))
+	if val != nil {
+		a, _ := netip.AddrFromSlice(val[:f.addrLen])
+		out += fmt.Sprintf(" : %s . %d", f.addrText(a), binary.BigEndian.Uint16(val[f.addrLen:f.addrLen+2]))
 	}
 	return out
 }

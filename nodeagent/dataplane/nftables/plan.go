@@ -35,6 +35,8 @@ type op struct {
 	set   *nftables.Set
 	rule  rule
 	elems []nftables.SetElement
+	// omitted counts the elements a kept plan left out (Plan.kept).
+	omitted int
 }
 
 // messages is how many netlink messages the operation takes.
@@ -84,6 +86,28 @@ func (p *Plan) messages() int {
 	return n
 }
 
+// lastPlanElems is how many elements a plan kept for /debug/plan holds. A full sync of 10,000
+// services is about 100,000 elements, 14 MiB held until the next commit only to be printed.
+const lastPlanElems = 2000
+
+// kept returns the plan as /debug/plan keeps it: its operations, with at most lastPlanElems
+// elements in all (each operation keeps a count of those it left out), and nothing of the view.
+func (p *Plan) kept() *Plan {
+	budget := lastPlanElems
+	out := &Plan{fams: make([]*familyPlan, len(p.fams))}
+	for i, fp := range p.fams {
+		ops := slices.Clone(fp.ops)
+		for j := range ops {
+			if n := len(ops[j].elems); n > budget {
+				ops[j].elems, ops[j].omitted = slices.Clone(ops[j].elems[:budget]), n-budget
+			}
+			budget -= len(ops[j].elems)
+		}
+		out.fams[i] = &familyPlan{t: fp.t, ops: ops}
+	}
+	return out
+}
+
 // String writes the plan in nft's syntax, one operation per line (elements one per line too).
 func (p *Plan) String() string {
 	var b strings.Builder
@@ -128,6 +152,9 @@ func writeOp(b *strings.Builder, t *familyTable, f *family, o op) {
 		}
 		slices.Sort(lines)
 		b.WriteString(strings.Join(lines, ""))
+		if o.omitted > 0 {
+			fmt.Fprintf(b, "# %s %d more elements of %s %s (not kept)\n", verb, o.omitted, tbl, o.name)
+		}
 	}
 }
 

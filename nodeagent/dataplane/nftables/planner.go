@@ -1,7 +1,6 @@
 package nftables
 
 import (
-	"bytes"
 	"maps"
 	"net/netip"
 	"slices"
@@ -201,24 +200,24 @@ func ref(refs *overlay[netip.Addr, int], touched map[netip.Addr]bool, addrs []ne
 
 // setData makes the kernel hold e, replacing an element of the same key.
 func (pl *planner) setData(e dataElem) {
-	cur, ok := pl.v.data.get(e.id())
-	if ok && bytes.Equal(cur.val, e.val) && cur.owner == e.owner {
+	cur, ok := pl.v.data.get(e.id)
+	if ok && cur == e.dataVal {
 		return
 	}
 	if ok {
-		pl.elem(e.set, phaseElemDel, nftables.SetElement{Key: e.key})
+		pl.elem(e.set(), phaseElemDel, nftables.SetElement{Key: e.id.key.bytes()})
 	}
-	pl.elem(e.set, phaseElemAdd, e.element())
-	pl.v.data.put(e.id(), e)
+	pl.elem(e.set(), phaseElemAdd, e.element())
+	pl.v.data.put(e.id, e.dataVal)
 }
 
 // delData deletes e unless another port took its key over.
 func (pl *planner) delData(e dataElem) {
-	if cur, ok := pl.v.data.get(e.id()); !ok || cur.owner != e.owner {
+	if cur, ok := pl.v.data.get(e.id); !ok || cur.owner != e.owner {
 		return
 	}
-	pl.elem(e.set, phaseElemDel, nftables.SetElement{Key: e.key})
-	pl.v.data.del(e.id())
+	pl.elem(e.set(), phaseElemDel, nftables.SetElement{Key: e.id.key.bytes()})
+	pl.v.data.del(e.id)
 }
 
 // ensureClass creates a forwarding class's set and shared chain the first time a port needs it.
@@ -250,8 +249,8 @@ func (pl *planner) dropClass(c classKey) {
 // gcClasses drops the classes no element refers to.
 func (pl *planner) gcClasses() {
 	used := map[string]bool{}
-	for _, e := range pl.v.data.all() {
-		used[e.set] = true
+	for id := range pl.v.data.all() {
+		used[id.set.name()] = true
 	}
 	var unused []classKey
 	for c := range pl.v.classes.all() {

@@ -16,12 +16,12 @@ func (pl *planner) upsert(o *portObjects) {
 	for _, id := range slices.Sorted(maps.Keys(o.ep)) {
 		pl.setEndpoints(id, o.ep[id])
 	}
-	for c := range o.classes {
+	for _, c := range o.classes {
 		pl.ensureClass(c)
 	}
 	pl.v.data.reserve(len(o.data))
-	for _, id := range slices.Sorted(maps.Keys(o.data)) {
-		pl.setData(o.data[id])
+	for _, e := range o.data {
+		pl.setData(e)
 	}
 	for _, name := range slices.Sorted(maps.Keys(o.chains)) {
 		pl.writeChain(name, o.chains[name])
@@ -43,8 +43,10 @@ func (pl *planner) upsert(o *portObjects) {
 
 // dropOld removes what old had and o (nil for a removal) does not.
 func (pl *planner) dropOld(old, o *portObjects) {
-	for id, e := range old.data {
-		if o == nil || o.data[id].set == "" {
+	for _, e := range old.data {
+		if o == nil {
+			pl.delData(e)
+		} else if _, kept := o.dataOf(e.id); !kept {
 			pl.delData(e)
 		}
 	}

@@ -92,8 +92,9 @@ func readSets(r tableReader, f *family, k *kernelState) error {
 			continue
 		}
 		if err := r.elements(f, name, func(e nftables.SetElement, _ string) {
-			de := dataElem{set: name, key: e.Key, val: e.Val, owner: e.Comment}
-			k.data[de.id()] = de
+			if de, ok := newDataElem(name, e.Key, e.Val, e.Comment); ok {
+				k.data[de.id] = de.dataVal // else not of a shape we write: skipped, like readElements'
+			}
 		}); err != nil {
 			return fmt.Errorf("elements of %s: %w", name, err)
 		}

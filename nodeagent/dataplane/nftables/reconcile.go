@@ -88,10 +88,11 @@ func setWith(m map[string]bool, name string) map[string]bool {
 
 // wanted is what the applied ports and the skeleton need in a table, by name or key.
 type wanted struct {
-	chains, sets, data map[string]bool
-	vips               map[vipKey]string
-	nodeports          map[npKey]string
-	restored           bool // some port is a placeholder read back from the kernel
+	chains, sets map[string]bool
+	data         map[dataID]bool
+	vips         map[vipKey]string
+	nodeports    map[npKey]string
+	restored     bool // some port is a placeholder read back from the kernel
 }
 
 // repair plans the differences between the (freshly dumped) view and what is wanted. It gives
@@ -126,7 +127,7 @@ func (pl *planner) repair(tableMissing bool, stop func() bool) bool {
 // repairPorts re-plans every applied port against the dump, which emits only what the kernel
 // lost, and returns what the ports want; false when stop said to give up.
 func (pl *planner) repairPorts(stop func() bool) (wanted, bool) {
-	w := wanted{chains: map[string]bool{}, sets: map[string]bool{}, data: map[string]bool{},
+	w := wanted{chains: map[string]bool{}, sets: map[string]bool{}, data: map[dataID]bool{},
 		vips: map[vipKey]string{}, nodeports: map[npKey]string{}}
 	ports := maps.Collect(pl.v.ports.all())
 	for i, base := range slices.Sorted(maps.Keys(ports)) {
@@ -145,8 +146,8 @@ func (pl *planner) repairPorts(stop func() bool) (wanted, bool) {
 		for n := range o.sets {
 			w.sets[n] = true
 		}
-		for id := range o.data {
-			w.data[id] = true
+		for _, e := range o.data {
+			w.data[e.id] = true
 		}
 		maps.Copy(w.vips, o.vips)
 		maps.Copy(w.nodeports, o.nodeports)
@@ -159,9 +160,9 @@ func (pl *planner) repairPorts(stop func() bool) (wanted, bool) {
 
 // dropStrays deletes what the table holds and nothing wants: added by hand, or a port's leftover.
 func (pl *planner) dropStrays(w wanted) {
-	for id, e := range maps.Collect(pl.v.data.all()) {
+	for id, v := range maps.Collect(pl.v.data.all()) {
 		if !w.data[id] {
-			pl.delData(e)
+			pl.delData(dataElem{id: id, dataVal: v})
 		}
 	}
 	for id := range maps.Collect(pl.v.ep.all()) {

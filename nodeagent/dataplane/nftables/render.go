@@ -47,10 +47,10 @@ type portObjects struct {
 	sets map[string]*nftables.Set
 	// ep holds, per endpoint set id, the port's elements of the table-wide endpoint map.
 	ep map[uint32][]nftables.SetElement
-	// data are the port's elements in the data path's sets, by dataElem.id; classes the
+	// data are the port's elements in the data path's sets, sorted by id; classes the
 	// forwarding classes they use.
-	data       map[string]dataElem
-	classes    map[classKey]bool
+	data       []dataElem // sorted by id
+	classes    []classKey // without repeats
 	vips       map[vipKey]string
 	nodeports  map[npKey]string
 	clusterIPs []netip.Addr
@@ -88,7 +88,7 @@ func render(cfg *renderConfig, p dataplane.Port) (*portObjects, error) {
 	}
 	r := &renderer{cfg: cfg, f: f, proto: proto, p: p, o: &portObjects{
 		base: p.Base, fam: f, chains: map[string][]rule{}, sets: map[string]*nftables.Set{},
-		ep: map[uint32][]nftables.SetElement{}, data: map[string]dataElem{}, classes: map[classKey]bool{}, vips: map[vipKey]string{}, nodeports: map[npKey]string{}, udp: proto == 17,
+		ep: map[uint32][]nftables.SetElement{}, vips: map[vipKey]string{}, nodeports: map[npKey]string{}, udp: proto == 17,
 	}}
 	build := r.dataFrontends
 	if usesChains(sp) {
@@ -99,7 +99,42 @@ func render(cfg *renderConfig, p dataplane.Port) (*portObjects, error) {
 	}
 	slices.SortFunc(r.o.hairpin, netip.Addr.Compare)
 	r.o.hairpin = slices.Compact(r.o.hairpin)
+	// An element rendered twice (two frontends of one key) is kept once, the last one winning,
+	// as the map it was kept in before did.
+	slices.SortStableFunc(r.o.data, compareData)
+	r.o.data = dedupLast(r.o.data)
+	r.o.compact()
 	return r.o, nil
+}
+
+// compact drops what the view need not hold for the port's lifetime: empty maps (a map costs
+// memory even when empty, and ten thousand ports hold six each), the spare room append left in
+// its slices, and the backends and frontends kept for conntrack cleanup, which only UDP ports use.
+func (o *portObjects) compact() {
+	if !o.udp {
+		o.backends, o.frontends, o.nodePorts = nil, nil, nil
+	}
+	// Exactly sized copies: append leaves up to twice the room.
+	o.backends, o.frontends, o.nodePorts = slices.Clone(o.backends), slices.Clone(o.frontends), slices.Clone(o.nodePorts)
+	o.data, o.classes = slices.Clone(o.data), slices.Clone(o.classes)
+	o.clusterIPs, o.hairpin = slices.Clone(o.clusterIPs), slices.Clone(o.hairpin)
+	o.chains = nilIfEmpty(o.chains)
+	o.sets = nilIfEmpty(o.sets)
+	o.ep = nilIfEmpty(o.ep)
+	o.vips = nilIfEmpty(o.vips)
+	o.nodeports = nilIfEmpty(o.nodeports)
+}
+
+// dedupLast keeps, of each run of elements with the same id, the last one.
+func dedupLast(es []dataElem) []dataElem {
+	out := es[:0]
+	for i, e := range es {
+		if i+1 < len(es) && es[i+1].id == e.id {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 type renderer struct {

@@ -137,7 +137,7 @@ func dataText(o *portObjects) []string {
 		if _, val, ok := strings.Cut(nftElem(e), " : "); ok {
 			text += " : " + val
 		}
-		out = append(out, e.set+" "+text)
+		out = append(out, e.set()+" "+text)
 	}
 	slices.Sort(out)
 	return out

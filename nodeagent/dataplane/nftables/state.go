@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/google/nftables"
 )
@@ -18,9 +19,9 @@ type kernelState struct {
 	// read from its rule comment.
 	ep  map[uint32][]nftables.SetElement
 	ids map[string]uint32
-	// data holds the data path's elements by dataElem.id; classes the forwarding classes whose
+	// data holds the data path's elements by id; classes the forwarding classes whose
 	// set and chain exist.
-	data    map[string]dataElem
+	data    map[dataID]dataVal
 	classes map[classKey]bool
 	// setNames lists every set of the table, as dumped.
 	setNames map[string]bool
@@ -36,7 +37,7 @@ type kernelState struct {
 func newKernelState() *kernelState {
 	return &kernelState{
 		chains: map[string][]string{}, sets: map[string]bool{}, ep: map[uint32][]nftables.SetElement{}, ids: map[string]uint32{},
-		data: map[string]dataElem{}, classes: map[classKey]bool{}, setNames: map[string]bool{}, byBase: map[string]map[string]bool{},
+		data: map[dataID]dataVal{}, classes: map[classKey]bool{}, setNames: map[string]bool{}, byBase: map[string]map[string]bool{},
 		vips: map[vipKey]string{}, nodeports: map[npKey]string{},
 		clusterIPs: map[netip.Addr]bool{}, hairpin: map[netip.Addr]bool{}, npAddrs: map[netip.Addr]bool{},
 	}
@@ -67,7 +68,7 @@ type planned struct {
 	setNames   overlay[string, bool]
 	byBase     overlay[string, map[string]bool]
 	ep         overlay[uint32, []nftables.SetElement]
-	data       overlay[string, dataElem]
+	data       overlay[dataID, dataVal]
 	classes    overlay[classKey, bool]
 	vips       overlay[vipKey, string]
 	nodeports  overlay[npKey, string]
@@ -174,7 +175,8 @@ func (t *familyTable) restorePorts() {
 			t.ports[base].vips[k] = c
 		}
 	}
-	for id, e := range t.k.data {
+	for id, v := range t.k.data {
+		e := dataElem{id: id, dataVal: v}
 		if e.owner == "" {
 			continue // not ours: Reconcile deletes it
 		}
@@ -187,10 +189,12 @@ func (t *familyTable) restorePorts() {
 		if !o.restored {
 			continue
 		}
-		if o.data == nil {
-			o.data = map[string]dataElem{}
+		o.data = append(o.data, e)
+	}
+	for _, o := range t.ports {
+		if o.restored {
+			slices.SortFunc(o.data, compareData)
 		}
-		o.data[id] = e
 	}
 	for k, c := range t.k.nodeports {
 		if _, base, ok := parseObjectName(c); ok && t.ports[base] != nil && t.ports[base].restored {

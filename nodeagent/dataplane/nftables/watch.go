@@ -126,7 +126,7 @@ func patch(dump, view, touched *kernelState, sets map[string]bool, all bool) {
 	patchMap(dump.classes, view.classes, touched.classes)
 	if all {
 		sk := newSkip(sets)
-		patchWhere(dump.data, view.data, func(_ string, e dataElem) bool { return sk.sets[e.set] })
+		patchWhere(dump.data, view.data, func(id dataID, _ dataVal) bool { return sk.sets[id.set.name()] })
 		patchWhere(dump.ep, view.ep, func(id uint32, _ []nftables.SetElement) bool { return sk.bucket(id) })
 	}
 	for set, m := range map[string]func(){
