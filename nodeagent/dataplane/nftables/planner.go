@@ -29,8 +29,10 @@ type planner struct {
 	t      *familyTable
 	v      *planned
 	phases [numPhases][]op
-	// elems collects element changes per set and phase, sent as a few large messages.
-	elems map[elemBatchKey][]nftables.SetElement
+	// elems collects element changes per set and phase, sent as a few large messages. They
+	// are kept in chunks of elemChunk until finish joins them: a full sync's hundred thousand
+	// elements grown by append would leave four times their size behind as garbage.
+	elems map[elemBatchKey][][]nftables.SetElement
 	ips   map[netip.Addr]bool // ClusterIPs whose reference count changed
 	pairs map[netip.Addr]bool // endpoints whose reference count changed
 	// servicesDirty means the classes changed: the services chain is rewritten at finish.
@@ -44,7 +46,7 @@ type elemBatchKey struct {
 }
 
 func newPlanner(t *familyTable) *planner {
-	return &planner{t: t, v: t.plan(), elems: map[elemBatchKey][]nftables.SetElement{},
+	return &planner{t: t, v: t.plan(), elems: map[elemBatchKey][][]nftables.SetElement{},
 		ips: map[netip.Addr]bool{}, pairs: map[netip.Addr]bool{}}
 }
 
@@ -52,7 +54,21 @@ func (pl *planner) at(phase int, o op) { pl.phases[phase] = append(pl.phases[pha
 
 func (pl *planner) elem(set string, phase int, e nftables.SetElement) {
 	k := elemBatchKey{set, phase}
-	pl.elems[k] = append(pl.elems[k], e)
+	chunks := pl.elems[k]
+	if n := len(chunks); n == 0 || len(chunks[n-1]) == cap(chunks[n-1]) {
+		chunks = append(chunks, make([]nftables.SetElement, 0, min(elemChunk, 8<<min(len(chunks), 8))))
+	}
+	last := &chunks[len(chunks)-1]
+	*last = append(*last, e)
+	pl.elems[k] = chunks
+}
+
+// joined returns a batch's elements as one exactly sized slice.
+func joined(chunks [][]nftables.SetElement) []nftables.SetElement {
+	if len(chunks) == 1 {
+		return slices.Clip(chunks[0])
+	}
+	return slices.Concat(chunks...)
 }
 
 // writeChain makes chain name hold exactly rules, touching it only if it differs.
@@ -310,7 +326,7 @@ func (pl *planner) finish() *familyPlan {
 			if phase == phaseElemDel || phase == phaseDelete {
 				kind = opDelElems
 			}
-			fp.ops = append(fp.ops, op{kind: kind, name: keys[0].set, elems: pl.elems[keys[0]]})
+			fp.ops = append(fp.ops, op{kind: kind, name: keys[0].set, elems: joined(pl.elems[keys[0]])})
 			keys = keys[1:]
 		}
 	}
