@@ -51,6 +51,8 @@ type Config struct {
 	DNS DNSRecords
 	// Announcer, when set, follows the node's announcements of service addresses (ARP/NDP, BGP).
 	Announcer interface{ Announce(announce.Want) }
+	// OnSnapshot, when set, is called after a complete snapshot has been applied.
+	OnSnapshot func()
 	// OnApply, when set, hears of every change applied to the dataplane, with its duration and the
 	// bases that failed: node-local servers (health checks, metrics) follow the state through it.
 	OnApply func(c dataplane.Change, took time.Duration, failed map[string]error)
@@ -346,6 +348,9 @@ func (a *Agent) apply(ctx context.Context, addr string, u *update) *v1.Ack {
 			a.cfg.Log.Error("prune after snapshot", "err", err)
 		}
 		a.synced = true
+		if a.cfg.OnSnapshot != nil {
+			a.cfg.OnSnapshot()
+		}
 	}
 	a.lastSync = time.Now()
 	return &v1.Ack{Generation: u.generation, Rejections: rejections}

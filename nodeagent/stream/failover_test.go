@@ -79,14 +79,19 @@ func TestAgentLeavesABrainThatNeverSyncsAndReturnsOnceItServes(t *testing.T) {
 	}
 	first := serve(t, by[order[0]], false) // up, but its sources never finish loading
 	second := serve(t, by[order[1]], true)
-	var checks atomic.Int32 // the agent's looks back at its first choice
+	var checks atomic.Int32    // the agent's looks back at its first choice
+	var snapshots atomic.Int32 // complete snapshots the agent applied (Config.OnSnapshot)
 	a := startAgent(t, node, addrs(ls), func(c *stream.Config) {
 		c.DialOptions = append(c.DialOptions, grpc.WithChainUnaryInterceptor(countHealthChecks(&checks)))
+		c.OnSnapshot = func() { snapshots.Add(1) }
 	})
 	testwait.Eventually(t, "synced on the second brain", func() bool {
 		st := a.Status()
 		return st.Synced && st.Brain == second.addr && second.holds(a, node)
 	})
+	if n := snapshots.Load(); n != 1 {
+		t.Fatalf("OnSnapshot called %d times for one complete snapshot", n)
+	}
 
 	from := checks.Load()
 	holdsThroughout(t, "the agent stays on the second while the first is not serving",
@@ -95,7 +100,7 @@ func TestAgentLeavesABrainThatNeverSyncsAndReturnsOnceItServes(t *testing.T) {
 
 	first.MarkSynced()
 	testwait.Eventually(t, "back on the first once it serves", func() bool {
-		return a.Status().Brain == first.addr && first.holds(a, node)
+		return a.Status().Brain == first.addr && first.holds(a, node) && snapshots.Load() == 2
 	})
 }
 

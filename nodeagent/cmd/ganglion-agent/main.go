@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -177,6 +178,9 @@ func run(args []string) error {
 		DNS:                dnsRecords(zone),
 		Prober:             prober,
 		Log:                log,
+		// A whole snapshot is built and committed at once (one kernel transaction); its garbage
+		// would otherwise stay in the process's RSS until the runtime scavenges it, for minutes.
+		OnSnapshot: debug.FreeOSMemory,
 		OnApply: func(c dataplane.Change, took time.Duration, failed map[string]error) {
 			metrics.Observe(c, took, failed)
 			hc.Update(c, failed)
