@@ -52,28 +52,36 @@ func SlowMember(d time.Duration) Fault {
 	}}
 }
 
+// brainKillAttempts bounds how often BrainKill strikes again when no write was in flight at
+// its kill: on a quiet machine a write can end in the moment between seeing it start and the
+// kill.
+const brainKillAttempts = 5
+
 // BrainKill SIGKILLs brain 0 while its clients apply, and starts it again after down.
 func BrainKill(w *Workload, down time.Duration) Fault {
 	return Fault{Name: "brain-kill", Inject: func(t testing.TB, h *Harness, r *Result) {
-		// Strike a moment after a write to brain 0 began, so that it is in the brain, not on the
-		// wire.
-		proc.Eventually(t, "a write in flight on brain 0", func() bool { return w.Writing(0) })
-		time.Sleep(2 * time.Millisecond)
-		killed := time.Now()
-		h.Brain(0).Kill()
-		time.Sleep(down)
-		h.StartBrain(0)
-		h.WaitReady(0)
-		// The kill is mid-apply when a call to brain 0 was in flight at that moment.
-		inflight := 0
-		for _, op := range w.History.Ops() {
-			if op.Client >= 0 && op.Client%h.Brains() == 0 && op.Kind != KindGet && op.Start.Before(killed) && op.End.After(killed) {
-				inflight++
+		inflight, attempts := 0, 0
+		for inflight == 0 && attempts < brainKillAttempts {
+			attempts++
+			// Strike a moment after a write to brain 0 began, so that it is in the brain, not on
+			// the wire.
+			proc.Eventually(t, "a write in flight on brain 0", func() bool { return w.Writing(0) })
+			time.Sleep(500 * time.Microsecond)
+			killed := time.Now()
+			h.Brain(0).Kill()
+			time.Sleep(down)
+			h.StartBrain(0)
+			h.WaitReady(0)
+			// The kill is mid-apply when a call to brain 0 was in flight at that moment.
+			for _, op := range w.History.Ops() {
+				if op.Client >= 0 && op.Client%h.Brains() == 0 && op.Kind != KindGet && op.Start.Before(killed) && op.End.After(killed) {
+					inflight++
+				}
 			}
 		}
-		r.Notef("writes_in_flight_at_kill=%d", inflight)
+		r.Notef("writes_in_flight_at_kill=%d kills=%d", inflight, attempts)
 		if inflight == 0 {
-			r.Failf("no write was in flight on brain 0 when it was killed: the fault did not test a kill mid-apply")
+			r.Failf("no write was in flight on brain 0 at any of %d kills: the fault did not test a kill mid-apply", attempts)
 		}
 	}}
 }
