@@ -28,9 +28,15 @@ type figures struct {
 // measure runs the scenario: BGP first (ECMP, graceful restart, withdraw), then the L2
 // failover, which takes a node off the network.
 func measure(t testing.TB, l *lab) figures {
-	var f figures
 	l.apply("bgp.yaml", service("bgpweb", bgpVIP, 1, 2))
 	l.apply("l2.yaml", service("l2web", l2VIP, 1, 2, 3))
+	withdraw := measureBGP(t, l)
+	return figures{l2Failover: measureL2Failover(t, l), bgpWithdraw: withdraw}
+}
+
+// measureBGP checks ECMP over the two nodes with an endpoint, an agent restart the router rides
+// out, and returns how long a withdrawal took to reach the router's table.
+func measureBGP(t testing.TB, l *lab) time.Duration {
 
 	// BGP: the two nodes with an endpoint advertise the address, the third does not; the router
 	// has both as next hops, and new connections of the client go to both.
@@ -72,8 +78,12 @@ func measure(t testing.TB, l *lab) figures {
 	proc.Eventually(t, "node-2's route withdrawn", func() bool {
 		return slices.Equal(l.router.Nexthops(bgpVIP+"/32"), []string{netlab.LabNodeIP(1)})
 	})
-	f.bgpWithdraw = time.Since(applied)
+	return time.Since(applied)
+}
 
+// measureL2Failover finds the L2 owner, takes it off the network, and returns the outside
+// client's gap until another node answers.
+func measureL2Failover(t testing.TB, l *lab) time.Duration {
 	// L2: the owner answers the client's ARP and serves from its own pod (ETP Local).
 	var owner string
 	proc.Eventually(t, "an owner of "+l2VIP+" elected and answering", func() bool {
@@ -138,12 +148,11 @@ wait:
 	if lastOld.at.IsZero() {
 		t.Fatal("the client never reached the owner before it died")
 	}
-	f.l2Failover = firstNew.at.Sub(lastOld.at)
 	_, newOwner := l.announcers("l2web", l2VIP)
 	if newOwner == owner || newOwner == "" || podOf(newOwner) != firstNew.pod {
 		t.Fatalf("after %s died: describe names owner %q, the client reached %s", owner, newOwner, firstNew.pod)
 	}
-	return f
+	return firstNew.at.Sub(lastOld.at)
 }
 
 func podOf(node string) string {
