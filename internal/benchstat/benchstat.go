@@ -5,6 +5,7 @@ package benchstat
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -25,31 +26,34 @@ func (r Runs) Min() time.Duration { return slices.Min(r) }
 func (r Runs) Max() time.Duration { return slices.Max(r) }
 
 // Ratio compares two measurements taken in pairs (run i of each side close in time): the ratio
-// of their medians, and the least and greatest ratio of a pair, which is how far load on the
-// machine moved it.
-type Ratio struct{ Med, Lo, Hi float64 }
+// of their medians; the least and greatest ratio of a pair, which is how far load on the machine
+// moved it; and the 10th and 90th percentile of the pairs' ratios, the spread without its
+// outliers.
+type Ratio struct{ Med, Lo, Hi, P10, P90 float64 }
 
 // RatioOf is a against b; both must hold the same number of runs.
 func RatioOf(a, b Runs) Ratio {
 	if len(a) != len(b) || len(a) == 0 {
 		panic(fmt.Sprintf("ratio of %d runs against %d", len(a), len(b)))
 	}
-	r := Ratio{Med: float64(a.Median()) / float64(b.Median())}
+	pairs := make([]float64, len(a))
 	for i := range a {
-		x := float64(a[i]) / float64(b[i])
-		if i == 0 || x < r.Lo {
-			r.Lo = x
-		}
-		if i == 0 || x > r.Hi {
-			r.Hi = x
-		}
+		pairs[i] = float64(a[i]) / float64(b[i])
 	}
-	return r
+	slices.Sort(pairs)
+	return Ratio{Med: float64(a.Median()) / float64(b.Median()), Lo: pairs[0], Hi: pairs[len(pairs)-1],
+		P10: percentile(pairs, 0.10), P90: percentile(pairs, 0.90)}
 }
 
-// Keys prints the ratio as BENCH keys: the figure keeps its key, the spread adds two.
+// percentile is the nearest-rank percentile q of sorted values.
+func percentile(sorted []float64, q float64) float64 {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// Keys prints the ratio as BENCH keys: the figure keeps its key, the spread adds four.
 func (r Ratio) Keys(key string) string {
-	return fmt.Sprintf("%s=%.2f %s_min=%.2f %s_max=%.2f", key, r.Med, key, r.Lo, key, r.Hi)
+	return fmt.Sprintf("%s=%.2f %s_min=%.2f %s_max=%.2f %s_p10=%.2f %s_p90=%.2f", key, r.Med, key, r.Lo, key, r.Hi, key, r.P10, key, r.P90)
 }
 
 // keys prints the median and range in unit, with digits after the point.
