@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"log/slog"
 	"strconv"
 
 	"google.golang.org/grpc"
@@ -20,29 +21,71 @@ import (
 // counting dataplane, so every update is read and applied port by port before it is
 // acknowledged, as on a node. The agents hold their resources through one stream.Share. They dial through a wire meter each, with the production backoff.
 type applyFleet struct {
-	agents []*runningAgent
-	wire   []*wireMeter
-	dps    []*countingDataplane
+	countingAgents
+	wire []*wireMeter
 }
 
 func startApplyFleet(cfg simConfig, roots *pki.Pool) (*applyFleet, error) {
 	f := &applyFleet{}
+	var err error
+	f.countingAgents, err = startCountingAgents(cfg, roots, "bench", quiet, func() []grpc.DialOption {
+		m := &wireMeter{}
+		f.wire = append(f.wire, m)
+		return []grpc.DialOption{m.dialOption()}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// countingAgents are real agent clients over counting dataplanes, holding their resources
+// through one stream.Share: the apply and soak fleets' agents.
+type countingAgents struct {
+	agents []*runningAgent
+	dps    []*countingDataplane
+}
+
+// startCountingAgents starts cfg.Agents agents; dial, when set, gives each agent more dial
+// options beside its node certificate.
+func startCountingAgents(cfg simConfig, roots *pki.Pool, version string, log *slog.Logger, dial func() []grpc.DialOption) (countingAgents, error) {
+	var c countingAgents
 	share := agentstream.NewShare()
 	for i := range cfg.Agents {
 		node := simNode(i)
 		creds, err := nodeCreds(cfg.PKIDir, node, roots)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", node, err)
+			return c, fmt.Errorf("%s: %w", node, err)
 		}
-		m := &wireMeter{}
+		opts := []grpc.DialOption{creds}
+		if dial != nil {
+			opts = append(opts, dial()...)
+		}
 		dp := &countingDataplane{ports: map[string]uint64{}}
-		acfg := agentstream.Config{NodeName: node, AgentVersion: "bench", Brains: []string{cfg.Addr}, Log: quiet,
-			Dataplane: dp, Share: share, DialOptions: []grpc.DialOption{creds, m.dialOption()}}
+		acfg := agentstream.Config{NodeName: node, AgentVersion: version, Brains: []string{cfg.Addr}, Log: log,
+			Dataplane: dp, Share: share, DialOptions: opts}
 		a := &runningAgent{Agent: agentstream.New(acfg), cfg: acfg}
-		f.agents, f.wire, f.dps = append(f.agents, a), append(f.wire, m), append(f.dps, dp)
+		c.agents, c.dps = append(c.agents, a), append(c.dps, dp)
 		a.run()
 	}
-	return f, nil
+	return c, nil
+}
+
+// writeState answers "state": a line "state <node> <resources> <digest> <dataplane>" per agent,
+// the dataplane "ok" when it programs exactly what the agent holds.
+func (c countingAgents) writeState(out io.Writer) {
+	for i, a := range c.agents {
+		held := a.Held()
+		set := digest.New(1)
+		for name, version := range held {
+			set.Add(name, version)
+		}
+		dp := "ok"
+		if err := c.dps[i].holds(a.Agent, held); err != nil {
+			dp = strconv.Quote(err.Error())
+		}
+		fmt.Fprintf(out, "state %s %d %d %s\n", a.cfg.NodeName, len(held), set[0], dp)
+	}
 }
 
 // command answers:
@@ -58,18 +101,7 @@ func (f *applyFleet) command(args []string, out io.Writer) error {
 			fmt.Fprintf(out, "bytes %s %d\n", a.cfg.NodeName, f.wire[i].bytes.Load())
 		}
 	case len(args) == 1 && args[0] == "state":
-		for i, a := range f.agents {
-			held := a.Held()
-			set := digest.New(1)
-			for name, version := range held {
-				set.Add(name, version)
-			}
-			dp := "ok"
-			if err := f.dps[i].holds(a.Agent, held); err != nil {
-				dp = strconv.Quote(err.Error())
-			}
-			fmt.Fprintf(out, "state %s %d %d %s\n", a.cfg.NodeName, len(held), set[0], dp)
-		}
+		f.writeState(out)
 	case len(args) == 3 && (args[0] == "halt" || args[0] == "start"):
 		from, err1 := strconv.Atoi(args[1])
 		to, err2 := strconv.Atoi(args[2])

@@ -9,14 +9,10 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"google.golang.org/grpc"
-
-	"github.com/ganglion-proxy/ganglion/internal/digest"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
 	"github.com/ganglion-proxy/ganglion/nodeagent/dataplane"
 	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
@@ -31,8 +27,7 @@ const workSoak = "soak"
 // through one stream.Share, which lets a version go with its last holder, and their dataplanes
 // keep a digest of each programmed port only.
 type soakFleet struct {
-	agents   []*runningAgent
-	dps      []*countingDataplane
+	countingAgents
 	refusals *refusalCounter
 	cpu      *os.File // the CPU profile being written, if any
 }
@@ -73,19 +68,9 @@ func (c *refusalCounter) WithGroup(string) slog.Handler      { return c }
 
 func startSoakFleet(cfg simConfig, roots *pki.Pool) (*soakFleet, error) {
 	f := &soakFleet{refusals: &refusalCounter{}}
-	log := slog.New(f.refusals)
-	share := agentstream.NewShare()
-	for i := range cfg.Agents {
-		node := simNode(i)
-		creds, err := nodeCreds(cfg.PKIDir, node, roots)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", node, err)
-		}
-		dp := &countingDataplane{ports: map[string]uint64{}}
-		a := &runningAgent{Agent: agentstream.New(agentstream.Config{NodeName: node, AgentVersion: "soak", Brains: []string{cfg.Addr},
-			Log: log, Dataplane: dp, Share: share, DialOptions: []grpc.DialOption{creds}})}
-		f.agents, f.dps = append(f.agents, a), append(f.dps, dp)
-		a.run()
+	var err error
+	if f.countingAgents, err = startCountingAgents(cfg, roots, "soak", slog.New(f.refusals), nil); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
@@ -101,18 +86,7 @@ func startSoakFleet(cfg simConfig, roots *pki.Pool) (*soakFleet, error) {
 func (f *soakFleet) command(args []string, out io.Writer) error {
 	switch {
 	case len(args) == 1 && args[0] == "state":
-		for i, a := range f.agents {
-			held := a.Held()
-			set := digest.New(1)
-			for name, version := range held {
-				set.Add(name, version)
-			}
-			dp := "ok"
-			if err := f.dps[i].holds(a.Agent, held); err != nil {
-				dp = strconv.Quote(err.Error())
-			}
-			fmt.Fprintf(out, "state %s %d %d %s\n", simNode(i), len(held), set[0], dp)
-		}
+		f.writeState(out)
 	case len(args) == 1 && args[0] == "refused":
 		fmt.Fprintf(out, "refused %d %d\n", f.refusals.partial.Load(), f.refusals.other.Load())
 	case len(args) == 1 && args[0] == "settle":
