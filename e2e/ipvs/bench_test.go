@@ -73,11 +73,16 @@ func ipvsadmRules(n int) []byte {
 // its check that both sides build the same table cannot rot between measurements.
 type benchScale struct {
 	services, small, runs, changes int
+	applyRuns                      int // pairs of the apply ratio: cheap, and held to its floor in every run
 }
 
+// applyFloor is the apply ratio's floor (issue 13): one endpoint change with 10,000 services
+// installed costs at most this many times one with 100. A full run above it fails.
+const applyFloor = 1.5
+
 var (
-	fullScale  = benchScale{services: benchServices, small: benchSmall, runs: 5, changes: benchChanges}
-	smokeScale = benchScale{services: 200, small: 20, runs: 2, changes: 11}
+	fullScale  = benchScale{services: benchServices, small: benchSmall, runs: 5, changes: benchChanges, applyRuns: 31}
+	smokeScale = benchScale{services: 200, small: 20, runs: 2, changes: 11, applyRuns: 2}
 )
 
 // TestVMBench measures, in the guest, our full sync against `ipvsadm -R` of the same set (each
@@ -99,13 +104,17 @@ func TestVMBench(t *testing.T) {
 	}
 	ours, restore := fullSyncs(t, all, ipvsadmRules(sc.services), sc.runs)
 	large, small := endpointChanges(t, all, sc)
-	line := fmt.Sprintf("BENCH ipvs %s %s runs=%d %s %s %s %s",
-		benchstat.RatioOf(ours, restore).Keys("fullsync_vs_ipvsadm"), benchstat.RatioOf(large, small).Keys("apply_ratio"), sc.runs,
+	applyRatio := benchstat.RatioOf(large, small)
+	line := fmt.Sprintf("BENCH ipvs %s %s runs=%d apply_runs=%d %s %s %s %s",
+		benchstat.RatioOf(ours, restore).Keys("fullsync_vs_ipvsadm"), applyRatio.Keys("apply_ratio"), sc.runs, sc.applyRuns,
 		ours.SecKeys("fullsync_s"), restore.SecKeys("ipvsadm_restore_s"), large.UsKeys("apply_10k_us"), small.UsKeys("apply_100_us"))
 	t.Logf("full sync runs: ours %v, ipvsadm -R %v", ours, restore)
 	if sc != fullScale {
 		t.Logf("at %d services, not a figure: %s", sc.services, line)
 		return
+	}
+	if applyRatio.Med > applyFloor {
+		t.Fatalf("apply ratio above its floor %.1f: %s", applyFloor, line)
 	}
 	fmt.Println(line)
 }
@@ -133,7 +142,7 @@ func endpointChanges(t *testing.T, all []dataplane.Port, sc benchScale) (large, 
 		})
 		sides = append(sides, s)
 	}
-	for range sc.runs {
+	for range sc.applyRuns {
 		for k, s := range sides {
 			var m time.Duration
 			in(t, s.ns, func() { m = endpointChange(t, s.d, s.i, sc.changes) })
