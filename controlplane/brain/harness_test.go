@@ -51,8 +51,8 @@ func testSlice(i, n, v int) *model.EndpointSlice {
 // startBrain serves a brain with services 0..services-1 on loopback.
 func startBrain(t *testing.T, services, endpoints int, opts stream.Options) (*brain.Brain, string) {
 	t.Helper()
-	if opts.Quiet == 0 {
-		opts.Quiet = 2 * time.Millisecond
+	if opts.MaxDelay == 0 {
+		opts.MaxDelay = 20 * time.Millisecond // tests wait less than agents in production
 	}
 	b, err := brain.New(brain.Options{Stream: opts, Log: quiet, Auth: auth.Config{Insecure: true}})
 	if err != nil {

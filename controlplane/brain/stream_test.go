@@ -68,7 +68,7 @@ func TestIncrementalUpdateSendsOnlyTheChange(t *testing.T) {
 }
 
 func TestRejectedResourceKeepsLastGoodStateAndIsNotResent(t *testing.T) {
-	opts := stream.Options{Quiet: 2 * time.Millisecond, MaxDelay: 100 * time.Millisecond}
+	opts := stream.Options{MaxDelay: 100 * time.Millisecond}
 	b, addr := startBrain(t, 10, 2, opts)
 	a := newAgent("node-1", addr)
 	// refusals counts attempts to apply svc-3's version 1 (target port 8081): each is a send of it.
@@ -248,7 +248,7 @@ func TestSlowAgentDoesNotDelayOthersAndItsMemoryIsBounded(t *testing.T) {
 }
 
 func TestBurstArrivesAsFewUpdates(t *testing.T) {
-	b, addr := startBrain(t, 1000, 2, stream.Options{Quiet: 20 * time.Millisecond, MaxDelay: 500 * time.Millisecond})
+	b, addr := startBrain(t, 1000, 2, stream.Options{MaxDelay: 500 * time.Millisecond})
 	a := newAgent("node-1", addr)
 	a.start(t)
 	testwait.Eventually(t, "agent synced", func() bool { return a.Status().Synced })

@@ -41,8 +41,8 @@ func serve(t *testing.T, opts stream.Options, fill func(*compute.Engine) compute
 // when id is not nil.
 func serveAs(t *testing.T, opts stream.Options, fill func(*compute.Engine) compute.Delta, id *auth.Identity) (*stream.Hub, string) {
 	t.Helper()
-	if opts.Quiet == 0 {
-		opts.Quiet = 2 * time.Millisecond
+	if opts.MaxDelay == 0 {
+		opts.MaxDelay = 20 * time.Millisecond // tests wait less than agents in production
 	}
 	hub := stream.NewHub(compute.NewEngine(compute.Options{}), opts, nil)
 	if fill != nil {

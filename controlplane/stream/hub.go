@@ -37,7 +37,6 @@ type Hub struct {
 type batch struct {
 	delta   compute.Delta
 	trigger time.Time
-	first   time.Time
 	timer   *time.Timer
 }
 
@@ -81,22 +80,18 @@ func (h *Hub) Apply(trigger time.Time, revision uint64, fn func(*compute.Engine)
 	defer h.smu.Unlock()
 	b := h.batch
 	switch {
-	case b == nil && now.Sub(h.lastFlush) >= h.opts.Quiet:
-		// An isolated change goes out at once: the window coalesces only changes that follow
-		// others closely, and a session merges whatever arrives while its update is in flight.
+	case b == nil && now.Sub(h.lastFlush) >= h.opts.MaxDelay:
+		// An isolated change goes out at once: only changes that follow a send closely wait,
+		// and a session also merges whatever arrives while its update is in flight.
 		h.lastFlush = now
 		h.distribute(&batch{delta: d, trigger: trigger}, h.sessionList())
 		return
 	case b == nil:
-		b = &batch{trigger: trigger, first: now}
-		b.timer = time.AfterFunc(h.opts.Quiet, h.flush)
+		b = &batch{trigger: trigger}
+		b.timer = time.AfterFunc(h.lastFlush.Add(h.opts.MaxDelay).Sub(now), h.flush)
 		h.batch = b
-	default:
-		if trigger.Before(b.trigger) {
-			b.trigger = trigger
-		}
-		// Extend the quiet window, but never past MaxDelay from the burst's first change.
-		b.timer.Reset(min(h.opts.Quiet, max(0, b.first.Add(h.opts.MaxDelay).Sub(now))))
+	case trigger.Before(b.trigger):
+		b.trigger = trigger
 	}
 	b.delta.Merge(d)
 }

@@ -9,10 +9,15 @@ import (
 
 // Options tune the stream. Zero values take the defaults.
 type Options struct {
-	// Quiet is how long the brain waits for a burst of changes to end before sending (default
-	// 10ms); MaxDelay caps that wait from the burst's first change (default 100ms). A change that
-	// comes Quiet or longer after the last one sent goes out at once: only bursts wait.
-	Quiet, MaxDelay time.Duration
+	// MaxDelay is the longest a change waits before the brain sends it (default 50ms): a change
+	// that comes MaxDelay or longer after the last send goes out at once; one that comes sooner
+	// waits, merged with whatever else comes, until MaxDelay after the last send. Under sustained
+	// churn every agent thus gets at most one update per MaxDelay, whatever the rate of changes.
+	// Sending each change as it came (a 10 ms quiet window) let the agents' round trips set the
+	// pace, and with a thousand agents the CPU ran out; waiting longer makes every update older.
+	// Soak of 1,000 agents at 100 changes/s, 3 minutes, p99: 473 ms before; 453 ms at 100 ms,
+	// 343 ms at 50 ms, 338 ms at 25 ms with 52 updates later than a second (saturated).
+	MaxDelay time.Duration
 	// StallTimeout cancels a stream whose update has been neither sent nor acknowledged in that
 	// time (default 60s): gRPC's Send has no timeout, and an agent that stopped reading or applying
 	// would otherwise hold its goroutines and buffers forever. It reconnects and resumes.
@@ -65,8 +70,7 @@ func (o *Options) defaults() {
 			*d = v
 		}
 	}
-	set(&o.Quiet, 10*time.Millisecond)
-	set(&o.MaxDelay, 100*time.Millisecond)
+	set(&o.MaxDelay, 50*time.Millisecond)
 	set(&o.StallTimeout, 60*time.Second)
 	set(&o.BehindWait, 5*time.Second)
 	set(&o.SnapshotSlotHold, 5*time.Second)
