@@ -38,8 +38,11 @@ type simConfig struct {
 	Agents int
 	// PKIDir holds the CA and each agent's node certificate, as newBenchPKI wrote them.
 	PKIDir string
-	// Work is what the agents do with what they are sent: workApply or workHeld.
+	// Work is what the agents do with what they are sent: workApply, workHeld or workSoak.
 	Work string
+	// Applying is, for workSoak, how many of the agents (the first) are real agents applying
+	// every update; the others are held agents.
+	Applying int
 }
 
 const (
@@ -142,10 +145,15 @@ type heldFleet struct {
 }
 
 func startHeldFleet(cfg simConfig, roots *pki.Pool) (*heldFleet, error) {
+	return startHeldAgents(cfg, roots, 0)
+}
+
+// startHeldAgents starts held agents for the nodes from first up to cfg.Agents.
+func startHeldAgents(cfg simConfig, roots *pki.Pool, first int) (*heldFleet, error) {
 	codec := rawCodec{encoding.GetCodecV2(proto.Name)}
 	f := &heldFleet{errs: &errorTally{seen: map[string]int{}}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
-	for i := range cfg.Agents {
+	for i := first; i < cfg.Agents; i++ {
 		node := simNode(i)
 		creds, err := nodeCreds(cfg.PKIDir, node, roots)
 		if err != nil {
@@ -156,7 +164,7 @@ func startHeldFleet(cfg simConfig, roots *pki.Pool) (*heldFleet, error) {
 			dial: append(grpcopts.Client(), creds, m.dialOption(), simKeepalive)})
 		f.wire = append(f.wire, m)
 		f.halts = append(f.halts, nil)
-		f.start(i)
+		f.start(len(f.agents) - 1)
 	}
 	return f, nil
 }
@@ -234,7 +242,7 @@ func (a *simAgent) heldSum() (int, uint64) {
 	defer a.mu.Unlock()
 	set := digest.New(1)
 	for name, version := range a.state.held {
-		set.Add(name.Value(), version.Value())
+		set.Add(simNames.name(name), versionText(version))
 	}
 	return len(a.state.held), set[0]
 }

@@ -18,16 +18,21 @@ import (
 	agentstream "github.com/ganglion-proxy/ganglion/nodeagent/stream"
 )
 
-// workSoak agents are the real agent client over a counting dataplane (soakFleet): as workApply,
-// every update decoded and applied port by port before its acknowledgement, but nothing is kept
-// that a node would not keep, so the process's memory over hours is the agents' own.
+// workSoak agents are a mixed fleet (soakFleet): the first simConfig.Applying are the real agent
+// client over a counting dataplane, as workApply, every update decoded and applied port by port
+// before its acknowledgement, keeping nothing a node would not keep, so the process's memory over
+// hours is the agents' own; the rest are held agents (simheld_test.go), which acknowledge every
+// update after recording its names and versions. A thousand real agents applying 100 changes a
+// second need more than the two cores they would share with the brain here (measured: 1.5 cores
+// for the agents alone, p99 in seconds), where each has a node of its own in a cluster.
 const workSoak = "soak"
 
-// soakFleet is the agents of BenchmarkSoak: as the apply fleet's, they hold their resources
-// through one stream.Share, which lets a version go with its last holder, and their dataplanes
-// keep a digest of each programmed port only.
+// soakFleet is the agents of BenchmarkSoak: the applying ones hold their resources through one
+// stream.Share, which lets a version go with its last holder, and their dataplanes keep a digest
+// of each programmed port only.
 type soakFleet struct {
 	countingAgents
+	held     *heldFleet
 	refusals *refusalCounter
 	cpu      *os.File // the CPU profile being written, if any
 }
@@ -68,8 +73,13 @@ func (c *refusalCounter) WithGroup(string) slog.Handler      { return c }
 
 func startSoakFleet(cfg simConfig, roots *pki.Pool) (*soakFleet, error) {
 	f := &soakFleet{refusals: &refusalCounter{}}
+	applying := cfg
+	applying.Agents = min(cfg.Applying, cfg.Agents)
 	var err error
-	if f.countingAgents, err = startCountingAgents(cfg, roots, "soak", slog.New(f.refusals), nil); err != nil {
+	if f.countingAgents, err = startCountingAgents(applying, roots, "soak", slog.New(f.refusals), nil); err != nil {
+		return nil, err
+	}
+	if f.held, err = startHeldAgents(cfg, roots, applying.Agents); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -78,7 +88,7 @@ func startSoakFleet(cfg simConfig, roots *pki.Pool) (*soakFleet, error) {
 // command answers:
 //
 //	state   "state <node> <resources> <digest> <dataplane>": what each agent holds, as the apply
-//	        fleet says it (checkSoakHold reads it)
+//	        and held fleets say it (checkSoakHold reads it)
 //	refused "refused <partial> <other>": resources the agents rejected, by why
 //	settle  gives every free page back to the system (debug.FreeOSMemory), for settled RSS
 //	heap <file> writes the process's heap profile to file, after a collection
@@ -87,6 +97,7 @@ func (f *soakFleet) command(args []string, out io.Writer) error {
 	switch {
 	case len(args) == 1 && args[0] == "state":
 		f.writeState(out)
+		return f.held.command(args, out)
 	case len(args) == 1 && args[0] == "refused":
 		fmt.Fprintf(out, "refused %d %d\n", f.refusals.partial.Load(), f.refusals.other.Load())
 	case len(args) == 1 && args[0] == "settle":
@@ -119,6 +130,7 @@ func (f *soakFleet) stop() {
 	for _, a := range f.agents {
 		a.halt()
 	}
+	f.held.stop()
 }
 
 // countingDataplane programs ports into a map and counts its applies: the agent's whole path to
