@@ -242,7 +242,7 @@ func (a *simAgent) heldSum() (int, uint64) {
 	defer a.mu.Unlock()
 	set := digest.New(1)
 	for name, version := range a.state.held {
-		set.Add(simNames.name(name), versionText(version))
+		set.Add(name.Value(), version.Value())
 	}
 	return len(a.state.held), set[0]
 }
