@@ -30,17 +30,25 @@ const (
 	fieldHeldRequestBuckets  = 1
 )
 
-// updateFrame encodes StreamResponse{update: Update{...}}.
+// updateFrame encodes StreamResponse{update: Update{...}} in one allocation: the Update's size is
+// counted first so that its length prefix can be written before it.
 func updateFrame(gen uint64, upserts []*compute.Resource, removals []string, complete bool, revision uint64) *frame {
-	var u []byte
-	size := 32
+	size := protowire.SizeTag(fieldUpdateGeneration) + protowire.SizeVarint(gen)
 	for _, r := range upserts {
-		size += len(r.Wire) + 6
+		size += protowire.SizeTag(fieldUpdateUpserts) + protowire.SizeBytes(len(r.Wire))
 	}
 	for _, n := range removals {
-		size += len(n) + 4
+		size += protowire.SizeTag(fieldUpdateRemovals) + protowire.SizeBytes(len(n))
 	}
-	u = make([]byte, 0, size)
+	if complete {
+		size += protowire.SizeTag(fieldUpdateComplete) + protowire.SizeVarint(1)
+	}
+	if revision != 0 {
+		size += protowire.SizeTag(fieldUpdateRevision) + protowire.SizeVarint(revision)
+	}
+	u := make([]byte, 0, protowire.SizeTag(fieldResponseUpdate)+protowire.SizeBytes(size))
+	u = protowire.AppendTag(u, fieldResponseUpdate, protowire.BytesType)
+	u = protowire.AppendVarint(u, uint64(size))
 	u = protowire.AppendTag(u, fieldUpdateGeneration, protowire.VarintType)
 	u = protowire.AppendVarint(u, gen)
 	for _, r := range upserts {
@@ -59,10 +67,7 @@ func updateFrame(gen uint64, upserts []*compute.Resource, removals []string, com
 		u = protowire.AppendTag(u, fieldUpdateRevision, protowire.VarintType)
 		u = protowire.AppendVarint(u, revision)
 	}
-	out := make([]byte, 0, len(u)+12)
-	out = protowire.AppendTag(out, fieldResponseUpdate, protowire.BytesType)
-	out = protowire.AppendBytes(out, u)
-	return &frame{b: out, upserts: len(upserts), removals: len(removals)}
+	return &frame{b: u, upserts: len(upserts), removals: len(removals)}
 }
 
 // heldRequestFrame encodes StreamResponse{held_request: HeldRequest{buckets}}.

@@ -26,6 +26,9 @@ type Metrics struct {
 	// they were handed on; HealthBacklogFull counts the times a receive loop waited for room.
 	HealthReplaced    prometheus.Counter
 	HealthBacklogFull prometheus.Counter
+
+	// upserts and removals are Resources' two children, looked up once: every update counts both.
+	upserts, removals prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg when it is not nil.
@@ -67,6 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		HealthBacklogFull: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ganglion_health_backlog_full_total", Help: "Times a stream's receive loop waited because its health backlog was full."}),
 	}
+	m.upserts, m.removals = m.Resources.WithLabelValues("upsert"), m.Resources.WithLabelValues("remove")
 	if reg != nil {
 		reg.MustRegister(m.Connected, m.Updates, m.Bytes, m.Resources, m.Acks, m.Rejections, m.Programming, m.Snapshots, m.Stalled,
 			m.Open, m.Refused, m.HelloTimeouts, m.SlotsExpired, m.HealthReplaced, m.HealthBacklogFull)

@@ -76,6 +76,9 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 	defer srv.hub.unregister(s)
 
 	c := &conn{srv: srv, stream: stream, s: s, stalled: make(chan struct{}), healthq: newHealthQueue(srv.hub.opts.HealthBacklog)}
+	c.watch = time.AfterFunc(time.Hour, c.stall)
+	c.watch.Stop()
+	defer c.watch.Stop()
 	if hook := srv.hub.opts.Hooks.OnHealth; hook != nil {
 		go c.healthq.run(ctx, func(rs []*v1.EndpointHealth) { hook(ctx, s.node, rs) })
 	}
@@ -84,6 +87,7 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 		return err
 	}
 	defer slot.release()
+	c.snapshotDone = slot.release
 	upserts, removals, err := c.initialDiff(ctx, hello)
 	if err != nil {
 		return err
@@ -92,7 +96,7 @@ func (srv *Server) Stream(stream v1.AgentService_StreamServer) error {
 
 	errs := make(chan error, 2)
 	go func() { errs <- c.receive(ctx) }()
-	go func() { errs <- c.send(ctx, upserts, removals, slot.release) }()
+	go func() { errs <- c.send(ctx, upserts, removals) }()
 	select {
 	case err := <-errs:
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -112,9 +116,13 @@ type conn struct {
 	stream      v1.AgentService_StreamServer
 	s           *session
 	gen         uint64
+	queue       []chunk // chunks of the update being sent, not yet sent
+	watch       *time.Timer
 	stalled     chan struct{}
 	stalledOnce sync.Once
 	healthq     *healthQueue
+	// snapshotDone lets the snapshot slot go once the initial difference is acknowledged.
+	snapshotDone func()
 }
 
 // initialDiff computes what the agent lacks. An agent that holds nothing gets everything; one
@@ -142,8 +150,8 @@ func (c *conn) initialDiff(ctx context.Context, hello *v1.Hello) ([]*compute.Res
 	if len(differ) == 0 {
 		return nil, nil, nil
 	}
-	stop := c.watchdog()
-	defer stop()
+	c.watch.Reset(c.srv.hub.opts.StallTimeout)
+	defer c.watch.Stop()
 	if err := c.stream.SendMsg(heldRequestFrame(differ)); err != nil {
 		return nil, nil, err
 	}
@@ -186,32 +194,34 @@ func (c *conn) initialDiff(ctx context.Context, hello *v1.Hello) ([]*compute.Res
 	return upserts, removals, nil
 }
 
-// send delivers the initial difference, then every change, one acknowledged update at a time.
-func (c *conn) send(ctx context.Context, upserts []*compute.Resource, removals []string, snapshotDone func()) error {
+// send delivers the initial difference, then every change, one acknowledged chunk at a time.
+// It sleeps on the session's kick, which comes only when there is something to send and nothing
+// in flight (session.markDirty, session.onAck).
+func (c *conn) send(ctx context.Context, upserts []*compute.Resource, removals []string) error {
 	c.srv.hub.metrics.Snapshots.Inc()
-	if err := c.sendUpdate(ctx, upserts, removals, true, time.Time{}); err != nil {
-		return err
-	}
-	c.s.markSynced()
-	snapshotDone()
+	c.queue = c.chunks(upserts, removals, true, time.Time{})
 	for {
+		if len(c.queue) == 0 {
+			dirty, ok := c.s.takeDirty()
+			if ok && len(dirty) > 0 {
+				var ups []*compute.Resource
+				var rems []string
+				var trigger time.Time
+				c.srv.hub.View(func(e *compute.Engine) {
+					ups, rems, trigger = pending(e, c.s.node, dirty, c.s.isRejected)
+				})
+				c.queue = c.chunks(ups, rems, false, trigger)
+			}
+		}
+		if len(c.queue) > 0 && !c.s.busy() {
+			if err := c.sendChunk(); err != nil {
+				return err
+			}
+		}
 		select {
 		case <-c.s.kick:
 		case <-ctx.Done():
 			return ctx.Err()
-		}
-		dirty := c.s.takeDirty()
-		var ups []*compute.Resource
-		var rems []string
-		var trigger time.Time
-		c.srv.hub.View(func(e *compute.Engine) {
-			ups, rems, trigger = pending(e, c.s.node, dirty, c.s.isRejected)
-		})
-		if len(ups)+len(rems) == 0 {
-			continue
-		}
-		if err := c.sendUpdate(ctx, ups, rems, false, trigger); err != nil {
-			return err
 		}
 	}
 }
@@ -221,11 +231,24 @@ func base(r *compute.Resource) string {
 	return b
 }
 
-// sendUpdate sends upserts and removals in chunks of at most ChunkBytes, waiting for each chunk's
-// acknowledgement. Removals travel in the last chunk: make before break.
-func (c *conn) sendUpdate(ctx context.Context, upserts []*compute.Resource, removals []string, complete bool, trigger time.Time) error {
+// chunk is one message of an update: at most ChunkBytes of upserts (more only when a single
+// port's resources exceed it); removals travel in the last chunk: make before break.
+type chunk struct {
+	upserts  []*compute.Resource
+	removals []string
+	complete bool
+	trigger  time.Time
+}
+
+// chunks splits an update. An update with nothing in it is no chunk, unless it completes the
+// initial difference (an agent with nothing to receive still learns that it is synced).
+func (c *conn) chunks(upserts []*compute.Resource, removals []string, complete bool, trigger time.Time) []chunk {
+	if len(upserts)+len(removals) == 0 && !complete {
+		return nil
+	}
 	slices.SortFunc(upserts, func(a, b *compute.Resource) int { return cmp.Compare(a.Name, b.Name) })
 	slices.Sort(removals)
+	var out []chunk
 	for {
 		n, size := 0, 0
 		for ; n < len(upserts); n++ {
@@ -236,56 +259,38 @@ func (c *conn) sendUpdate(ctx context.Context, upserts []*compute.Resource, remo
 			}
 			size += len(upserts[n].Wire)
 		}
-		chunk, last := upserts[:n], n == len(upserts)
+		if n == len(upserts) {
+			return append(out, chunk{upserts: upserts, removals: removals, complete: complete, trigger: trigger})
+		}
+		out = append(out, chunk{upserts: upserts[:n], trigger: trigger})
 		upserts = upserts[n:]
-		var rems []string
-		if last {
-			rems = removals
-		}
-		if err := c.sendChunk(ctx, chunk, rems, complete && last, trigger); err != nil {
-			return err
-		}
-		if last {
-			return nil
-		}
 	}
 }
 
-func (c *conn) sendChunk(ctx context.Context, upserts []*compute.Resource, removals []string, complete bool, trigger time.Time) error {
+// sendChunk sends the first queued chunk with the watchdog running until its acknowledgement
+// (receive stops it).
+func (c *conn) sendChunk() error {
+	ch := c.queue[0]
+	c.queue = c.queue[1:]
 	c.gen++
-	f := &inflight{gen: c.gen, versions: make(map[string]string, len(upserts)+len(removals)), trigger: trigger, acked: make(chan struct{})}
-	for _, r := range upserts {
-		f.versions[r.Name] = r.Version
-	}
-	for _, n := range removals {
-		f.versions[n] = ""
-	}
-	c.s.setInflight(f)
-	fr := updateFrame(c.gen, upserts, removals, complete, c.srv.hub.Revision())
-	stop := c.watchdog()
-	defer stop()
+	c.s.setInflight(&inflight{gen: c.gen, upserts: ch.upserts, removals: ch.removals, trigger: ch.trigger,
+		more: len(c.queue) > 0, complete: ch.complete})
+	fr := updateFrame(c.gen, ch.upserts, ch.removals, ch.complete, c.srv.hub.Revision())
+	c.watch.Reset(c.srv.hub.opts.StallTimeout)
 	if err := c.stream.SendMsg(fr); err != nil {
 		return err
 	}
 	m := c.srv.hub.metrics
 	m.Updates.Inc()
 	m.Bytes.Add(float64(len(fr.b)))
-	m.Resources.WithLabelValues("upsert").Add(float64(fr.upserts))
-	m.Resources.WithLabelValues("remove").Add(float64(fr.removals))
-	select {
-	case <-f.acked:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	m.upserts.Add(float64(fr.upserts))
+	m.removals.Add(float64(fr.removals))
+	return nil
 }
 
-// watchdog starts the clock on one exchange (an update and its ack, a held request and its
-// list); the returned func stops it.
-func (c *conn) watchdog() func() bool {
-	t := time.AfterFunc(c.srv.hub.opts.StallTimeout, func() { c.stalledOnce.Do(func() { close(c.stalled) }) })
-	return t.Stop
-}
+// stall is the watchdog's alarm: an exchange (an update and its ack, a held request and its
+// list) took longer than StallTimeout.
+func (c *conn) stall() { c.stalledOnce.Do(func() { close(c.stalled) }) }
 
 // health queues a health report for the hook, and says whether req was one: reports may come at
 // any time, even between a held request and its answer. They are queued, not handed over here,
@@ -328,13 +333,21 @@ func (c *conn) receive(ctx context.Context) error {
 		if ack == nil {
 			return status.Error(codes.InvalidArgument, "expected an ack or a health report")
 		}
-		rejected := make(map[string]rejection, len(ack.Rejections))
+		var rejected map[string]rejection
+		if len(ack.Rejections) > 0 {
+			rejected = make(map[string]rejection, len(ack.Rejections))
+		}
 		for _, r := range ack.Rejections {
 			rejected[r.Name] = rejection{version: r.Version, err: r.Error}
 		}
+		// Stopped before the ack is settled: once it is, the sender may start the next exchange.
+		c.watch.Stop()
 		f, err := c.s.onAck(ack.Generation, rejected)
 		if err != nil {
 			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		if f.complete {
+			c.snapshotDone()
 		}
 		m := c.srv.hub.metrics
 		m.Acks.Inc()

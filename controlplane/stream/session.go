@@ -4,11 +4,18 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/ganglion-proxy/ganglion/controlplane/compute"
 )
 
 // session is one agent's stream. Its memory is bounded by the number of distinct dirty names, not
 // by the number of changes: a name changed a hundred times while an update is in flight is sent
 // once, in its latest version.
+//
+// One update is in flight at a time. The sender is woken (kick) only when it has something to
+// do: a change while nothing is in flight, or an acknowledgement that leaves changes or chunks
+// waiting. An acknowledgement with nothing behind it wakes nobody: under a fan-out to thousands of
+// agents each goroutine wake is a measurable share of the brain's CPU.
 type session struct {
 	node         string
 	agentVersion string
@@ -19,6 +26,7 @@ type session struct {
 
 	mu        sync.Mutex
 	dirty     map[string]time.Time // name -> earliest trigger of its pending change
+	spare     map[string]time.Time // an emptied dirty map, reused
 	inflight  *inflight
 	rejected  map[string]rejection // name -> the version the agent refused
 	acked     uint64
@@ -26,12 +34,16 @@ type session struct {
 	synced    bool // the initial difference has been acknowledged in full
 }
 
-// inflight is the one update sent and not yet acknowledged.
+// inflight is the one update (or chunk of one) sent and not yet acknowledged.
 type inflight struct {
 	gen      uint64
-	versions map[string]string // upserted name -> version; removals have ""
-	trigger  time.Time         // the oldest change it carries
-	acked    chan struct{}
+	upserts  []*compute.Resource
+	removals []string
+	trigger  time.Time // the oldest change it carries
+	// more says the sender holds further chunks of the same update: the ack must wake it.
+	more bool
+	// complete marks the last chunk of the initial difference.
+	complete bool
 }
 
 type rejection struct{ version, err string }
@@ -54,11 +66,13 @@ func newSession(node, agentVersion string) *session {
 		agentVersion: agentVersion,
 		kick:         make(chan struct{}, 1),
 		dirty:        map[string]time.Time{},
+		spare:        map[string]time.Time{},
 		rejected:     map[string]rejection{},
 	}
 }
 
-// markDirty records names to (re)consider and wakes the sender.
+// markDirty records names to (re)consider, and wakes the sender unless an update is in flight:
+// its acknowledgement will.
 func (s *session) markDirty(names []string, trigger time.Time) {
 	if len(names) == 0 {
 		return
@@ -69,20 +83,47 @@ func (s *session) markDirty(names []string, trigger time.Time) {
 			s.dirty[n] = trigger
 		}
 	}
+	idle := s.inflight == nil
 	s.mu.Unlock()
+	if idle {
+		s.wake()
+	}
+}
+
+func (s *session) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
-// takeDirty empties the dirty set.
-func (s *session) takeDirty() map[string]time.Time {
+// maxSpareDirty bounds the dirty map a session keeps for reuse: thousands of sessions each
+// keeping a map the size of a whole state would hold gigabytes after one large change.
+const maxSpareDirty = 64
+
+// takeDirty empties the dirty set, unless an update is in flight (ok false): what changes
+// meanwhile waits for its acknowledgement. The map returned is the session's until the next call.
+func (s *session) takeDirty() (dirty map[string]time.Time, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.inflight != nil {
+		return nil, false
+	}
+	if len(s.spare) > maxSpareDirty {
+		s.spare = map[string]time.Time{} // a map keeps its size once grown: let a big one go
+	} else {
+		clear(s.spare)
+	}
 	d := s.dirty
-	s.dirty = map[string]time.Time{}
-	return d
+	s.dirty, s.spare = s.spare, d
+	return d, true
+}
+
+// busy says whether an update is in flight.
+func (s *session) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight != nil
 }
 
 // isRejected reports whether the agent already refused this exact version: it is not resent
@@ -90,14 +131,11 @@ func (s *session) takeDirty() map[string]time.Time {
 func (s *session) isRejected(name, version string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.rejected) == 0 {
+		return false
+	}
 	r, ok := s.rejected[name]
 	return ok && r.version == version
-}
-
-func (s *session) markSynced() {
-	s.mu.Lock()
-	s.synced = true
-	s.mu.Unlock()
 }
 
 func (s *session) setInflight(f *inflight) {
@@ -107,27 +145,40 @@ func (s *session) setInflight(f *inflight) {
 }
 
 // onAck settles the update in flight: everything it carried is applied but what the agent lists.
+// It wakes the sender when something waits behind it.
 func (s *session) onAck(gen uint64, rejected map[string]rejection) (*inflight, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	f := s.inflight
 	if f == nil || f.gen != gen {
+		s.mu.Unlock()
 		return nil, fmt.Errorf("ack for generation %d, but %s", gen, describeInflight(f))
 	}
 	s.inflight = nil
 	s.acked = gen
-	for name, v := range f.versions {
-		if r, ok := rejected[name]; ok && r.version == v {
+	s.synced = s.synced || f.complete
+	settle := func(name, version string) {
+		if r, ok := rejected[name]; ok && r.version == version {
 			s.rejected[name] = r
 			s.lastError = name + ": " + r.err
-			continue
+			return
 		}
-		delete(s.rejected, name)
+		if len(s.rejected) > 0 {
+			delete(s.rejected, name)
+		}
 	}
-	close(f.acked)
+	for _, r := range f.upserts {
+		settle(r.Name, r.Version)
+	}
+	for _, name := range f.removals {
+		settle(name, "")
+	}
+	wake := f.more || len(s.dirty) > 0
+	s.mu.Unlock()
+	if wake {
+		s.wake()
+	}
 	return f, nil
 }
-
 func describeInflight(f *inflight) string {
 	if f == nil {
 		return "no update is in flight"
@@ -146,7 +197,7 @@ func (s *session) status() SessionStatus {
 		}
 	}
 	if f := s.inflight; f != nil {
-		st.Pending += len(f.versions)
+		st.Pending += len(f.upserts) + len(f.removals)
 		if oldest.IsZero() || f.trigger.Before(oldest) {
 			oldest = f.trigger
 		}
