@@ -1,6 +1,8 @@
 package brain_test
 
 import (
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -29,6 +31,7 @@ func measureChanges(b *testing.B, br *brain.Brain, fleet *simFleet) changeRun {
 	wire := sum(fleet.wire(b))
 	var run changeRun
 	needed := 0
+	runStart, samples := time.Now(), os.Getenv(envFanoutSamples) != ""
 	for c := range fanChanges {
 		i := fanChanged(c, 0)
 		_, seen := moveEffect(i)
@@ -39,6 +42,9 @@ func measureChanges(b *testing.B, br *brain.Brain, fleet *simFleet) changeRun {
 		d := moveServices(br, i)
 		waitAcks(b, br, acked+len(seen))
 		run.lat = append(run.lat, time.Since(t0))
+		if samples {
+			fmt.Fprintf(os.Stderr, "SAMPLE %d kind=%s t=%.3f lat_ms=%.1f\n", c, fanKindOf(i), time.Since(runStart).Seconds(), ms(run.lat[len(run.lat)-1]))
+		}
 		// CPU over the timed window only: the checks between changes run in the brain's process.
 		run.brainCPU += cpuTime(b, "self") - brainCPU
 		run.agentsCPU += fleet.cpu(b) - agentsCPU

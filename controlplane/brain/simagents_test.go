@@ -152,6 +152,7 @@ func startHeldFleet(cfg simConfig, roots *pki.Pool) (*heldFleet, error) {
 func startHeldAgents(cfg simConfig, roots *pki.Pool, first int) (*heldFleet, error) {
 	codec := rawCodec{encoding.GetCodecV2(proto.Name)}
 	f := &heldFleet{errs: &errorTally{seen: map[string]int{}}}
+	names := newNameTable()
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	for i := first; i < cfg.Agents; i++ {
 		node := simNode(i)
@@ -160,7 +161,7 @@ func startHeldAgents(cfg simConfig, roots *pki.Pool, first int) (*heldFleet, err
 			return nil, fmt.Errorf("%s: %w", node, err)
 		}
 		m := &wireMeter{}
-		f.agents = append(f.agents, &simAgent{node: node, addr: cfg.Addr, codec: codec, errs: f.errs, state: newSimHeld(),
+		f.agents = append(f.agents, &simAgent{node: node, addr: cfg.Addr, codec: codec, errs: f.errs, state: newSimHeld(names),
 			dial: append(grpcopts.Client(), creds, m.dialOption(), simKeepalive)})
 		f.wire = append(f.wire, m)
 		f.halts = append(f.halts, nil)
@@ -241,9 +242,7 @@ func (a *simAgent) heldSum() (int, uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	set := digest.New(1)
-	for name, version := range a.state.held {
-		set.Add(name.Value(), version.Value())
-	}
+	a.state.each(set.Add)
 	return len(a.state.held), set[0]
 }
 

@@ -371,13 +371,17 @@ func (c *conn) receive(ctx context.Context) error {
 // the flush). Otherwise the agent would be told to drop an endpoint set that the service it still
 // holds uses, and would refuse it until the rest arrived.
 func pending(e *compute.Engine, node string, dirty map[string]time.Time, rejected func(name, version string) bool) (ups []*compute.Resource, rems []string, trigger time.Time) {
-	removed := map[string]bool{}
+	ups = make([]*compute.Resource, 0, len(dirty))
+	var removed map[string]bool
 	for name, t := range dirty {
 		if trigger.IsZero() || t.Before(trigger) {
 			trigger = t
 		}
 		switch r := e.Resolve(node, name); {
 		case r == nil:
+			if removed == nil {
+				removed = map[string]bool{}
+			}
 			removed[name] = true
 		case !rejected(name, r.Version):
 			ups = append(ups, r)
