@@ -35,12 +35,13 @@ func measureChanges(b *testing.B, br *brain.Brain, fleet *simFleet) changeRun {
 	for c := range fanChanges {
 		i := fanChanged(c, 0)
 		_, seen := moveEffect(i)
+		sees := seenBy(seen)
 		before := resolveAll(br, nodes, fanNames(i))
 		acked := count(m.Acks)
 		brainCPU, agentsCPU := cpuTime(b, "self"), fleet.cpu(b)
 		t0 := time.Now()
 		d := moveServices(br, i)
-		waitAcks(b, br, acked+len(seen))
+		waitAcks(b, br, acked+sees)
 		run.lat = append(run.lat, time.Since(t0))
 		if samples {
 			fmt.Fprintf(os.Stderr, "SAMPLE %d kind=%s t=%.3f lat_ms=%.1f\n", c, fanKindOf(i), time.Since(runStart).Seconds(), ms(run.lat[len(run.lat)-1]))
@@ -48,8 +49,8 @@ func measureChanges(b *testing.B, br *brain.Brain, fleet *simFleet) changeRun {
 		// CPU over the timed window only: the checks between changes run in the brain's process.
 		run.brainCPU += cpuTime(b, "self") - brainCPU
 		run.agentsCPU += fleet.cpu(b) - agentsCPU
-		checkMove(b, i, d, changedNames(before, resolveAll(br, nodes, fanNames(i))))
-		needed += len(seen)
+		checkMove(b, i, d, before, resolveAll(br, nodes, fanNames(i)))
+		needed += sees
 	}
 	run.wirePerAgent = float64(sum(fleet.wire(b))-wire) / fanChanges / float64(fanAgents)
 	if got := count(m.Updates) - updates; got != needed {

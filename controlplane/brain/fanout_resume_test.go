@@ -47,7 +47,7 @@ func measureResume(b *testing.B, br *brain.Brain, fleet *simFleet, snapshotWire 
 	waitUntil(b, "the connected agents applied the change", time.Minute, func() bool {
 		return count(m.Acks) >= acked+fanAgents-fanResumed
 	})
-	diff := changedNames(before, resolveAll(br, run.away, names))
+	diff := changedNames(run.away, before, resolveAll(br, run.away, names))
 
 	wire, resent := fleet.wire(b), resentCount(br)
 	fleet.command(b, append([]string{"start"}, span...)...)

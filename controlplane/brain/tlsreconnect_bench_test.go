@@ -86,7 +86,7 @@ func checkResumed(b *testing.B, old, br *brain.Brain, reports map[string]simRepo
 		names = append(names, fanNames(i)...)
 	}
 	nodes := fanoutNodes()
-	diff := changedNames(resolveAll(old, nodes, names), resolveAll(br, nodes, names))
+	diff := changedNames(nodes, resolveAll(old, nodes, names), resolveAll(br, nodes, names))
 	resent = resentCount(br)
 	want := 0
 	for _, node := range nodes {
