@@ -11,14 +11,9 @@ import (
 // and the runtime's default of 100 held 119 MiB where kube-proxy holds 235 (bench-peer).
 const agentGCPercent = 50
 
-// setGCPercent applies agentGCPercent unless the environment chose a GOGC, and returns the
-// percent in force.
-func setGCPercent() int {
-	if os.Getenv("GOGC") != "" {
-		p := debug.SetGCPercent(100) // read the environment's value back
-		debug.SetGCPercent(p)
-		return p
+// setGCPercent applies agentGCPercent unless the operator chose a GOGC.
+func setGCPercent() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(agentGCPercent)
 	}
-	debug.SetGCPercent(agentGCPercent)
-	return agentGCPercent
 }

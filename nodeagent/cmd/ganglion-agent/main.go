@@ -115,7 +115,7 @@ func run(args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	log.Debug("collection target", "gc_percent", setGCPercent())
+	setGCPercent()
 	dialOpts, expiry, err := f.tls.dial(strings.Split(f.brains, ","), log)
 	if err != nil {
 		return err
