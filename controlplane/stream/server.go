@@ -201,21 +201,23 @@ func (c *conn) send(ctx context.Context, upserts []*compute.Resource, removals [
 	c.srv.hub.metrics.Snapshots.Inc()
 	c.queue = c.chunks(upserts, removals, true, time.Time{})
 	for {
-		if len(c.queue) == 0 {
-			dirty, ok := c.s.takeDirty()
-			if ok && len(dirty) > 0 {
-				var ups []*compute.Resource
-				var rems []string
-				var trigger time.Time
-				c.srv.hub.View(func(e *compute.Engine) {
-					ups, rems, trigger = pending(e, c.s.node, dirty, c.s.isRejected)
-				})
-				c.queue = c.chunks(ups, rems, false, trigger)
+		// Only this goroutine sets an update in flight: once none is, none appears meanwhile.
+		if !c.s.busy() {
+			if len(c.queue) == 0 {
+				if dirty := c.s.takeDirty(); len(dirty) > 0 {
+					var ups []*compute.Resource
+					var rems []string
+					var trigger time.Time
+					c.srv.hub.View(func(e *compute.Engine) {
+						ups, rems, trigger = pending(e, c.s.node, dirty, c.s.isRejected)
+					})
+					c.queue = c.chunks(ups, rems, false, trigger)
+				}
 			}
-		}
-		if len(c.queue) > 0 && !c.s.busy() {
-			if err := c.sendChunk(); err != nil {
-				return err
+			if len(c.queue) > 0 {
+				if err := c.sendChunk(); err != nil {
+					return err
+				}
 			}
 		}
 		select {

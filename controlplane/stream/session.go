@@ -101,14 +101,10 @@ func (s *session) wake() {
 // keeping a map the size of a whole state would hold gigabytes after one large change.
 const maxSpareDirty = 64
 
-// takeDirty empties the dirty set, unless an update is in flight (ok false): what changes
-// meanwhile waits for its acknowledgement. The map returned is the session's until the next call.
-func (s *session) takeDirty() (dirty map[string]time.Time, ok bool) {
+// takeDirty empties the dirty set. The map returned is the session's until the next call.
+func (s *session) takeDirty() map[string]time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inflight != nil {
-		return nil, false
-	}
 	if len(s.spare) > maxSpareDirty {
 		s.spare = map[string]time.Time{} // a map keeps its size once grown: let a big one go
 	} else {
@@ -116,7 +112,7 @@ func (s *session) takeDirty() (dirty map[string]time.Time, ok bool) {
 	}
 	d := s.dirty
 	s.dirty, s.spare = s.spare, d
-	return d, true
+	return d
 }
 
 // busy says whether an update is in flight.
@@ -179,6 +175,7 @@ func (s *session) onAck(gen uint64, rejected map[string]rejection) (*inflight, e
 	}
 	return f, nil
 }
+
 func describeInflight(f *inflight) string {
 	if f == nil {
 		return "no update is in flight"
