@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 )
 
 // BenchmarkApply times one `ganglionctl apply` of 10,000 services (a directory of 100 files)
@@ -34,7 +35,7 @@ func BenchmarkApply(b *testing.B) {
 		}
 	}
 	pkiDir := filepath.Join(dir, "pki")
-	brain := proc.StartBrain(b, proc.FreeAddr(b), append(proc.EtcdArgs(b, dir), "--pki-dir", pkiDir)...)
+	brain := proc.StartBrain(b, testenv.FreeAddr(b), append(proc.EtcdArgs(b, dir), "--pki-dir", pkiDir)...)
 	brain.WaitReady(b)
 	ctl := func(args ...string) (string, error) {
 		return proc.Ctl(b, nil, append([]string{"--server", brain.Addr, "--pki-dir", pkiDir, "--request-timeout", "5m"}, args...)...)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 )
 
 const ctlManifests = `apiVersion: ganglion-proxy.io/v1
@@ -34,7 +35,7 @@ spec:
 func TestCtlAgainstARunningBrain(t *testing.T) {
 	dir := t.TempDir()
 	pkiDir := filepath.Join(dir, "pki")
-	brain := proc.StartBrain(t, proc.FreeAddr(t), append(proc.EtcdArgs(t, dir), "--pki-dir", pkiDir)...)
+	brain := proc.StartBrain(t, testenv.FreeAddr(t), append(proc.EtcdArgs(t, dir), "--pki-dir", pkiDir)...)
 	brain.WaitReady(t)
 	ctl := func(args ...string) (string, error) {
 		return proc.Ctl(t, nil, append([]string{"--server", brain.Addr, "--pki-dir", pkiDir}, args...)...)

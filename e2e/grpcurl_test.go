@@ -10,6 +10,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/controlplane/example"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
 )
 
@@ -24,7 +25,7 @@ func TestBrainAndAgentProcessesThroughGrpcurl(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca := testpki.New(t)
-	brain := proc.StartBrain(t, proc.FreeAddr(t), append([]string{"--manifests", manifests}, ca.BrainFlags()...)...)
+	brain := proc.StartBrain(t, testenv.FreeAddr(t), append([]string{"--manifests", manifests}, ca.BrainFlags()...)...)
 	addr := brain.Addr
 	brain.WaitReady(t)
 	// Health is the one thing a peer without a certificate may ask, as a load balancer would.

@@ -4,25 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
+	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 	"github.com/ganglion-proxy/ganglion/store"
 )
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	url := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return "http://" + l.Addr().String()
-	}
+	url := func() string { return "http://" + testenv.FreeAddr(t) }
 	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir(), ClientURL: url(), PeerURL: url(), Log: slog.New(slog.DiscardHandler), EtcdLogLevel: "panic"})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
 	"github.com/ganglion-proxy/ganglion/nodeagent/announce/bgp/birdtest"
 )
@@ -79,7 +80,7 @@ func newLab(t testing.TB) *lab {
 	}
 	l.router = birdtest.Start(t, f, router)
 
-	health := proc.FreeAddr(t)
+	health := testenv.FreeAddr(t)
 	argv := append([]string{filepath.Join(proc.Binaries(t), "ganglion-controlplane"), "serve",
 		"--listen", brainAddr, "--health-listen", health, "--metrics-listen", "",
 		"--announce-config", l.write("announce.yaml", announceConfig)},

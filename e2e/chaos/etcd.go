@@ -44,7 +44,8 @@ type Cluster struct {
 	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
-// StartCluster starts n members on the host and waits until the cluster answers a write.
+// StartCluster starts n members on the host and waits until each answers and the cluster
+// accepts a write.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	return startCluster(t, n, nil)
@@ -64,8 +65,8 @@ func startCluster(t testing.TB, n int, ns *netlab.NS) *Cluster {
 	dir := t.TempDir()
 	var peers []string
 	for i := range n {
-		m := &Member{Name: fmt.Sprintf("m%d", i+1), Client: "http://" + proc.FreeAddr(t),
-			Peer: "http://" + proc.FreeAddr(t), Dir: filepath.Join(dir, fmt.Sprintf("m%d", i+1))}
+		m := &Member{Name: fmt.Sprintf("m%d", i+1), Client: "http://" + testenv.FreeAddr(t),
+			Peer: "http://" + testenv.FreeAddr(t), Dir: filepath.Join(dir, fmt.Sprintf("m%d", i+1))}
 		c.Members = append(c.Members, m)
 		peers = append(peers, m.Name+"="+m.Peer)
 	}
@@ -76,11 +77,16 @@ func startCluster(t testing.TB, n int, ns *netlab.NS) *Cluster {
 	t.Cleanup(func() {
 		for _, m := range c.Members {
 			c.Kill(m)
+			if t.Failed() {
+				// A fault that misbehaves is usually explained by what the members logged.
+				b, _ := os.ReadFile(m.Dir + ".log")
+				t.Logf("log of etcd member %s:\n%s", m.Name, proc.Tail(string(b), 6000))
+			}
 		}
 	})
-	proc.EventuallyWithin(t, time.Minute, "etcd cluster accepts a write", func() bool {
-		return c.put() == nil
-	})
+	// Every member, not just a quorum: a fault on one member of a cluster that silently runs on
+	// two takes the whole cluster down.
+	proc.EventuallyWithin(t, time.Minute, "every etcd member answering and the cluster accepting a write", c.Healthy)
 	return c
 }
 

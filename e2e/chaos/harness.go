@@ -16,6 +16,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -66,7 +67,7 @@ func NewHarness(t testing.TB, o Options) *Harness {
 	} else {
 		h.Etcd = StartCluster(t, o.Members)
 		for range o.Brains {
-			h.addrs = append(h.addrs, proc.FreeAddr(t))
+			h.addrs = append(h.addrs, testenv.FreeAddr(t))
 		}
 	}
 	h.brains = make([]*proc.Brain, o.Brains)
@@ -163,7 +164,7 @@ func (h *Harness) startAgent(i int) {
 		h.Agents = append(h.Agents, h.startLabAgent(i))
 		return
 	}
-	a := &Agent{Node: fmt.Sprintf("node-%d", i), IP: fmt.Sprintf("127.0.0.%d", 10+i), Healthz: proc.FreeAddr(h.t)}
+	a := &Agent{Node: fmt.Sprintf("node-%d", i), IP: fmt.Sprintf("127.0.0.%d", 10+i), Healthz: testenv.FreeAddr(h.t)}
 	a.Backend = a.IP
 	a.Proc = proc.Start(h.t, filepath.Join(proc.Binaries(h.t), "ganglion-agent"), "--insecure",
 		"--brain", strings.Join(h.addrs, ","), "--node-name", a.Node, "--node-ip", a.IP,

@@ -17,6 +17,7 @@ import (
 	"github.com/ganglion-proxy/ganglion/e2e/netlab"
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -58,7 +59,7 @@ func (h *Harness) newLab(o Options) {
 // startLabBrain runs brain i in the fabric namespace with a serving certificate for its
 // address; its health port is on the fabric's loopback.
 func (h *Harness) startLabBrain(i int) *proc.Brain {
-	b := &proc.Brain{Addr: h.addrs[i], Health: proc.FreeAddr(h.t)}
+	b := &proc.Brain{Addr: h.addrs[i], Health: testenv.FreeAddr(h.t)}
 	argv := append([]string{filepath.Join(proc.Binaries(h.t), "ganglion-controlplane"), "serve",
 		"--listen", b.Addr, "--health-listen", b.Health, "--metrics-listen", "",
 		"--source", "etcd", "--etcd-endpoints", h.Etcd.Endpoints()}, h.brainTLS...)

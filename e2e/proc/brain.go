@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 )
 
 // Brain is a `ganglion-controlplane serve` process and the addresses it was given.
@@ -21,7 +23,7 @@ type Brain struct {
 // StartBrain runs the brain with its gRPC listener on listen and args after the listener flags.
 func StartBrain(t testing.TB, listen string, args ...string) *Brain {
 	t.Helper()
-	b := &Brain{Addr: listen, Health: FreeAddr(t), Metrics: FreeAddr(t)}
+	b := &Brain{Addr: listen, Health: testenv.FreeAddr(t), Metrics: testenv.FreeAddr(t)}
 	argv := []string{filepath.Join(Binaries(t), "ganglion-controlplane"), "serve",
 		"--listen", listen, "--health-listen", b.Health, "--metrics-listen", b.Metrics}
 	b.Proc = Start(t, append(argv, args...)...)
@@ -33,7 +35,7 @@ func StartBrain(t testing.TB, listen string, args ...string) *Brain {
 func EtcdArgs(t testing.TB, dir string) []string {
 	t.Helper()
 	return []string{"--source", "etcd", "--etcd-data-dir", filepath.Join(dir, "etcd"),
-		"--etcd-listen-client", "http://" + FreeAddr(t), "--etcd-listen-peer", "http://" + FreeAddr(t)}
+		"--etcd-listen-client", "http://" + testenv.FreeAddr(t), "--etcd-listen-peer", "http://" + testenv.FreeAddr(t)}
 }
 
 // WaitReady waits until the brain's /readyz answers 200: it listens, and its source is synced.

@@ -5,7 +5,6 @@ package proc
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,17 +57,6 @@ func Binaries(t testing.TB) string {
 func Root() string {
 	_, self, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(filepath.Dir(self)))
-}
-
-// FreeAddr returns a loopback address with a port that was free a moment ago.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // Proc is a process started by a test and stopped when it ends; its output is kept for failures.

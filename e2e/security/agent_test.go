@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
 )
 
@@ -20,7 +21,7 @@ type agent struct {
 // is the recording one: these tests are about who may talk to the brain, not about the kernel.
 func startAgent(t *testing.T, brain, caFile, node string, id testpki.Pair, extra ...string) *agent {
 	t.Helper()
-	a := &agent{healthz: proc.FreeAddr(t), metrics: proc.FreeAddr(t)}
+	a := &agent{healthz: testenv.FreeAddr(t), metrics: testenv.FreeAddr(t)}
 	argv := []string{filepath.Join(proc.Binaries(t), "ganglion-agent"), "--node-name", node, "--brain", brain,
 		"--dataplane", "recording", "--healthz-bind-address", a.healthz, "--metrics-bind-address", a.metrics,
 		"--tls-ca", caFile, "--tls-cert", id.Cert, "--tls-key", id.Key}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
 )
 
@@ -26,7 +27,7 @@ func startBareMetal(t *testing.T) *bareMetal {
 	dir := t.TempDir()
 	b := &bareMetal{pkiDir: filepath.Join(dir, "pki"), certs: filepath.Join(dir, "certs")}
 	b.caFile = filepath.Join(b.pkiDir, pki.CACert)
-	b.Brain = proc.StartBrain(t, proc.FreeAddr(t), append(proc.EtcdArgs(t, dir), "--pki-dir", b.pkiDir)...)
+	b.Brain = proc.StartBrain(t, testenv.FreeAddr(t), append(proc.EtcdArgs(t, dir), "--pki-dir", b.pkiDir)...)
 	b.WaitReady(t)
 	return b
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
 
@@ -20,7 +21,7 @@ import (
 // so in its log.
 func TestInsecureListensOnLoopbackOnly(t *testing.T) {
 	dir := t.TempDir()
-	_, port, _ := net.SplitHostPort(proc.FreeAddr(t))
+	_, port, _ := net.SplitHostPort(testenv.FreeAddr(t))
 	brain := proc.StartBrain(t, "0.0.0.0:"+port, append(proc.EtcdArgs(t, dir), "--insecure")...)
 	brain.WaitReady(t)
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ganglion-proxy/ganglion/e2e/proc"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
+	"github.com/ganglion-proxy/ganglion/internal/testenv"
 	"github.com/ganglion-proxy/ganglion/internal/testpki"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -25,7 +26,7 @@ func TestCertificatesRotateWithoutRestart(t *testing.T) {
 	server := ca.Server()
 	clientCA := filepath.Join(dir, "client-ca.crt")
 	replaceFile(t, clientCA, ca.CAFile)
-	brain := proc.StartBrain(t, proc.FreeAddr(t), append(proc.EtcdArgs(t, dir),
+	brain := proc.StartBrain(t, testenv.FreeAddr(t), append(proc.EtcdArgs(t, dir),
 		"--tls-cert", server.Cert, "--tls-key", server.Key, "--client-ca", clientCA)...)
 	brain.WaitReady(t)
 
