@@ -11,7 +11,7 @@ import (
 // FreeAddr returns a loopback host:port nothing listens on, for a process the test starts
 // later. The port is drawn below the kernel's ephemeral range: a port the kernel picked for
 // ":0" can be handed to an outgoing connection before the process binds it, and that process
-// then fails to start (CI lost an etcd member that way, and with it the quorum a test needed).
+// then fails to start (the likely way CI lost an etcd member, and with it a test's quorum).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	low := ephemeralLow()
