@@ -2,6 +2,7 @@ package brain_test
 
 import (
 	"crypto/tls"
+	"net"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -74,12 +75,30 @@ func (p *benchPKI) brainAuth(b testing.TB) auth.Config {
 
 // nodeCreds is node's mutual TLS towards a brain, from the files newBenchPKI wrote in dir.
 func nodeCreds(dir, node string, roots *pki.Pool) (grpc.DialOption, error) {
-	files := nodePair(dir, node)
-	pair, err := pki.LoadKeyPair(files.Cert, files.Key)
+	pair, err := nodeKeyPair(dir, node)
 	if err != nil {
 		return nil, err
 	}
 	return grpc.WithTransportCredentials(pki.Credentials(pair, roots, "")), nil
+}
+
+// nodeTLS is node's mutual TLS towards the brain at addr, for a client that is not grpc-go's
+// (simh2_test.go).
+func nodeTLS(dir, node string, roots *pki.Pool, addr string) (*tls.Config, error) {
+	pair, err := nodeKeyPair(dir, node)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	return pki.ClientConfig(pair, roots, host), nil
+}
+
+func nodeKeyPair(dir, node string) (*pki.KeyPair, error) {
+	files := nodePair(dir, node)
+	return pki.LoadKeyPair(files.Cert, files.Key)
 }
 
 // agentCreds is node's mutual TLS, for an agent in the benchmark's own process.

@@ -77,10 +77,10 @@ func benchFanout(b *testing.B, agents int, work string) {
 		fleet.stop()
 		br.Stop()
 
-		fmt.Printf("BENCH fanout agents=%d services=%d endpoints=%d local_share=%.2g topology_share=%.2g agent_work=%s samples=%d"+
+		fmt.Printf("BENCH fanout agents=%d services=%d endpoints=%d local_share=%.2g topology_share=%.2g agent_work=%s agent_client=%s samples=%d"+
 			" initial_s=%.1f p50_ms=%.1f p99_ms=%.1f bytes_per_agent=%.0f resume_ratio=%.4f resume_changed_share=%.2g resumed_agents=%d resent_per_agent=%.1f"+
 			" brain_rss_mib=%.0f brain_cpu_ms_per_change=%.1f agents_cpu_ms_per_change=%.1f tls=mtls\n",
-			fanAgents, fanServices, fanServices*fanEndpoints, fanShare(kindLocal), fanShare(kindTopology), work, len(ch.lat),
+			fanAgents, fanServices, fanServices*fanEndpoints, fanShare(kindLocal), fanShare(kindTopology), work, agentClient(work), len(ch.lat),
 			initial.Seconds(), ch.percentile(0.5), ch.percentile(0.99), ch.wirePerAgent,
 			rs.ratio, float64(fanAway)/fanServices, len(rs.away), rs.resentPerAgent,
 			vmHWMMiB(), ms(ch.brainCPU)/float64(len(ch.lat)), ms(ch.agentsCPU)/float64(len(ch.lat)))

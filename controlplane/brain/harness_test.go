@@ -48,13 +48,19 @@ func testSlice(i, n, v int) *model.EndpointSlice {
 	return sl
 }
 
-// startBrain serves a brain with services 0..services-1 on loopback.
+// startBrain serves a brain with services 0..services-1 on loopback, without TLS.
 func startBrain(t *testing.T, services, endpoints int, opts stream.Options) (*brain.Brain, string) {
+	t.Helper()
+	return startBrainWith(t, services, endpoints, opts, auth.Config{Insecure: true})
+}
+
+// startBrainWith is startBrain with the brain's authentication.
+func startBrainWith(t *testing.T, services, endpoints int, opts stream.Options, authCfg auth.Config) (*brain.Brain, string) {
 	t.Helper()
 	if opts.MaxDelay == 0 {
 		opts.MaxDelay = 20 * time.Millisecond // tests wait less than agents in production
 	}
-	b, err := brain.New(brain.Options{Stream: opts, Log: quiet, Auth: auth.Config{Insecure: true}})
+	b, err := brain.New(brain.Options{Stream: opts, Log: quiet, Auth: authCfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,14 @@ package brain_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,14 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
-	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ganglion-proxy/ganglion/internal/digest"
-	"github.com/ganglion-proxy/ganglion/internal/grpcopts"
 	"github.com/ganglion-proxy/ganglion/internal/pki"
 	v1 "github.com/ganglion-proxy/ganglion/proto/ganglion/v1"
 )
@@ -53,6 +51,15 @@ const (
 	// a reconnect storm measures the brain, not a thousand agents' decoding on its two cores.
 	workHeld = "held"
 )
+
+// agentClient names the gRPC client of agents doing work, for the BENCH lines: the real agent's
+// (grpc-go) or the held agents' own (simh2_test.go).
+func agentClient(work string) string {
+	if work == workHeld {
+		return "h2framer"
+	}
+	return "grpc"
+}
 
 // The reconnect backoff of nodeagent/stream's defaults (Config.BackoffMin, BackoffMax), so a
 // storm of simulated agents comes back as a fleet of real ones would.
@@ -128,11 +135,6 @@ func runSimAgents(cfg simConfig) int {
 	return 0
 }
 
-// simKeepalive gives the brain as long to answer a simulated agent's ping as the brain gives
-// the agent (simDeadAgentAfter): thousands of agents sharing two cores with the brain cannot
-// expect the 10 s a node's agent expects of its brain.
-var simKeepalive = grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: simDeadAgentAfter, Timeout: simDeadAgentAfter, PermitWithoutStream: true})
-
 // heldFleet is the agents of BenchmarkTLSReconnect and BenchmarkFanout5000.
 type heldFleet struct {
 	ctx    context.Context
@@ -150,19 +152,17 @@ func startHeldFleet(cfg simConfig, roots *pki.Pool) (*heldFleet, error) {
 
 // startHeldAgents starts held agents for the nodes from first up to cfg.Agents.
 func startHeldAgents(cfg simConfig, roots *pki.Pool, first int) (*heldFleet, error) {
-	codec := rawCodec{encoding.GetCodecV2(proto.Name)}
 	f := &heldFleet{errs: &errorTally{seen: map[string]int{}}}
 	names := newNameTable()
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	for i := first; i < cfg.Agents; i++ {
 		node := simNode(i)
-		creds, err := nodeCreds(cfg.PKIDir, node, roots)
+		tlsConf, err := nodeTLS(cfg.PKIDir, node, roots, cfg.Addr)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", node, err)
 		}
 		m := &wireMeter{}
-		f.agents = append(f.agents, &simAgent{node: node, addr: cfg.Addr, codec: codec, errs: f.errs, state: newSimHeld(names),
-			dial: append(grpcopts.Client(), creds, m.dialOption(), simKeepalive)})
+		f.agents = append(f.agents, &simAgent{node: node, addr: cfg.Addr, tls: tlsConf, dial: m.dial, errs: f.errs, state: newSimHeld(names)})
 		f.wire = append(f.wire, m)
 		f.halts = append(f.halts, nil)
 		f.start(len(f.agents) - 1)
@@ -228,10 +228,12 @@ func (f *heldFleet) stop() {
 type simAgent struct {
 	node  string
 	addr  string
-	dial  []grpc.DialOption
-	codec rawCodec
+	tls   *tls.Config
+	dial  func(context.Context, string) (net.Conn, error)
 	errs  *errorTally
 	syncs int // snapshots completed
+	// reports receives a line per completed snapshot: the benchmark reads the child's stdout (nil).
+	reports io.Writer
 	// mu guards state: the session's goroutine applies, a state command reads.
 	mu    sync.Mutex
 	state *simHeld
@@ -269,37 +271,33 @@ func (a *simAgent) run(ctx context.Context) {
 }
 
 // session runs one stream on a connection of its own, so every session is a new TLS handshake,
-// as with the real agent.
+// as with the real agent. The stream is spoken by h2Stream (simh2_test.go), not grpc-go's client.
 func (a *simAgent) session(ctx context.Context) error {
-	conn, err := grpc.NewClient(a.addr, a.dial...)
+	cs, err := dialH2(ctx, a.addr, "/ganglion.v1.AgentService/Stream", a.dial, a.tls)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cs, err := conn.NewStream(ctx, &v1.AgentService_ServiceDesc.Streams[0], "/ganglion.v1.AgentService/Stream", grpc.ForceCodecV2(a.codec))
-	if err != nil {
-		return err
-	}
+	defer cs.Close()
+	// Halting the agent closes its connection, which ends a read or write in progress.
+	defer context.AfterFunc(ctx, func() { cs.Close() })()
 	a.mu.Lock()
 	hello := a.state.hello(a.node)
 	a.mu.Unlock()
-	if err := cs.SendMsg(&v1.StreamRequest{Message: &v1.StreamRequest_Hello{Hello: hello}}); err != nil {
+	if err := a.send(cs, &v1.StreamRequest{Message: &v1.StreamRequest_Hello{Hello: hello}}); err != nil {
 		return err
 	}
 	for {
-		var f rawFrame
-		if err := cs.RecvMsg(&f); err != nil {
+		frame, err := cs.Recv()
+		if err != nil {
 			return err
 		}
 		a.mu.Lock()
-		reply, synced, err := a.state.answer(f.b)
+		reply, synced, err := a.state.answer(frame)
 		a.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("%s: %w", a.node, err)
 		}
-		if err := cs.SendMsg(reply); err != nil {
+		if err := a.send(cs, reply); err != nil {
 			return err
 		}
 		if synced {
@@ -309,13 +307,21 @@ func (a *simAgent) session(ctx context.Context) error {
 	}
 }
 
+func (a *simAgent) send(cs *h2Stream, m *v1.StreamRequest) error {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return cs.Send(b)
+}
+
 // report tells the benchmark of a completed snapshot, in one write: lines of a thousand agents
 // do not interleave (nor with a command's answer, which is written when the agents are quiet).
 func (a *simAgent) report() {
 	a.mu.Lock()
 	received, held := a.state.counts()
 	a.mu.Unlock()
-	fmt.Fprintf(os.Stdout, "synced %s %d %d %d\n", a.node, a.syncs, received, held)
+	fmt.Fprintf(cmp.Or[io.Writer](a.reports, os.Stdout), "synced %s %d %d %d\n", a.node, a.syncs, received, held)
 }
 
 // errorTally counts session errors by message.
@@ -339,18 +345,4 @@ func (t *errorTally) print() {
 	for _, m := range msgs {
 		fmt.Fprintf(os.Stderr, "simulated agents: %d sessions ended: %s\n", t.seen[m], m)
 	}
-}
-
-// rawCodec sends protobuf messages and receives frames undecoded: a simulated agent reads only
-// what it needs, so decoding a thousand snapshots does not measure the benchmark's own agents.
-type rawCodec struct{ encoding.CodecV2 }
-
-type rawFrame struct{ b []byte }
-
-func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if f, ok := v.(*rawFrame); ok {
-		f.b = data.Materialize()
-		return nil
-	}
-	return c.CodecV2.Unmarshal(data, v)
 }

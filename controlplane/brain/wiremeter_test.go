@@ -19,20 +19,21 @@ type wireMeter struct {
 }
 
 // dialOption makes a gRPC client dial through the meter.
-func (m *wireMeter) dialOption() grpc.DialOption {
-	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-		m.mu.Lock()
-		if m.dials == nil {
-			m.dials = map[string]int{}
-		}
-		m.dials[addr]++
-		m.mu.Unlock()
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		return &meteredConn{Conn: c, m: m}, nil
-	})
+func (m *wireMeter) dialOption() grpc.DialOption { return grpc.WithContextDialer(m.dial) }
+
+// dial connects to addr and counts the attempt and what crosses the connection.
+func (m *wireMeter) dial(ctx context.Context, addr string) (net.Conn, error) {
+	m.mu.Lock()
+	if m.dials == nil {
+		m.dials = map[string]int{}
+	}
+	m.dials[addr]++
+	m.mu.Unlock()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &meteredConn{Conn: c, m: m}, nil
 }
 
 // dialsTo is how many connections were attempted to addr.
