@@ -92,7 +92,7 @@ bench: ## print the BENCH lines
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkComputeLoad$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkComputeMaterialise$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkComputeChange$$' -benchtime 1x ./controlplane/compute | grep '^BENCH'
-	@$(GO) test -run '^$$' -bench '^(BenchmarkFanout|BenchmarkFanout5000|BenchmarkTLSReconnect)$$' -benchtime 1x -timeout 90m ./controlplane/brain | grep '^BENCH'
+	@$(GO) test -run '^$$' -bench '^(BenchmarkFanout|BenchmarkFanout5000|BenchmarkFanoutFloor|BenchmarkTLSReconnect)$$' -benchtime 1x -timeout 90m ./controlplane/brain | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkNFT$$' -benchtime 1x ./nodeagent/dataplane/nftables | grep '^BENCH'
 	@$(GO) test -run '^$$' -bench 'BenchmarkIPVSInVM$$' -benchtime 1x -timeout 30m ./e2e/ipvs | grep '^BENCH'
 	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkDNS$$' -benchtime 1x ./nodeagent/dns | grep '^BENCH'

@@ -36,7 +36,8 @@ type simConfig struct {
 	Agents int
 	// PKIDir holds the CA and each agent's node certificate, as newBenchPKI wrote them.
 	PKIDir string
-	// Work is what the agents do with what they are sent: workApply, workHeld or workSoak.
+	// Work is what the agents do with what they are sent: workApply, workHeld, workSoak or
+	// workFloor.
 	Work string
 	// Applying is, for workSoak, how many of the agents (the first) are real agents applying
 	// every update; the others are held agents.
@@ -114,6 +115,8 @@ func runSimAgents(cfg simConfig) int {
 		work, err = startHeldFleet(cfg, roots)
 	case workSoak:
 		work, err = startSoakFleet(cfg, roots)
+	case workFloor:
+		work, err = startFloorFleet(cfg, roots)
 	default:
 		err = fmt.Errorf("unknown work %q", cfg.Work)
 	}
