@@ -43,7 +43,9 @@ const (
 	envFanoutSamples = "GANGLION_FANOUT_SAMPLES"
 )
 
-func benchFanout(b *testing.B, agents int, work string) {
+// fanoutFleet sets the workload's agents (envFanoutAgents, or agents) and raises the file limit
+// for their connections; it returns their certificates and the workload's restore.
+func fanoutFleet(b *testing.B, agents int) (*benchPKI, func()) {
 	if s := os.Getenv(envFanoutAgents); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > agents {
@@ -51,9 +53,14 @@ func benchFanout(b *testing.B, agents int, work string) {
 		}
 		agents = n
 	}
-	defer withFanAgents(agents)()
+	restore := withFanAgents(agents)
 	raiseFileLimit()
-	certs := newBenchPKI(b, fanoutNodes()...)
+	return newBenchPKI(b, fanoutNodes()...), restore
+}
+
+func benchFanout(b *testing.B, agents int, work string) {
+	certs, restore := fanoutFleet(b, agents)
+	defer restore()
 	for b.Loop() {
 		br := fanoutBrain(b, certs.brainAuth(b))
 		lis := listen(b)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,17 +20,9 @@ import (
 // BenchmarkFanout5000's on the same machine: machines differ by a factor of two in what a
 // loopback round trip costs, and this line says how far the brain is from the transport.
 func BenchmarkFanoutFloor(b *testing.B) {
-	agents := 5000
-	if s := os.Getenv(envFanoutAgents); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > agents {
-			b.Fatalf("%s=%q: want 1 to %d", envFanoutAgents, s, agents)
-		}
-		agents = n
-	}
-	defer withFanAgents(agents)()
-	raiseFileLimit()
-	certs := newBenchPKI(b, fanoutNodes()...)
+	certs, restore := fanoutFleet(b, 5000)
+	defer restore()
+	agents := fanAgents
 	for b.Loop() {
 		lis := listen(b)
 		fleet := startFleet(b, simConfig{Addr: lis.Addr().String(), Agents: agents, PKIDir: certs.Dir, Work: workFloor})
