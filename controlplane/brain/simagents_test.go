@@ -42,6 +42,8 @@ type simConfig struct {
 	// Applying is, for workSoak, how many of the agents (the first) are real agents applying
 	// every update; the others are held agents.
 	Applying int
+	// GOGC, when not zero, is the process's GOGC.
+	GOGC int
 }
 
 const (

@@ -48,6 +48,9 @@ func startFleet(b *testing.B, cfg simConfig) *simFleet {
 		last: map[string]simReport{}, at: map[int]time.Time{}}
 	f.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	f.cmd.Env = append(os.Environ(), envSimAgents+"="+string(spec))
+	if cfg.GOGC != 0 {
+		f.cmd.Env = append(f.cmd.Env, "GOGC="+strconv.Itoa(cfg.GOGC))
+	}
 	f.cmd.Stderr = os.Stderr
 	if f.stdin, err = f.cmd.StdinPipe(); err != nil {
 		b.Fatal(err)

@@ -19,13 +19,17 @@ import (
 const (
 	soakMaxSlope = 5.0   // MiB per hour, the brain's process and each agent
 	soakMaxP99   = 250.0 // ms, change to acknowledgement
-	// The brain's settled RSS is read every soakBrainEvery, the agents' every soakAgentsEvery:
-	// settling is a forced collection and gives every free page back, which the latency it
-	// interrupts shows (3-minute runs: p99 534 ms settling every 10 and 30 s, 458 ms without),
-	// and the agents' heap of gigabytes costs seconds of CPU. Ten minutes still give the second
-	// half 10 and 5 samples.
-	soakBrainEvery  = 30 * time.Second
-	soakAgentsEvery = 60 * time.Second
+	// soakSampleEvery is how often both processes' settled RSS is read (settledRSS forces
+	// nothing): 30 samples in the second half of ten minutes.
+	soakSampleEvery = 10 * time.Second
+	// soakFleetGOGC is the agents' process's GOGC. Its collections mark the state of all 100
+	// applying agents at once (840 MB live, 0.8 to 1.6 s) and slow every agent in it meanwhile:
+	// every 20 to 30 s at the default 100, each a spike of the whole fleet's latency, up to 2.1 s
+	// (GODEBUG=gctrace=1 lined up with latency.tsv). On a cluster each agent collects its own few
+	// megabytes on its own node. At 400 (3-minute runs): 0 updates later than a second against
+	// 295, p99 338.9 ms against 419.1. Agents in processes of 10 had no stall either, but each
+	// process decoded for itself what one stream.Share decodes once: p99 476.6.
+	soakFleetGOGC = 400
 )
 
 // Environment overrides for development: a full run is 1,000 agents for 10 minutes.
@@ -58,7 +62,8 @@ func BenchmarkSoak(b *testing.B) {
 		m.Programming = lat // before Serve: no stream observes it yet
 		lis := listen(b)
 		go br.Serve(lis)
-		fleet := startFleet(b, simConfig{Addr: lis.Addr().String(), Agents: agents, PKIDir: certs.Dir, Work: workSoak, Applying: applying})
+		fleet := startFleet(b, simConfig{Addr: lis.Addr().String(), Agents: agents, PKIDir: certs.Dir, Work: workSoak, Applying: applying,
+			GOGC: soakFleetGOGC})
 		waitUntil(b, "initial sync of every agent", 15*time.Minute, func() bool { return allSynced(br, agents) })
 
 		r := runSoak(b, br, fleet, lat, agents, applying, time.Duration(minutes)*time.Minute)
@@ -95,14 +100,12 @@ func soakSize(b *testing.B) (agents, minutes, applying int) {
 
 // soakResult is what a soak run measured.
 type soakResult struct {
-	changesPerS                float64
-	brainSlope, agentSlope     float64 // MiB per hour
-	brainMiB, agentsMiB        float64 // mean over the second half; agentsMiB the agents' whole process
-	brainSamples, agentSamples int     // RSS samples in the second half
-	p50, p99, worst            float64 // ms
-	updates, stalls            int64
-	flips, deletes, adds       int
-	partial                    int // resources rejected as part of a port (checkRefusals)
+	changesPerS          float64
+	brain, agents        rssFit  // the agents' slope and error per applying agent; mean the whole process
+	p50, p99, worst      float64 // ms
+	updates, stalls      int64
+	flips, deletes, adds int
+	partial              int // resources rejected as part of a port (checkRefusals)
 }
 
 // runSoak churns br for run while sampling memory, waits until every agent has caught up, and
@@ -117,14 +120,14 @@ func runSoak(b *testing.B, br *brain.Brain, fleet *simFleet, lat *latencyRecorde
 	churn := newSoakChurn(br)
 	ctx, cancel := context.WithTimeout(context.Background(), run)
 	defer cancel()
-	lat.on.Store(true)
+	lat.begin()
 	start := time.Now()
 	done := make(chan struct{})
 	go func() { defer close(done); churn.run(ctx) }()
 	mem := sampleSoak(b, fleet, start, run, done)
 	elapsed := churn.elapsed // the sampler may return late, after a fleet command
 	mem.profile("end")
-	mem.write(b)
+	mem.write(b, lat)
 	// Updates still on their way carry changes of the run: they are timed too.
 	waitUntil(b, "every agent caught up with the churn", 5*time.Minute, func() bool { return allSynced(br, agents) })
 	lat.on.Store(false)
@@ -180,17 +183,14 @@ type soakMemory struct {
 	profile       func(name string)
 }
 
-// sampleSoak reads both processes' settled RSS until done closes: the brain's every
-// soakBrainEvery, the agents' every soakAgentsEvery (their process settles on command), and
+// sampleSoak reads both processes' settled RSS every soakSampleEvery until done closes, and
 // writes heap profiles at half time. It runs on the benchmark's goroutine, as fleet commands do.
 func sampleSoak(b *testing.B, fleet *simFleet, start time.Time, run time.Duration, done <-chan struct{}) *soakMemory {
 	b.Helper()
-	mem := &soakMemory{brain: make([]rssSample, 0, run/soakBrainEvery+2), agents: make([]rssSample, 0, run/soakAgentsEvery+2),
-		profile: soakProfiler(b, fleet)}
-	pid := strconv.Itoa(fleet.cmd.Process.Pid)
-	tick := time.NewTicker(soakBrainEvery)
+	n := run/soakSampleEvery + 2
+	mem := &soakMemory{brain: make([]rssSample, 0, n), agents: make([]rssSample, 0, n), profile: soakProfiler(b, fleet)}
+	tick := time.NewTicker(soakSampleEvery)
 	defer tick.Stop()
-	var nextAgents time.Duration
 	halved := false
 	for {
 		select {
@@ -199,19 +199,22 @@ func sampleSoak(b *testing.B, fleet *simFleet, start time.Time, run time.Duratio
 		case <-tick.C:
 		}
 		at := time.Since(start)
+		if at > run {
+			return mem // the churn is over; done is about to close
+		}
 		mib, err := settledRSS()
 		if err != nil {
 			b.Fatal(err)
 		}
 		mem.brain = append(mem.brain, rssSample{at: at, mib: mib, classes: memClasses()})
-		if at >= nextAgents {
-			fleet.command(b, "settle")
-			if mib, err = vmRSSMiB(pid); err != nil {
-				b.Fatal(err)
-			}
-			mem.agents = append(mem.agents, rssSample{at: at, mib: mib})
-			nextAgents += soakAgentsEvery
+		l := fleet.command(b, "rss")
+		if len(l) != 1 || len(l[0]) != 2 || l[0][0] != "rss" {
+			b.Fatalf("soak agents: bad rss answer %q", l)
 		}
+		if mib, err = strconv.ParseFloat(l[0][1], 64); err != nil {
+			b.Fatalf("soak agents: bad rss answer %q", l)
+		}
+		mem.agents = append(mem.agents, rssSample{at: at, mib: mib})
 		if !halved && at >= run/2 {
 			mem.profile("half")
 			halved = true
@@ -219,9 +222,9 @@ func sampleSoak(b *testing.B, fleet *simFleet, start time.Time, run time.Duratio
 	}
 }
 
-// write saves the samples as rss.tsv (seconds, process, MiB, the brain's memory classes) beside
-// the profiles, when envSoakProfile names a directory.
-func (mem *soakMemory) write(b *testing.B) {
+// write saves the samples as rss.tsv (seconds, process, MiB, the brain's memory classes) and
+// lat's timeline as latency.tsv beside the profiles, when envSoakProfile names a directory.
+func (mem *soakMemory) write(b *testing.B, lat *latencyRecorder) {
 	b.Helper()
 	dir := os.Getenv(envSoakProfile)
 	if dir == "" {
@@ -237,6 +240,9 @@ func (mem *soakMemory) write(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(dir, "rss.tsv"), []byte(out.String()), 0o644); err != nil {
 		b.Errorf("soak samples: %v", err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "latency.tsv"), []byte(lat.timeline()), 0o644); err != nil {
+		b.Errorf("soak timeline: %v", err)
+	}
 }
 
 // soakFigures reduces a run's samples and latencies to its figures. The agents' process grows by
@@ -246,20 +252,20 @@ func soakFigures(mem *soakMemory, half time.Duration, lat *latencyRecorder, appl
 	r := soakResult{changesPerS: float64(churn.changes) / elapsed.Seconds(), updates: lat.count(), stalls: lat.stalls.Load(),
 		p50: lat.percentile(0.5), p99: lat.percentile(0.99), worst: ms(time.Duration(lat.worst.Load())),
 		flips: churn.flips, deletes: churn.deletes, adds: churn.adds}
-	r.brainSlope, r.brainMiB, r.brainSamples = secondHalf(mem.brain, half)
-	r.agentSlope, r.agentsMiB, r.agentSamples = secondHalf(mem.agents, half)
-	r.agentSlope /= float64(applying)
+	r.brain, r.agents = secondHalf(mem.brain, half), secondHalf(mem.agents, half)
+	r.agents.slope /= float64(applying)
+	r.agents.se /= float64(applying)
 	return r
 }
 
 // floorsFailed names the floors the run did not hold.
 func (r soakResult) floorsFailed() []string {
 	var out []string
-	if r.brainSlope > soakMaxSlope {
-		out = append(out, fmt.Sprintf("brain RSS grows %.1f MiB/h > %.0f", r.brainSlope, soakMaxSlope))
+	if r.brain.slope > soakMaxSlope {
+		out = append(out, fmt.Sprintf("brain RSS grows %.1f MiB/h > %.0f", r.brain.slope, soakMaxSlope))
 	}
-	if r.agentSlope > soakMaxSlope {
-		out = append(out, fmt.Sprintf("agent RSS grows %.2f MiB/h > %.0f", r.agentSlope, soakMaxSlope))
+	if r.agents.slope > soakMaxSlope {
+		out = append(out, fmt.Sprintf("agent RSS grows %.2f MiB/h > %.0f", r.agents.slope, soakMaxSlope))
 	}
 	if r.p99 > soakMaxP99 {
 		out = append(out, fmt.Sprintf("p99 %.1f ms > %.0f", r.p99, soakMaxP99))
@@ -267,18 +273,18 @@ func (r soakResult) floorsFailed() []string {
 	if r.stalls > 0 {
 		out = append(out, fmt.Sprintf("%d updates later than %s", r.stalls, soakStallAfter))
 	}
-	if min(r.brainSamples, r.agentSamples) < 5 {
-		out = append(out, fmt.Sprintf("%d and %d RSS samples in the second half: too few for a slope", r.brainSamples, r.agentSamples))
+	if min(r.brain.n, r.agents.n) < 5 {
+		out = append(out, fmt.Sprintf("%d and %d RSS samples in the second half: too few for a slope", r.brain.n, r.agents.n))
 	}
 	return out
 }
 
 func (r soakResult) line(agents, applying, minutes int) string {
 	return fmt.Sprintf("soak agents=%d applying_agents=%d minutes=%d changes_per_s=%.0f brain_rss_slope_mib_per_h=%.2f agent_rss_slope_mib_per_h=%.3f"+
-		" p99_ms=%.1f stalls=%d p50_ms=%.1f max_ms=%.1f updates=%d flips=%d service_deletes=%d service_adds=%d rejected_partial_port=%d"+
-		" brain_rss_mib=%.0f agents_process_rss_mib=%.0f rss_samples=%d/%d rss=settled tls=mtls",
-		agents, applying, minutes, r.changesPerS, r.brainSlope, r.agentSlope, r.p99, r.stalls, r.p50, r.worst, r.updates,
-		r.flips, r.deletes, r.adds, r.partial, r.brainMiB, r.agentsMiB, r.brainSamples, r.agentSamples)
+		" p99_ms=%.1f stalls=%d p50_ms=%.1f max_ms=%.1f brain_rss_slope_se=%.2f agent_rss_slope_se=%.3f updates=%d flips=%d service_deletes=%d"+
+		" service_adds=%d rejected_partial_port=%d brain_rss_mib=%.0f agents_process_rss_mib=%.0f rss_samples=%d/%d rss=settled tls=mtls",
+		agents, applying, minutes, r.changesPerS, r.brain.slope, r.agents.slope, r.p99, r.stalls, r.p50, r.worst, r.brain.se, r.agents.se,
+		r.updates, r.flips, r.deletes, r.adds, r.partial, r.brain.mean, r.agents.mean, r.brain.n, r.agents.n)
 }
 
 // soakProfiler returns a function writing both processes' heap profiles under a name, into the

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -90,7 +89,7 @@ func startSoakFleet(cfg simConfig, roots *pki.Pool) (*soakFleet, error) {
 //	state   "state <node> <resources> <digest> <dataplane>": what each agent holds, as the apply
 //	        and held fleets say it (checkSoakHold reads it)
 //	refused "refused <partial> <other>": resources the agents rejected, by why
-//	settle  gives every free page back to the system (debug.FreeOSMemory), for settled RSS
+//	rss     "rss <MiB>": the process's settled RSS (settledRSS)
 //	heap <file> writes the process's heap profile to file, after a collection
 //	cpu <file>  starts the process's CPU profile into file; "cpu stop" ends it
 func (f *soakFleet) command(args []string, out io.Writer) error {
@@ -100,8 +99,12 @@ func (f *soakFleet) command(args []string, out io.Writer) error {
 		return f.held.command(args, out)
 	case len(args) == 1 && args[0] == "refused":
 		fmt.Fprintf(out, "refused %d %d\n", f.refusals.partial.Load(), f.refusals.other.Load())
-	case len(args) == 1 && args[0] == "settle":
-		debug.FreeOSMemory()
+	case len(args) == 1 && args[0] == "rss":
+		mib, err := settledRSS()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "rss %.1f\n", mib)
 	case len(args) == 2 && args[0] == "heap":
 		return writeHeapProfile(args[1])
 	case len(args) == 2 && args[0] == "cpu":

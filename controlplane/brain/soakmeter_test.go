@@ -3,8 +3,8 @@ package brain_test
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
-	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -34,12 +34,28 @@ type latencyRecorder struct {
 	buckets []atomic.Int64 // observations by soakLatencyStep; the last holds everything longer
 	stalls  atomic.Int64   // observations later than soakStallAfter
 	worst   atomic.Int64   // the longest observation, in nanoseconds
+	// start and seconds are the timeline: by second of the run, the updates acknowledged, those
+	// later than soakMaxP99 and the longest, to tell steady saturation from a pause.
+	start   atomic.Int64 // unix nanoseconds
+	seconds []secondTally
 }
+
+// secondTally is one second of the timeline.
+type secondTally struct{ acked, late, worst atomic.Int64 }
+
+// soakTimelineSeconds bounds the timeline; later observations are counted in the histogram only.
+const soakTimelineSeconds = 3 * 3600
 
 var _ prometheus.Histogram = (*latencyRecorder)(nil)
 
 func newLatencyRecorder(h prometheus.Histogram) *latencyRecorder {
-	return &latencyRecorder{Histogram: h, buckets: make([]atomic.Int64, soakLatencyBuckets+1)}
+	return &latencyRecorder{Histogram: h, buckets: make([]atomic.Int64, soakLatencyBuckets+1), seconds: make([]secondTally, soakTimelineSeconds)}
+}
+
+// begin starts timing.
+func (r *latencyRecorder) begin() {
+	r.start.Store(time.Now().UnixNano())
+	r.on.Store(true)
 }
 
 // Observe counts one acknowledged update, v seconds after its oldest change.
@@ -53,8 +69,35 @@ func (r *latencyRecorder) Observe(v float64) {
 	if d > soakStallAfter {
 		r.stalls.Add(1)
 	}
-	for w := r.worst.Load(); int64(d) > w && !r.worst.CompareAndSwap(w, int64(d)); w = r.worst.Load() {
+	raise(&r.worst, int64(d))
+	if sec := (time.Now().UnixNano() - r.start.Load()) / int64(time.Second); sec >= 0 && sec < int64(len(r.seconds)) {
+		t := &r.seconds[sec]
+		t.acked.Add(1)
+		if ms(d) > soakMaxP99 {
+			t.late.Add(1)
+		}
+		raise(&t.worst, int64(d))
 	}
+}
+
+// raise sets v to n when n is larger.
+func raise(v *atomic.Int64, n int64) {
+	for w := v.Load(); n > w && !v.CompareAndSwap(w, n); w = v.Load() {
+	}
+}
+
+// timeline renders the seconds that saw an acknowledgement: second, updates, later than the p99
+// floor, the longest in ms; a first line gives the start in Unix seconds, to line the timeline
+// up with other records (GODEBUG=gctrace=1 through a timestamping pipe, say).
+func (r *latencyRecorder) timeline() string {
+	var out strings.Builder
+	fmt.Fprintf(&out, "# start %.3f\n", float64(r.start.Load())/1e9)
+	for i := range r.seconds {
+		if t := &r.seconds[i]; t.acked.Load() > 0 {
+			fmt.Fprintf(&out, "%d\t%d\t%d\t%.1f\n", i, t.acked.Load(), t.late.Load(), ms(time.Duration(t.worst.Load())))
+		}
+	}
+	return out.String()
 }
 
 // count is how many updates were observed.
@@ -114,13 +157,28 @@ func memClasses() string {
 	return strings.Join(out, " ")
 }
 
-// settledRSS returns this process's RSS after a collection that gives every free page back to
-// the system (debug.FreeOSMemory): what the process keeps. Raw RSS follows the heap's sawtooth
-// between collections (twice the live heap at GOGC=100), swings of hundreds of MiB against a
-// floor of 5 MiB an hour.
+// settledRSS estimates what this process keeps: its RSS less every heap byte that holds no
+// live object, so the live heap (as the last collection found it, /gc/heap/live) plus everything
+// outside the heap (stacks, the runtime's metadata). What it leaves out is the heap's slack: pages
+// held free (/memory/classes/heap/free), free slots in used spans (heap/unused) and objects
+// allocated since the last collection beyond those found live (heap/objects less /gc/heap/live).
+// That slack follows the collector's cycle, not what the process holds: leaving out only the
+// free pages and new objects swung the brain's estimate by 30 MiB with heap/unused, and the
+// agents' process's by 300 MiB between its collections (the slots of dead objects refilled).
+// Nothing is forced: debug.FreeOSMemory took the agents' process 4.5 to 5.9 s and the brain's 1
+// to 1.8 s a sample, and a forced collection of the agents' process alone 1 to 5 s (840 MB live),
+// each a collapse of the whole fleet's latency (latency.tsv: 911 updates later than a second in
+// 10 minutes, each second of them beside a sample).
 func settledRSS() (float64, error) {
-	debug.FreeOSMemory()
-	return vmRSSMiB("self")
+	m := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	metrics.Read(m)
+	rss, err := vmRSSMiB("self")
+	if err != nil {
+		return 0, err
+	}
+	free, unused, objects, live := m[0].Value.Uint64(), m[1].Value.Uint64(), m[2].Value.Uint64(), m[3].Value.Uint64()
+	return rss - float64(free+unused+objects-min(objects, live))/(1<<20), nil
 }
 
 // vmRSSMiB is a process's resident set ("self" for this one), from /proc/<pid>/status.
@@ -141,22 +199,34 @@ func vmRSSMiB(pid string) (float64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%s/status", pid)
 }
 
-// secondHalf fits mib = a + b·t by least squares over the samples from half on and returns b
-// in MiB per hour, the samples' mean and how many there were. The first half is warm-up: heaps,
-// pools and the set of deleted services reach their working size there.
-func secondHalf(samples []rssSample, half time.Duration) (slope, mean float64, n int) {
-	var st, sy, stt, sty float64
+// rssFit is a least-squares line through the second half's samples.
+type rssFit struct {
+	slope, se float64 // MiB per hour, and the slope's standard error
+	mean      float64 // MiB
+	n         int     // samples
+}
+
+// secondHalf fits mib = a + b·t by least squares over the samples from half on. The first half
+// is warm-up: heaps, pools and the set of deleted services reach their working size there. The
+// standard error says what the slope can tell: the brain's live heap moves by megabytes with what
+// its streams hold at each collection, so ten minutes cannot resolve a few MiB an hour.
+func secondHalf(samples []rssSample, half time.Duration) rssFit {
+	var f rssFit
+	var st, sy, stt, sty, syy float64
 	for _, s := range samples {
 		if s.at < half {
 			continue
 		}
 		t := s.at.Hours()
-		st, sy, stt, sty = st+t, sy+s.mib, stt+t*t, sty+t*s.mib
-		n++
+		st, sy, stt, sty, syy = st+t, sy+s.mib, stt+t*t, sty+t*s.mib, syy+s.mib*s.mib
+		f.n++
 	}
-	den := float64(n)*stt - st*st
-	if n < 2 || den == 0 {
-		return 0, 0, n
+	n := float64(f.n)
+	sxx, sxy, s2 := stt-st*st/n, sty-st*sy/n, syy-sy*sy/n
+	if f.n < 3 || sxx <= 0 {
+		return f
 	}
-	return (float64(n)*sty - st*sy) / den, sy / float64(n), n
+	f.slope, f.mean = sxy/sxx, sy/n
+	f.se = math.Sqrt(max(0, s2-f.slope*sxy) / (n - 2) / sxx)
+	return f
 }
