@@ -199,8 +199,9 @@ func sampleSoak(b *testing.B, fleet *simFleet, start time.Time, run time.Duratio
 		case <-tick.C:
 		}
 		at := time.Since(start)
-		if at > run {
-			return mem // the churn is over; done is about to close
+		if at > run { // the churn is over: a sample now would read its aftermath
+			<-done
+			return mem
 		}
 		mib, err := settledRSS()
 		if err != nil {
