@@ -208,12 +208,10 @@ func sampleSoak(b *testing.B, fleet *simFleet, start time.Time, run time.Duratio
 			b.Fatal(err)
 		}
 		mem.brain = append(mem.brain, rssSample{at: at, mib: mib, classes: memClasses()})
-		l := fleet.command(b, "rss")
-		if len(l) != 1 || len(l[0]) != 2 || l[0][0] != "rss" {
+		if l := fleet.command(b, "rss"); len(l) != 1 || len(l[0]) != 2 || l[0][0] != "rss" {
 			b.Fatalf("soak agents: bad rss answer %q", l)
-		}
-		if mib, err = strconv.ParseFloat(l[0][1], 64); err != nil {
-			b.Fatalf("soak agents: bad rss answer %q", l)
+		} else if mib, err = strconv.ParseFloat(l[0][1], 64); err != nil {
+			b.Fatalf("soak agents: bad rss answer %q: %v", l, err)
 		}
 		mem.agents = append(mem.agents, rssSample{at: at, mib: mib})
 		if !halved && at >= run/2 {
